@@ -1,0 +1,141 @@
+/**
+ * @module cache/blob-cache
+ * The local side of blob serving: committed blobs (SQLite row + file) and fills in flight,
+ * with exactly one fill per digest however many clients ask at once. A fill owns its own abort
+ * controller and timeout; it is never tied to the client that started it.
+ */
+import fsp from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../util/logger.ts';
+import type { Digest } from '../registry/digest.ts';
+import { BlobFill } from './blob-fill.ts';
+import type { BlobStore } from './blob-store.ts';
+import { READ_CHUNK } from './blob-store.ts';
+import type { BlobRow, Metadata } from './metadata.ts';
+
+/** What a fill needs from the upstream: the announced size and the body to copy. */
+export interface FillSource {
+  size: number | undefined;
+  mediaType: string | undefined;
+  body: AsyncIterable<Buffer> & { destroy?: (err?: Error) => void };
+}
+
+export interface FillRequest {
+  digest: Digest;
+  /** The repository the blob is fetched for, linked on commit. */
+  link: { upstream: string; repo: string };
+  source: string;
+  timeoutMs: number;
+  /** Opens the upstream response; called once per fill, with the fill's own signal. */
+  open: (signal: AbortSignal) => Promise<FillSource>;
+}
+
+export interface OpenBlob {
+  size: number;
+  stream: Readable;
+}
+
+export class BlobCache {
+  readonly store: BlobStore;
+  readonly metadata: Metadata;
+  readonly #log: Logger;
+  readonly #fills = new Map<string, Promise<BlobFill>>();
+
+  constructor(store: BlobStore, metadata: Metadata, log: Logger) {
+    this.store = store;
+    this.metadata = metadata;
+    this.#log = log.child({ module: 'blob-cache' });
+  }
+
+  lookup(digest: string): BlobRow | undefined {
+    return this.metadata.getBlob(digest);
+  }
+
+  /**
+   * Opens a committed blob for [start, end]. The file is opened before any header is sent so a
+   * file removed behind our back becomes a miss (and its row is dropped), not a broken response.
+   */
+  async openCommitted(row: BlobRow, start?: number, end?: number): Promise<OpenBlob | undefined> {
+    const hex = row.digest.slice('sha256:'.length);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.store.paths.blobFile(hex), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#log.warn({ digest: row.digest }, 'blob row without file: dropping the row and refetching');
+      this.metadata.deleteBlob(row.digest);
+      return undefined;
+    }
+    this.metadata.recordBlobHit(row.digest);
+    const stream = handle.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true });
+    return { size: row.size, stream };
+  }
+
+  /** The fill in flight for `digest`, if any (resolves once upstream headers arrived). */
+  inflight(digest: string): Promise<BlobFill> | undefined {
+    return this.#fills.get(digest);
+  }
+
+  /** Starts a fill, or joins the one running for this digest. Resolves once upstream answered. */
+  fill(req: FillRequest): Promise<BlobFill> {
+    const key = req.digest.value;
+    const running = this.#fills.get(key);
+    if (running) return running;
+    const started = this.#start(req);
+    this.#fills.set(key, started);
+    started.catch(() => this.#fills.delete(key));
+    return started;
+  }
+
+  async #start(req: FillRequest): Promise<BlobFill> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new Error(`fill of ${req.digest.value} exceeded fillTimeout (${req.timeoutMs} ms)`)),
+      req.timeoutMs,
+    );
+    timer.unref();
+    let source: FillSource;
+    try {
+      source = await req.open(controller.signal);
+    } catch (err) {
+      clearTimeout(timer);
+      throw err;
+    }
+    const fill = new BlobFill({
+      digest: req.digest,
+      expectedSize: source.size,
+      tempPath: this.store.tempPath(req.digest.hex),
+      source: req.source,
+    });
+    const onAbort = () => {
+      fill.fail(controller.signal.reason);
+      source.body.destroy?.(controller.signal.reason as Error);
+    };
+    controller.signal.addEventListener('abort', onAbort, { once: true });
+    const started = Date.now();
+    void fill
+      .run(source.body)
+      .then(async (size) => {
+        await this.store.commit(fill.tempPath, req.digest.hex);
+        this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
+        this.#log.info({ digest: req.digest.value, size, ms: Date.now() - started, upstream: req.source }, 'blob committed');
+      })
+      .catch((err: unknown) => {
+        fill.fail(err);
+        void fsp.rm(fill.tempPath, { force: true });
+        this.#log.warn({ digest: req.digest.value, err: (err as Error).message, upstream: req.source }, 'blob fill failed; nothing committed');
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        controller.signal.removeEventListener('abort', onAbort);
+        this.#fills.delete(req.digest.value);
+        fill.retire();
+      });
+    return fill;
+  }
+
+  /** Fills still running, for graceful shutdown. */
+  get activeFills(): number {
+    return this.#fills.size;
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * @module cache/blob-fill
+ * One upstream download of one blob, shared by every client that wants it while it runs.
+ *
+ * The fill appends upstream bytes to a temp file, hashing as it goes; readers tail that file
+ * from any offset, so a client joining late (or asking for a Range) gets bytes as soon as they
+ * exist on disk, a slow client never slows the fill, and memory stays flat however large the
+ * blob. The final byte is released to readers only once the sha256 and size are verified: a
+ * client must never see a clean end to a wrong body. On any failure every reader is destroyed
+ * (its connection aborts), the temp file is removed and nothing is committed.
+ * (distribution's proxyblobstore streams to one client while copying to storage; here every
+ * waiting client streams.)
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { RegistryError } from '../registry/errors.ts';
+import type { Digest } from '../registry/digest.ts';
+import { READ_CHUNK } from './blob-store.ts';
+
+export type FillState = 'running' | 'verified' | 'failed';
+
+export interface BlobFillOptions {
+  digest: Digest;
+  /** Size the upstream announced (Content-Length); undefined when it did not. */
+  expectedSize: number | undefined;
+  tempPath: string;
+  /** Label for error messages, e.g. the upstream's name. */
+  source: string;
+}
+
+export class BlobFill {
+  readonly digest: Digest;
+  readonly expectedSize: number | undefined;
+  readonly tempPath: string;
+  readonly source: string;
+  #written = 0;
+  #state: FillState = 'running';
+  #error: Error | undefined;
+  #fd: number | undefined;
+  #openReaders = 0;
+  #retired = false;
+  #listeners = new Set<() => void>();
+
+  constructor({ digest, expectedSize, tempPath, source }: BlobFillOptions) {
+    this.digest = digest;
+    this.expectedSize = expectedSize;
+    this.tempPath = tempPath;
+    this.source = source;
+  }
+
+  get state(): FillState {
+    return this.#state;
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  /**
+   * Copies `body` into the temp file and verifies it. Resolves with the size once the digest
+   * checked out (the caller then commits the file); rejects, after cleaning up, otherwise.
+   */
+  async run(body: AsyncIterable<Buffer>): Promise<number> {
+    const hash = createHash('sha256');
+    try {
+      this.#fd = fs.openSync(this.tempPath, 'wx+', 0o644);
+      for await (const chunk of body) {
+        if (this.#state === 'failed') throw this.#error;
+        hash.update(chunk);
+        await writeAll(this.#fd, chunk, this.#written);
+        this.#written += chunk.length;
+        if (this.expectedSize !== undefined && this.#written > this.expectedSize) {
+          throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` });
+        }
+        this.#notify();
+      }
+      if (this.expectedSize !== undefined && this.#written !== this.expectedSize) {
+        throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} ended ${this.digest.value} after ${this.#written} of ${this.expectedSize} bytes` });
+      }
+      const actual = hash.digest('hex');
+      if (actual !== this.digest.hex) {
+        throw new RegistryError('UNAVAILABLE', {
+          status: 502,
+          message: `upstream ${this.source} sent content whose sha256 does not match ${this.digest.value}`,
+          detail: { expected: this.digest.value, actual: `sha256:${actual}` },
+        });
+      }
+      // Durable before it becomes visible under its final name (see BlobStore.commit).
+      await new Promise<void>((resolve, reject) => fs.fdatasync(this.#fd as number, (e) => (e ? reject(e) : resolve())));
+      this.#state = 'verified';
+      this.#notify();
+      return this.#written;
+    } catch (err) {
+      this.fail(err);
+      await fsp.rm(this.tempPath, { force: true });
+      throw this.#error;
+    }
+  }
+
+  /** Aborts the fill (e.g. on timeout) and every reader; idempotent. */
+  fail(err: unknown): void {
+    if (this.#state === 'failed') return;
+    this.#state = 'failed';
+    this.#error =
+      err instanceof RegistryError
+        ? err
+        : new RegistryError('UNAVAILABLE', { status: 502, message: `fetching ${this.digest.value} from upstream ${this.source} failed: ${(err as Error)?.message ?? err}`, cause: err });
+    this.#notify();
+  }
+
+  /**
+   * A stream of bytes [start, end] (inclusive; end defaults to the last byte) that follows the
+   * fill. Destroyed with the fill's error if the fill fails before the range was delivered.
+   */
+  createReader(start = 0, end?: number): Readable {
+    if (this.#state === 'failed') throw this.#error;
+    this.#openReaders++;
+    let released = false;
+    return new FillReader(this, start, end, () => {
+      if (released) return;
+      released = true;
+      this.#openReaders--;
+      this.#maybeClose();
+    });
+  }
+
+  /** Calls `listener` once, at the next progress, verification or failure. */
+  onProgress(listener: () => void): void {
+    this.#listeners.add(listener);
+  }
+
+  /** The open temp file, for readers' positional reads. */
+  get fd(): number | undefined {
+    return this.#fd;
+  }
+
+  /** The owner is done with the fill (committed or failed); the fd closes after the last reader. */
+  retire(): void {
+    this.#retired = true;
+    this.#maybeClose();
+  }
+
+  #notify(): void {
+    if (this.#listeners.size === 0) return;
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    for (const listener of listeners) listener();
+  }
+
+  /** The fd stays open while the owner or any reader needs it; rename and unlink don't affect it. */
+  #maybeClose(): void {
+    if (this.#retired && this.#openReaders === 0 && this.#fd !== undefined) {
+      const fd = this.#fd;
+      this.#fd = undefined;
+      fs.close(fd, () => {});
+    }
+  }
+}
+
+/** Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. */
+class FillReader extends Readable {
+  readonly #fill: BlobFill;
+  readonly #end: number | undefined;
+  readonly #release: () => void;
+  #position: number;
+  #busy = false;
+
+  constructor(fill: BlobFill, start: number, end: number | undefined, release: () => void) {
+    super({ highWaterMark: READ_CHUNK });
+    this.#fill = fill;
+    this.#position = start;
+    this.#end = end;
+    this.#release = release;
+    this.once('end', release);
+  }
+
+  override _read(): void {
+    this.#pump();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#release();
+    cb(err);
+  }
+
+  #pump(): void {
+    if (this.#busy || this.destroyed) return;
+    const fill = this.#fill;
+    if (fill.state === 'failed') {
+      this.destroy(fill.error);
+      return;
+    }
+    const verified = fill.state === 'verified';
+    const last = this.#end ?? (verified ? fill.written - 1 : undefined);
+    if (last !== undefined && this.#position > last) {
+      this.push(null);
+      return;
+    }
+    // Until verified, hold back the final byte: a wrong body must end in an abort, not cleanly.
+    const available = verified ? fill.written : fill.written - 1;
+    const limit = last === undefined ? available : Math.min(available, last + 1);
+    if (this.#position >= limit || fill.fd === undefined) {
+      this.#busy = true;
+      fill.onProgress(() => {
+        this.#busy = false;
+        this.#pump();
+      });
+      return;
+    }
+    const length = Math.min(READ_CHUNK, limit - this.#position);
+    const buffer = Buffer.allocUnsafe(length);
+    this.#busy = true;
+    fs.read(fill.fd, buffer, 0, length, this.#position, (err, n) => {
+      this.#busy = false;
+      if (this.destroyed) return;
+      if (err || n === 0) {
+        this.destroy(err ?? new Error('temp file shorter than its written length'));
+        return;
+      }
+      this.#position += n;
+      if (this.push(n === length ? buffer : buffer.subarray(0, n))) this.#pump();
+    });
+  }
+}
+
+async function writeAll(fd: number, chunk: Buffer, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.write(fd, chunk, offset, chunk.length - offset, position + offset, (e, written) => (e ? reject(e) : resolve(written))),
+    );
+    offset += n;
+  }
+}

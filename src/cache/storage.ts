@@ -1,0 +1,57 @@
+/**
+ * @module cache/storage
+ * Opens the data directory: creates the layout, opens SQLite, cleans up after any crash
+ * (temp files, rows without files, files without rows) before the first request is served.
+ */
+import fsp from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { Logger } from '../util/logger.ts';
+import { BlobCache } from './blob-cache.ts';
+import { BlobStore, type ReconcileReport } from './blob-store.ts';
+import { HotCache } from './hot-cache.ts';
+import { Metadata } from './metadata.ts';
+import { dataPaths, type DataPaths } from './paths.ts';
+
+export interface Storage {
+  readonly paths: DataPaths;
+  readonly metadata: Metadata;
+  readonly blobs: BlobCache;
+  readonly hot: HotCache;
+  readonly reconciled: ReconcileReport;
+  /** Undefined when the database answers and the data directory is writable, else why not. */
+  check(): Promise<string | undefined>;
+  close(): void;
+}
+
+export async function openStorage(opts: { path: string; hotCacheBytes: number; log: Logger }): Promise<Storage> {
+  const paths = dataPaths(opts.path);
+  const store = new BlobStore(paths);
+  await store.init();
+  const metadata = new Metadata(paths.database);
+  const reconciled = await store.reconcile(metadata);
+  opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled }, 'storage ready');
+  const blobs = new BlobCache(store, metadata, opts.log);
+  return {
+    paths,
+    metadata,
+    blobs,
+    hot: new HotCache({ maxSize: opts.hotCacheBytes }),
+    reconciled,
+    async check() {
+      try {
+        metadata.db.prepare('SELECT 1').get();
+      } catch (err) {
+        return `database: ${(err as Error).message}`;
+      }
+      try {
+        await fsp.access(paths.tmp, constants.W_OK);
+      } catch (err) {
+        return `data directory: ${(err as Error).message}`;
+      }
+      return undefined;
+    },
+    close() {
+      metadata.close();
+    },
+  };
+}

@@ -1,0 +1,12 @@
+/**
+ * @module cli/program
+ * The `ocimirror` command line.
+ */
+import { Command } from 'commander';
+import { registerServe } from './serve.ts';
+
+export function createProgram(): Command {
+  const program = new Command('ocimirror').description('pull-through caching mirror for OCI / Docker registries');
+  registerServe(program);
+  return program;
+}

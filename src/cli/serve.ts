@@ -1,0 +1,56 @@
+/**
+ * @module cli/serve
+ * `ocimirror serve`: load config → start the mirror → on SIGTERM/SIGINT drain and exit 0.
+ * A bad config exits 2 with the key path in the message, before anything is opened.
+ */
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { createLogger } from '../util/logger.ts';
+import { startMirror } from '../mirror.ts';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('start the pull-through mirror')
+    .option('-c, --config <file>', 'YAML config file (default: $OCIMIRROR_CONFIG or the bundled config/ocimirror.yaml)')
+    .option('--listen <addr>', 'listen address host:port (overrides listen)')
+    .option('--data <dir>', 'data directory (overrides storage.path)')
+    .option('--upstream <url>', 'mirror this one upstream for every request (replaces upstreams)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .action(async (opts: { config?: string; listen?: string; data?: string; upstream?: string; logLevel?: string }) => {
+      let config;
+      try {
+        config = loadConfig({
+          file: opts.config ?? (process.env.OCIMIRROR_CONFIG || undefined),
+          overrides: { listen: opts.listen, data: opts.data, upstream: opts.upstream, logLevel: opts.logLevel },
+        });
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`ocimirror: ${err.message}\n`);
+          process.exit(2);
+        }
+        throw err;
+      }
+      const log = createLogger(config.log.level);
+      const mirror = await startMirror(config, log);
+      let signalled = false;
+      const shutdown = (signal: string) => {
+        if (signalled) {
+          log.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        signalled = true;
+        log.info({ signal, inFlight: mirror.server.inFlight, graceMs: config.server.shutdownGrace }, 'draining');
+        mirror.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+}

@@ -1,0 +1,40 @@
+/**
+ * @module http/app
+ * The HTTP surface: /v2/ (registry pull API), /healthz (process alive), /readyz (storage and
+ * database usable, 503 while draining so load balancers stop routing before the listener closes).
+ * This directory is the only place that imports hono.
+ */
+import { Hono } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RegistryError } from '../registry/errors.ts';
+import type { Logger } from '../util/logger.ts';
+import { createErrorRenderer } from './render-error.ts';
+import { createV2Handler, type V2Deps } from './v2-routes.ts';
+
+export interface Readiness {
+  /** Undefined when ready, else the reason. */
+  check(): Promise<string | undefined>;
+}
+
+export interface AppDeps extends V2Deps {
+  log: Logger;
+  readiness: Readiness;
+}
+
+export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  const renderError = createErrorRenderer(deps.log);
+  app.onError(renderError);
+  app.notFound((c) => renderError(new RegistryError('UNSUPPORTED', { status: 404, message: 'no such endpoint' }), c));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const reason = await deps.readiness.check();
+    return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);
+  });
+
+  const v2 = createV2Handler(deps);
+  app.all('/v2', v2);
+  app.all('/v2/*', v2);
+  return app;
+}

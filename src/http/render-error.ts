@@ -1,0 +1,23 @@
+/**
+ * @module http/render-error
+ * The one place errors become responses: every client-visible error is the OCI envelope
+ * `{"errors":[{"code","message","detail"}]}` with the table's status. Anything that is not a
+ * RegistryError is logged with its stack and rendered as a bare 500 UNKNOWN.
+ */
+import type { Context } from 'hono';
+import { RegistryError, toErrorEnvelope } from '../registry/errors.ts';
+import type { Logger } from '../util/logger.ts';
+import { API_VERSION_HEADER } from './headers.ts';
+
+export function createErrorRenderer(log: Logger) {
+  return (err: Error, c: Context): Response => {
+    if (!(err instanceof RegistryError)) {
+      log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    } else if (err.status >= 500) {
+      log.warn({ code: err.code, status: err.status, msg: err.message, cause: (err.cause as Error | undefined)?.message, path: c.req.path }, 'request failed');
+    }
+    const { status, headers, body } = toErrorEnvelope(err);
+    const all = { ...API_VERSION_HEADER, 'Content-Type': 'application/json', ...headers };
+    return c.req.method === 'HEAD' ? c.body(null, status as 500, all) : c.body(JSON.stringify(body), status as 500, all);
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * @module http/server
+ * The node:http server around the hono app: one JSON access-log line per request, survival of
+ * garbage on the socket (podman sends a TLS ClientHello to the plain-HTTP port before falling
+ * back to http), and a graceful drain on shutdown: /readyz turns 503, the listener closes, idle
+ * keep-alive connections close, in-flight pulls get the grace period to finish.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { Hono } from 'hono';
+import type { Logger } from '../util/logger.ts';
+import { requestInfo } from './request-info.ts';
+
+export interface RunningServer {
+  readonly server: http.Server;
+  readonly address: AddressInfo;
+  readonly url: string;
+  /** Requests whose response has not finished. */
+  readonly inFlight: number;
+  /** Stops accepting, waits for in-flight requests up to `graceMs`, then cuts what is left. */
+  close(graceMs: number): Promise<{ forced: number }>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function startServer(app: Hono<any>, opts: { host: string; port: number; log: Logger }): Promise<RunningServer> {
+  const accessLog = opts.log.child({ module: 'access' });
+  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
+  let inFlight = 0;
+  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
+    const started = process.hrtime.bigint();
+    const socketBytes = req.socket.bytesWritten;
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      const info = requestInfo(req);
+      accessLog.info({
+        method: req.method,
+        path: req.url,
+        status: res.statusCode,
+        bytes: req.socket ? req.socket.bytesWritten - socketBytes : undefined,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+        cache: res.getHeader('x-cache'),
+        upstream: info.upstream,
+        completed: res.writableFinished,
+        ua: req.headers['user-agent'],
+      });
+    });
+    void listener(req, res);
+  });
+  server.on('clientError', (err, socket) => {
+    // Not HTTP (e.g. a TLS ClientHello) or a malformed request: answer 400 if we can, never crash.
+    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+    accessLog.debug({ err: (err as Error).message }, 'client error');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    server,
+    address,
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`,
+    get inFlight() {
+      return inFlight;
+    },
+    async close(graceMs: number) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + graceMs;
+      while (inFlight > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        server.closeIdleConnections();
+      }
+      const forced = inFlight;
+      server.closeAllConnections();
+      await closed;
+      return { forced };
+    },
+  };
+}

@@ -1,0 +1,127 @@
+/**
+ * @module http/v2-routes
+ * The /v2/ API: parses the raw request target (not the normalised URL, so `..` and encoded
+ * characters reach the grammar check instead of being silently rewritten), routes to an
+ * upstream, and turns proxy results into responses. Pull endpoints only; push and delete
+ * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
+ */
+import { Readable } from 'node:stream';
+import type { Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RegistryError } from '../registry/errors.ts';
+import { parseV2Path } from '../registry/v2-path.ts';
+import { parseDigest } from '../registry/digest.ts';
+import { parseReference } from '../registry/reference.ts';
+import { parseAccept } from '../registry/media-types.ts';
+import { contentRange } from '../registry/range.ts';
+import type { Router, Route } from '../proxy/router.ts';
+import type { ManifestProxy } from '../proxy/manifest-proxy.ts';
+import type { BlobProxy } from '../proxy/blob-proxy.ts';
+import type { ListProxy } from '../proxy/list-proxy.ts';
+import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
+import { requestInfo } from './request-info.ts';
+
+export interface V2Deps {
+  router: Router;
+  manifests: ManifestProxy;
+  blobs: BlobProxy;
+  lists: ListProxy;
+}
+
+type Ctx = Context<{ Bindings: HttpBindings }>;
+
+/** Chunks queued between the file stream and the socket: 4 × 1 MiB keeps memory flat (stack.md). */
+const WEB_STREAM_STRATEGY = { highWaterMark: 4 };
+
+export function createV2Handler(deps: V2Deps) {
+  return async (c: Ctx): Promise<Response> => {
+    const rawUrl = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
+    const q = rawUrl.indexOf('?');
+    const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
+    const endpoint = parseV2Path(rawPath);
+    const method = c.req.method;
+    const readOnly = method === 'GET' || method === 'HEAD';
+
+    if (endpoint.kind === 'base') {
+      if (!readOnly) throw unsupported(method);
+      return c.body('{}', 200, { ...API_VERSION_HEADER, 'Content-Type': 'application/json' });
+    }
+    if (endpoint.kind === 'catalog') {
+      throw new RegistryError('UNSUPPORTED', { message: 'this mirror does not list repositories (_catalog)' });
+    }
+    if (endpoint.kind === 'upload' || !readOnly) throw unsupported(method);
+
+    const route = deps.router.resolve(endpoint.name, { ns: query.get('ns') ?? undefined, host: c.req.header('host') });
+    if (c.env?.incoming) {
+      const info = requestInfo(c.env.incoming);
+      info.upstream = route.upstream.name;
+      info.repo = route.repo;
+      info.route = endpoint.kind;
+    }
+    switch (endpoint.kind) {
+      case 'manifest':
+        return manifest(c, deps, route, endpoint.reference);
+      case 'blob':
+        return blob(c, deps, route, endpoint.digest);
+      case 'tags': {
+        const list = await deps.lists.tags(route, { n: query.get('n') ?? undefined, last: query.get('last') ?? undefined });
+        return listResponse(c, list);
+      }
+      case 'referrers': {
+        const digest = parseDigest(endpoint.digest);
+        const list = await deps.lists.referrers(route, digest.value, query.get('artifactType') ?? undefined);
+        return listResponse(c, list);
+      }
+    }
+  };
+}
+
+function unsupported(method: string): RegistryError {
+  return new RegistryError('UNSUPPORTED', {
+    message: `${method} is not supported: ocimirror is a read-only pull-through mirror`,
+    headers: { Allow: 'GET, HEAD' },
+  });
+}
+
+async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): Promise<Response> {
+  const ref = parseReference(reference);
+  const result = await deps.manifests.get(route, ref, parseAccept(c.req.header('accept')));
+  const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
+  // Stored bytes go out untouched: re-serialising would change the digest.
+  return c.req.method === 'HEAD' ? c.body(null, 200, headers) : c.body(asBody(result.bytes), 200, headers);
+}
+
+async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Promise<Response> {
+  const digest = parseDigest(digestText);
+  const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET';
+  const result = await deps.blobs.get(route, digest, { method, range: c.req.header('range') });
+  const base = contentHeaders({ digest: result.digest, contentType: 'application/octet-stream', length: result.size, cache: result.cache });
+  base['Accept-Ranges'] = 'bytes';
+  if (result.range === 'unsatisfiable') {
+    throw new RegistryError('RANGE_INVALID', {
+      detail: { size: result.size },
+      headers: { 'Content-Range': `bytes */${result.size}`, 'X-Cache': result.cache },
+    });
+  }
+  let status: 200 | 206 = 200;
+  if (result.range && result.size !== undefined) {
+    status = 206;
+    base['Content-Range'] = contentRange(result.range.start, result.range.end, result.size);
+    base['Content-Length'] = String(result.range.end - result.range.start + 1);
+  }
+  if (!result.body) return c.body(null, status, base);
+  const body = Readable.toWeb(result.body, { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
+  return c.body(body, status, base);
+}
+
+function listResponse(c: Ctx, list: { status: number; contentType: string; link: string | undefined; body: Buffer; cache: string }): Response {
+  const headers: Record<string, string> = { ...API_VERSION_HEADER, 'Content-Type': list.contentType, 'X-Cache': list.cache };
+  if (list.link) headers.Link = list.link;
+  return c.body(asBody(list.body), 200, headers);
+}
+
+/** A Buffer is the Uint8Array hono sends as is; only its ArrayBuffer typing differs. */
+function asBody(buf: Buffer): Uint8Array<ArrayBuffer> {
+  return buf as Uint8Array<ArrayBuffer>;
+}

@@ -1,0 +1,131 @@
+/**
+ * @module proxy/blob-proxy
+ * Blob policy. A committed blob the repository is known to hold is served from disk with no
+ * upstream contact. A blob cached for another repository is confirmed with one upstream HEAD
+ * first. A miss joins (or starts) the single fill for that digest and streams as bytes arrive.
+ * Range requests (RFC 9110 §14) are answered from the cache and from a fill in progress alike.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../registry/digest.ts';
+import { parseRange } from '../registry/range.ts';
+import type { BlobCache, FillSource } from '../cache/blob-cache.ts';
+import type { HotCache } from '../cache/hot-cache.ts';
+import { discard } from '../util/read-body.ts';
+import type { CacheStatus } from './manifest-proxy.ts';
+import type { Route } from './router.ts';
+import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+
+export interface BlobResult {
+  readonly digest: string;
+  /** Full size of the blob, when known (upstream may omit it on a HEAD miss). */
+  readonly size: number | undefined;
+  readonly cache: CacheStatus;
+  /** 'unsatisfiable' → 416; a range → 206. */
+  readonly range: { start: number; end: number } | 'unsatisfiable' | undefined;
+  /** Absent for HEAD. */
+  readonly body: Readable | undefined;
+}
+
+export interface BlobRequest {
+  method: 'GET' | 'HEAD';
+  range: string | undefined;
+}
+
+export class BlobProxy {
+  readonly #blobs: BlobCache;
+  readonly #hot: HotCache;
+
+  constructor({ blobs, hot }: { blobs: BlobCache; hot: HotCache }) {
+    this.#blobs = blobs;
+    this.#hot = hot;
+  }
+
+  async get(route: Route, digest: Digest, req: BlobRequest): Promise<BlobResult> {
+    const row = this.#blobs.lookup(digest.value);
+    if (row) {
+      const cache = await this.#ensureLinked(route, digest);
+      const range = resolveRange(req.range, row.size);
+      if (req.method === 'HEAD' || range === 'unsatisfiable') {
+        return { digest: digest.value, size: row.size, cache, range, body: undefined };
+      }
+      const opened = await this.#blobs.openCommitted(row, range?.start, range?.end);
+      if (opened) return { digest: digest.value, size: row.size, cache, range, body: opened.stream };
+      // The file vanished under us: fall through to a fresh fill.
+    }
+    if (req.method === 'HEAD') return this.#headUpstream(route, digest);
+    const fill = await this.#blobs.fill({
+      digest,
+      link: { upstream: route.upstream.name, repo: route.repo },
+      source: route.upstream.name,
+      timeoutMs: route.upstream.config.fillTimeout,
+      open: (signal) => this.#openUpstream(route, digest, signal),
+    });
+    const size = fill.expectedSize;
+    const range = size === undefined ? undefined : resolveRange(req.range, size);
+    if (range === 'unsatisfiable') return { digest: digest.value, size, cache: 'MISS', range, body: undefined };
+    return { digest: digest.value, size, cache: 'MISS', range, body: fill.createReader(range?.start, range?.end) };
+  }
+
+  /**
+   * A cached blob first asked for through another repository is confirmed upstream with a HEAD
+   * (no bytes move) so the cache never answers for a repository the upstream would refuse.
+   */
+  async #ensureLinked(route: Route, digest: Digest): Promise<CacheStatus> {
+    const name = route.upstream.name;
+    const metadata = this.#blobs.metadata;
+    if (this.#hot.hasLink(name, route.repo, digest.value)) return 'HIT';
+    if (metadata.hasLink(name, route.repo, digest.value)) {
+      this.#hot.setLink(name, route.repo, digest.value);
+      return 'HIT';
+    }
+    try {
+      const res = await route.upstream.request({ method: 'HEAD', repository: route.repo, path: `${route.repo}/blobs/${digest.value}` });
+      discard(res.body);
+      if (res.status !== 200) {
+        throw upstreamError(res, { upstream: name, repo: route.repo, notFound: 'BLOB_UNKNOWN', subject: digest.value });
+      }
+    } catch (err) {
+      if (isUpstreamOutage(err)) return 'STALE';
+      throw err;
+    }
+    metadata.putLink(name, route.repo, digest.value);
+    this.#hot.setLink(name, route.repo, digest.value);
+    return 'HIT';
+  }
+
+  async #headUpstream(route: Route, digest: Digest): Promise<BlobResult> {
+    const res = await route.upstream.request({ method: 'HEAD', repository: route.repo, path: `${route.repo}/blobs/${digest.value}` });
+    discard(res.body);
+    if (res.status !== 200) {
+      throw upstreamError(res, { upstream: route.upstream.name, repo: route.repo, notFound: 'BLOB_UNKNOWN', subject: digest.value });
+    }
+    const length = Number(res.headers['content-length']);
+    return { digest: digest.value, size: Number.isSafeInteger(length) ? length : undefined, cache: 'MISS', range: undefined, body: undefined };
+  }
+
+  async #openUpstream(route: Route, digest: Digest, signal: AbortSignal): Promise<FillSource> {
+    const res = await route.upstream.request({
+      method: 'GET',
+      repository: route.repo,
+      path: `${route.repo}/blobs/${digest.value}`,
+      signal,
+    });
+    if (res.status !== 200) {
+      discard(res.body);
+      throw upstreamError(res, { upstream: route.upstream.name, repo: route.repo, notFound: 'BLOB_UNKNOWN', subject: digest.value });
+    }
+    const length = Number(res.headers['content-length']);
+    return {
+      size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
+      mediaType: res.headers['content-type'],
+      body: res.body,
+    };
+  }
+}
+
+function resolveRange(header: string | undefined, size: number): BlobResult['range'] {
+  const r = parseRange(header, size);
+  if (r.kind === 'none') return undefined;
+  if (r.kind === 'unsatisfiable') return 'unsatisfiable';
+  return { start: r.start, end: r.end };
+}

@@ -1,0 +1,142 @@
+/**
+ * @module proxy/list-proxy
+ * Listings passed through from the upstream and cached like a tag: `tags/list` (OCI
+ * distribution-spec "Listing Tags", with `n`/`last` pagination) and `referrers/<digest>`
+ * ("Listing Referrers", so cosign/notation signatures keep working through the mirror).
+ * Tag lists are always asked upstream while it answers (they change whenever someone pushes)
+ * and come from the cache only when it does not; referrers lists are fresh for tagTTL.
+ */
+import { RegistryError, type ErrorCode } from '../registry/errors.ts';
+import type { Metadata } from '../cache/metadata.ts';
+import { isValidTag } from '../registry/reference.ts';
+import { SingleFlight } from '../cache/single-flight.ts';
+import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
+import type { CacheStatus } from './manifest-proxy.ts';
+import type { Route } from './router.ts';
+import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+
+export interface ListResult {
+  readonly status: number;
+  readonly contentType: string;
+  /** RFC 8288 Link for the next page, rewritten for the path the client used. */
+  readonly link: string | undefined;
+  readonly body: Buffer;
+  readonly cache: CacheStatus;
+}
+
+const LIST_MAX_BYTES = 16 << 20;
+
+export class ListProxy {
+  readonly #metadata: Metadata;
+  readonly #now: () => number;
+  readonly #flights = new SingleFlight<ListResult>();
+
+  constructor({ metadata, now = Date.now }: { metadata: Metadata; now?: () => number }) {
+    this.#metadata = metadata;
+    this.#now = now;
+  }
+
+  async tags(route: Route, query: { n?: string | undefined; last?: string | undefined }): Promise<ListResult> {
+    const params: Record<string, string> = {};
+    if (query.n !== undefined) {
+      if (!/^\d{1,9}$/.test(query.n)) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'n must be a non-negative integer' });
+      params.n = query.n;
+    }
+    if (query.last !== undefined) {
+      if (!isValidTag(query.last)) throw new RegistryError('TAG_INVALID', { message: 'last must be a tag' });
+      params.last = query.last;
+    }
+    const key = `tags?${new URLSearchParams(params).toString()}`;
+    try {
+      return await this.#fetch(route, `${route.repo}/tags/list`, params, key, 'NAME_UNKNOWN');
+    } catch (err) {
+      if (!isUpstreamOutage(err)) throw err;
+      const stored = this.#stored(route, key);
+      if (stored) return stored;
+      // Never listed through the mirror: answer with the tags it has cached, paginated locally.
+      const all = this.#metadata.cachedTags(route.upstream.name, route.repo);
+      if (all.length === 0) throw err;
+      return { ...paginate(route, all, params), cache: 'STALE' };
+    }
+  }
+
+  async referrers(route: Route, digest: string, artifactType: string | undefined): Promise<ListResult> {
+    const params: Record<string, string> = artifactType === undefined ? {} : { artifactType };
+    const key = `referrers/${digest}?${new URLSearchParams(params).toString()}`;
+    const row = this.#metadata.getList(route.upstream.name, key);
+    if (row && this.#now() - row.fetchedAt < route.upstream.config.tagTTL) {
+      return { status: row.status, contentType: row.contentType ?? 'application/vnd.oci.image.index.v1+json', link: rewriteLink(row.link ?? undefined, route), body: row.body, cache: 'HIT' };
+    }
+    try {
+      return await this.#fetch(route, `${route.repo}/referrers/${digest}`, params, key, 'MANIFEST_UNKNOWN');
+    } catch (err) {
+      if (!isUpstreamOutage(err)) throw err;
+      const stored = this.#stored(route, key);
+      if (stored) return stored;
+      throw err;
+    }
+  }
+
+  #stored(route: Route, key: string): ListResult | undefined {
+    const row = this.#metadata.getList(route.upstream.name, key);
+    if (!row) return undefined;
+    return { status: row.status, contentType: row.contentType ?? 'application/json', link: rewriteLink(row.link ?? undefined, route), body: row.body, cache: 'STALE' };
+  }
+
+  #fetch(route: Route, path: string, query: Record<string, string>, key: string, notFound: ErrorCode): Promise<ListResult> {
+    return this.#flights.do(`${route.upstream.name}\0${key}\0${route.repo}`, async () => {
+      const name = route.upstream.name;
+      const res = await route.upstream.request({ method: 'GET', repository: route.repo, path, query, headers: { accept: 'application/json' } });
+      if (res.status !== 200) {
+        discard(res.body);
+        throw upstreamError(res, { upstream: name, repo: route.repo, notFound, subject: path.slice(route.repo.length + 1) });
+      }
+      let body: Buffer;
+      try {
+        body = await readBody(res.body, LIST_MAX_BYTES);
+      } catch (cause) {
+        const message = cause instanceof BodyTooLargeError ? `upstream ${name} sent a listing over ${LIST_MAX_BYTES} bytes` : `upstream ${name} dropped the connection during a listing`;
+        throw new RegistryError('UNAVAILABLE', { status: 502, message, cause });
+      }
+      const contentType = res.headers['content-type'] ?? 'application/json';
+      const link = res.headers['link'];
+      this.#metadata.putList(name, key, { status: 200, contentType, link: link ?? null, body });
+      return { status: 200, contentType, link: rewriteLink(link, route), body, cache: 'MISS' };
+    });
+  }
+}
+
+/**
+ * The upstream's Link names its own path (`</v2/library/alpine/tags/list?last=x&n=5>`); the
+ * client must get the path it used, with the registry prefix and without Docker Hub's implied
+ * `library/` when it did not send one. Absolute URLs to other hosts are dropped.
+ */
+function rewriteLink(link: string | undefined, route: Route): string | undefined {
+  if (!link) return undefined;
+  const m = /^\s*<([^>]*)>(.*)$/.exec(link);
+  if (!m) return undefined;
+  let target: URL;
+  try {
+    target = new URL(m[1] as string, 'http://upstream.invalid');
+  } catch {
+    return undefined;
+  }
+  const prefix = `/v2/${route.repo}/`;
+  if (!target.pathname.startsWith(prefix)) return undefined;
+  const clientRepo = route.prefix ? `${route.prefix}/${route.repo}` : route.repo;
+  return `</v2/${clientRepo}/${target.pathname.slice(prefix.length)}${target.search}>${m[2]}`;
+}
+
+function paginate(route: Route, all: string[], params: Record<string, string>): Omit<ListResult, 'cache'> {
+  let tags = params.last === undefined ? all : all.filter((t) => t > (params.last as string));
+  let link: string | undefined;
+  if (params.n !== undefined) {
+    const n = Number(params.n);
+    if (tags.length > n) {
+      tags = tags.slice(0, n);
+      const clientRepo = route.prefix ? `${route.prefix}/${route.repo}` : route.repo;
+      link = `</v2/${clientRepo}/tags/list?${new URLSearchParams({ last: tags[tags.length - 1] ?? '', n: String(n) })}>; rel="next"`;
+    }
+  }
+  return { status: 200, contentType: 'application/json', link, body: Buffer.from(JSON.stringify({ name: route.repo, tags })) };
+}

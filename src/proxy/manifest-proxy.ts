@@ -1,0 +1,229 @@
+/**
+ * @module proxy/manifest-proxy
+ * Manifest policy. By digest: immutable, served from the cache with no upstream contact once the
+ * repository is known to hold it. By tag: fresh for the upstream's tagTTL; after that revalidated
+ * with a HEAD (Docker Hub counts GETs against its rate limit, not HEADs) and refetched only if
+ * the digest moved; served stale (X-Cache: STALE) while the upstream is down or erroring.
+ *
+ * Tags are always resolved upstream with the full Accept list (OCI/Docker index and manifest),
+ * so the cached tag → digest mapping is the one a modern client sees whoever asked first; a
+ * client that cannot take that type gets a pass-through fetch with its own Accept.
+ */
+import { createHash } from 'node:crypto';
+import { RegistryError } from '../registry/errors.ts';
+import { parseDigest, type Digest } from '../registry/digest.ts';
+import type { Reference } from '../registry/reference.ts';
+import { DEFAULT_ACCEPT, acceptsMediaType, declaredMediaType } from '../registry/media-types.ts';
+import type { Metadata } from '../cache/metadata.ts';
+import type { HotCache, HotManifest } from '../cache/hot-cache.ts';
+import { SingleFlight } from '../cache/single-flight.ts';
+import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
+import type { Logger } from '../util/logger.ts';
+import type { Route } from './router.ts';
+import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE';
+
+export interface ManifestResult extends HotManifest {
+  readonly cache: CacheStatus;
+}
+
+/** The spec asks registries to accept manifests of at least 4 MiB; refuse anything past twice that. */
+export const MANIFEST_MAX_BYTES = 8 << 20;
+
+export interface ManifestProxyOptions {
+  metadata: Metadata;
+  hot: HotCache;
+  log: Logger;
+  now?: () => number;
+}
+
+export class ManifestProxy {
+  readonly #metadata: Metadata;
+  readonly #hot: HotCache;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #flights = new SingleFlight<ManifestResult>();
+
+  constructor({ metadata, hot, log, now = Date.now }: ManifestProxyOptions) {
+    this.#metadata = metadata;
+    this.#hot = hot;
+    this.#log = log.child({ module: 'manifest-proxy' });
+    this.#now = now;
+  }
+
+  async get(route: Route, ref: Reference, accept: readonly string[]): Promise<ManifestResult> {
+    return ref.kind === 'digest' ? this.#byDigest(route, ref.digest) : this.#byTag(route, ref.tag, accept);
+  }
+
+  /** A cached manifest by digest, with no upstream contact; undefined when not cached. */
+  cached(digest: string): HotManifest | undefined {
+    const hot = this.#hot.getManifest(digest);
+    if (hot) return hot;
+    const row = this.#metadata.getManifest(digest);
+    if (!row) return undefined;
+    const manifest = { digest: row.digest, mediaType: row.mediaType, bytes: row.bytes };
+    this.#hot.setManifest(manifest);
+    return manifest;
+  }
+
+  #linked(route: Route, digest: string): boolean {
+    const name = route.upstream.name;
+    if (this.#hot.hasLink(name, route.repo, digest)) return true;
+    if (!this.#metadata.hasLink(name, route.repo, digest)) return false;
+    this.#hot.setLink(name, route.repo, digest);
+    return true;
+  }
+
+  async #byDigest(route: Route, digest: Digest): Promise<ManifestResult> {
+    const cached = this.cached(digest.value);
+    if (cached && this.#linked(route, digest.value)) {
+      this.#metadata.recordManifestHit(digest.value);
+      return { ...cached, cache: 'HIT' };
+    }
+    const key = `${route.upstream.name}\0${route.repo}\0${digest.value}`;
+    return this.#flights.do(key, async () => {
+      if (cached) {
+        // Cached for another repository: ask the upstream (a HEAD, no bytes) whether this one
+        // holds it too, so a cache hit never answers for a repository the upstream would refuse.
+        try {
+          const res = await route.upstream.request({
+            method: 'HEAD',
+            repository: route.repo,
+            path: `${route.repo}/manifests/${digest.value}`,
+            headers: { accept: DEFAULT_ACCEPT },
+          });
+          discard(res.body);
+          if (res.status !== 200) {
+            throw upstreamError(res, { upstream: route.upstream.name, repo: route.repo, notFound: 'MANIFEST_UNKNOWN', subject: digest.value });
+          }
+        } catch (err) {
+          if (!isUpstreamOutage(err)) throw err;
+          return { ...cached, cache: 'STALE' };
+        }
+        this.#metadata.putLink(route.upstream.name, route.repo, digest.value);
+        this.#hot.setLink(route.upstream.name, route.repo, digest.value);
+        return { ...cached, cache: 'HIT' };
+      }
+      const fetched = await this.#fetch(route, digest.value, DEFAULT_ACCEPT, digest);
+      this.#store(route, fetched);
+      return { ...fetched, cache: 'MISS' };
+    });
+  }
+
+  async #byTag(route: Route, tag: string, accept: readonly string[]): Promise<ManifestResult> {
+    const name = route.upstream.name;
+    let known = this.#hot.getTag(name, route.repo, tag);
+    if (!known) {
+      const row = this.#metadata.getTag(name, route.repo, tag);
+      if (row) {
+        known = row;
+        this.#hot.setTag(name, route.repo, tag, row);
+      }
+    }
+    const cached = known ? this.cached(known.digest) : undefined;
+    if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
+      if (this.#now() - known.fetchedAt < route.upstream.config.tagTTL) {
+        this.#metadata.recordManifestHit(cached.digest);
+        return { ...cached, cache: 'HIT' };
+      }
+      return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached));
+    }
+    const result = await this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag));
+    if (acceptsMediaType(accept, result.mediaType)) return result;
+    // The tag resolves to a type this client cannot take (e.g. an index for an old client):
+    // pass its own Accept through, as the upstream would have negotiated it directly.
+    const negotiated = await this.#fetch(route, tag, accept.join(', '));
+    this.#store(route, negotiated);
+    return { ...negotiated, cache: 'MISS' };
+  }
+
+  async #revalidate(route: Route, tag: string, cached: HotManifest): Promise<ManifestResult> {
+    const name = route.upstream.name;
+    try {
+      const res = await route.upstream.request({
+        method: 'HEAD',
+        repository: route.repo,
+        path: `${route.repo}/manifests/${tag}`,
+        headers: { accept: DEFAULT_ACCEPT },
+      });
+      discard(res.body);
+      if (res.status === 404) {
+        this.#metadata.deleteTag(name, route.repo, tag);
+        this.#hot.deleteTag(name, route.repo, tag);
+      }
+      if (res.status !== 200) {
+        throw upstreamError(res, { upstream: name, repo: route.repo, notFound: 'MANIFEST_UNKNOWN', subject: `tag ${tag}` });
+      }
+      if (res.headers['docker-content-digest'] === cached.digest) {
+        const now = this.#now();
+        this.#metadata.touchTag(name, route.repo, tag, now);
+        this.#hot.setTag(name, route.repo, tag, { digest: cached.digest, mediaType: cached.mediaType, fetchedAt: now });
+        return { ...cached, cache: 'HIT' };
+      }
+    } catch (err) {
+      if (!isUpstreamOutage(err)) throw err;
+      this.#log.warn({ upstream: name, repo: route.repo, tag, err: (err as Error).message }, 'tag revalidation failed; serving stale');
+      return { ...cached, cache: 'STALE' };
+    }
+    return this.#fetchTag(route, tag);
+  }
+
+  async #fetchTag(route: Route, tag: string): Promise<ManifestResult> {
+    const fetched = await this.#fetch(route, tag, DEFAULT_ACCEPT);
+    this.#store(route, fetched, tag);
+    return { ...fetched, cache: 'MISS' };
+  }
+
+  /** GETs a manifest and checks its bytes against the digest asked for or announced. */
+  async #fetch(route: Route, reference: string, accept: string, expected?: Digest): Promise<HotManifest> {
+    const name = route.upstream.name;
+    const res = await route.upstream.request({
+      method: 'GET',
+      repository: route.repo,
+      path: `${route.repo}/manifests/${reference}`,
+      headers: { accept },
+    });
+    if (res.status !== 200) {
+      discard(res.body);
+      throw upstreamError(res, { upstream: name, repo: route.repo, notFound: 'MANIFEST_UNKNOWN', subject: reference });
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readBody(res.body, MANIFEST_MAX_BYTES);
+    } catch (cause) {
+      const message =
+        cause instanceof BodyTooLargeError
+          ? `upstream ${name} sent a manifest larger than ${MANIFEST_MAX_BYTES} bytes for ${reference}`
+          : `upstream ${name} dropped the connection while sending manifest ${reference}`;
+      throw new RegistryError('UNAVAILABLE', { status: 502, message, cause });
+    }
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    // A digest request must match exactly (OCI distribution-spec: "the client SHOULD verify");
+    // for a tag, a sha256 Docker-Content-Digest the upstream announced must match the bytes.
+    const announced = res.headers['docker-content-digest'];
+    const mustMatch = expected?.value ?? (announced?.startsWith('sha256:') ? parseDigest(announced).value : undefined);
+    if (mustMatch !== undefined && mustMatch !== digest) {
+      throw new RegistryError('UNAVAILABLE', {
+        status: 502,
+        message: `upstream ${name} sent a manifest whose sha256 does not match ${mustMatch}`,
+        detail: { expected: mustMatch, actual: digest, reference },
+      });
+    }
+    const contentType = res.headers['content-type']?.split(';')[0]?.trim();
+    const mediaType = contentType && contentType !== 'application/json' && contentType !== 'text/plain'
+      ? contentType
+      : (declaredMediaType(bytes) ?? contentType ?? 'application/octet-stream');
+    return { digest, mediaType, bytes };
+  }
+
+  #store(route: Route, manifest: HotManifest, tag?: string): void {
+    const name = route.upstream.name;
+    this.#metadata.putManifest(manifest, { upstream: name, repo: route.repo }, tag);
+    this.#hot.setManifest(manifest);
+    this.#hot.setLink(name, route.repo, manifest.digest);
+    if (tag !== undefined) {
+      this.#hot.setTag(name, route.repo, tag, { digest: manifest.digest, mediaType: manifest.mediaType, fetchedAt: this.#now() });
+    }
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * @module proxy/router
+ * Picks the upstream for a request, in this order:
+ *  1. `?ns=<registry>` — containerd's hosts.toml mirrors send it on every request;
+ *  2. a path prefix `/v2/<registry>/<repo>/…` — CRI-O/podman `location = "mirror/docker.io"`;
+ *  3. the Host header — one Service/Ingress host name per registry;
+ *  4. `defaultUpstream` — Docker's `registry-mirrors`, which only mirrors docker.io.
+ * A registry that is not configured is refused before any connection is made: the mirror is
+ * never an open proxy. Docker Hub's implicit `library/` namespace is added for one-component names.
+ */
+import { RegistryError } from '../registry/errors.ts';
+import { assertName } from '../registry/reference.ts';
+import type { Upstream } from './upstream.ts';
+
+export interface Route {
+  readonly upstream: Upstream;
+  /** Repository name on the upstream (prefix stripped, `library/` added for docker.io). */
+  readonly repo: string;
+  /** The path prefix the client used, so links we emit keep working (`docker.io`), if any. */
+  readonly prefix: string | undefined;
+  /** How the upstream was chosen, for logs. */
+  readonly via: 'ns' | 'prefix' | 'host' | 'default';
+}
+
+export interface RouteHints {
+  ns?: string | undefined;
+  host?: string | undefined;
+}
+
+const DOCKER_HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/** Docker's rule (distribution/reference): a first component is a registry host if it has '.' or ':' or is 'localhost'. */
+function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
+}
+
+export class Router {
+  readonly #byRegistry = new Map<string, Upstream>();
+  readonly #default: Upstream | undefined;
+
+  constructor(upstreams: readonly Upstream[], defaultUpstream?: string) {
+    for (const u of upstreams) {
+      for (const reg of u.config.registries) this.#byRegistry.set(reg.toLowerCase(), u);
+    }
+    this.#default = defaultUpstream === undefined ? undefined : upstreams.find((u) => u.name === defaultUpstream);
+  }
+
+  resolve(rawName: string, hints: RouteHints = {}): Route {
+    if (hints.ns !== undefined && hints.ns !== '') {
+      const upstream = this.#registry(hints.ns);
+      return this.#route(upstream, rawName, undefined, 'ns');
+    }
+    const slash = rawName.indexOf('/');
+    const first = slash > 0 ? rawName.slice(0, slash) : '';
+    if (first && looksLikeHost(first)) {
+      const upstream = this.#registry(first);
+      return this.#route(upstream, rawName.slice(slash + 1), first, 'prefix');
+    }
+    const host = hints.host?.toLowerCase();
+    if (host) {
+      const byHost = this.#byRegistry.get(host) ?? this.#byRegistry.get(host.replace(/:\d+$/, ''));
+      if (byHost) return this.#route(byHost, rawName, undefined, 'host');
+    }
+    if (!this.#default) {
+      throw new RegistryError('NAME_UNKNOWN', {
+        message: 'this mirror has no defaultUpstream: name the registry with ?ns=<registry>, a /v2/<registry>/ path prefix or a configured Host',
+        detail: { name: rawName.slice(0, 300) },
+      });
+    }
+    return this.#route(this.#default, rawName, undefined, 'default');
+  }
+
+  #registry(name: string): Upstream {
+    const upstream = this.#byRegistry.get(name.toLowerCase());
+    if (!upstream) {
+      throw new RegistryError('NAME_UNKNOWN', {
+        message: `registry '${name.slice(0, 100)}' is not configured on this mirror`,
+        detail: { registry: name.slice(0, 255) },
+      });
+    }
+    return upstream;
+  }
+
+  #route(upstream: Upstream, name: string, prefix: string | undefined, via: Route['via']): Route {
+    assertName(name);
+    const isHub = upstream.config.registries.some((r) => DOCKER_HUB_NAMES.has(r));
+    const repo = isHub && !name.includes('/') ? `library/${name}` : name;
+    return { upstream, repo, prefix, via };
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * @module upstream
+ * Clients for upstream registries: requests, bearer/basic auth with a token cache, redirects.
+ */
+export { UpstreamClient } from './upstream-client.ts';
+export type { UpstreamClientOptions, UpstreamCounters, UpstreamRequest, UpstreamResponse } from './upstream-client.ts';
+export { UpstreamPool, createUpstreams } from './upstream-pool.ts';
+export { parseWwwAuthenticate } from './www-authenticate.ts';
+export type { AuthChallenge } from './www-authenticate.ts';
+export { BUILTIN_REALM_HOSTS, checkRealm } from './realm-policy.ts';
+export { pullScope } from './authenticator.ts';

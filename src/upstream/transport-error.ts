@@ -1,0 +1,69 @@
+/**
+ * @module upstream/transport-error
+ * Turns a failure to talk to an upstream (refused, reset, DNS, TLS, timeouts) into the one
+ * client-visible error for it: 503 UNAVAILABLE, which registry clients retry
+ * (distribution registry/api/errcode/register.go: "ErrorCodeUnavailable … service unavailable").
+ */
+import { RegistryError } from '../registry/errors.ts';
+
+/** Node and undici codes worth naming in the message; anything else keeps its own message. */
+const DESCRIPTIONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed while sending',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'DNS lookup failed temporarily',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
+  UND_ERR_BODY_TIMEOUT: 'response body stalled',
+  UND_ERR_SOCKET: 'connection closed by the other side',
+  UND_ERR_CLOSED: 'client closed',
+};
+
+/** Errors that are our own bugs (bad arguments to undici), not the network's: they stay as they are. */
+const PROGRAMMING_ERRORS = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'ERR_INVALID_URL']);
+
+/**
+ * RegistryError UNAVAILABLE (503) naming the upstream and the host that failed, with the original as
+ * `cause`. RegistryErrors and programming errors pass through unchanged.
+ */
+export function toUnavailable(err: unknown, upstreamName: string, url: URL): unknown {
+  if (err instanceof RegistryError) return err;
+  const code = errorCode(err);
+  if (code !== undefined && PROGRAMMING_ERRORS.has(code)) return err;
+  return new RegistryError('UNAVAILABLE', {
+    message: `upstream ${upstreamName} (${url.host}) is unreachable: ${describe(err)}`,
+    cause: err,
+  });
+}
+
+/**
+ * The upstream answered, but not in a way we can use (redirect loops, refused token realms, broken
+ * token responses, token service 5xx): 502 with code UNAVAILABLE, the project's convention for
+ * "upstream unusable" (proxy/upstream-errors.ts), which clients retry and the proxy may serve stale for.
+ */
+export function badGateway(message: string, options: { cause?: unknown; upstreamStatus?: number } = {}): RegistryError {
+  return new RegistryError('UNAVAILABLE', { status: 502, message, ...options });
+}
+
+export function unavailable(upstreamName: string, url: URL, reason: string, cause?: unknown): RegistryError {
+  return new RegistryError('UNAVAILABLE', { message: `upstream ${upstreamName} (${url.host}) is unreachable: ${reason}`, cause });
+}
+
+function describe(err: unknown): string {
+  // Node 20's happy-eyeballs connect reports every address tried in an AggregateError.
+  const first = err instanceof AggregateError && err.errors.length > 0 ? err.errors[0] : err;
+  const code = errorCode(first) ?? errorCode(err);
+  if (code !== undefined && DESCRIPTIONS[code] !== undefined) return `${DESCRIPTIONS[code]} (${code})`;
+  if (first instanceof Error && first.message !== '') return code ? `${first.message} (${code})` : first.message;
+  return code ?? 'unknown network error';
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (err === null || typeof err !== 'object') return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}

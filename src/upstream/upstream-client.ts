@@ -1,0 +1,304 @@
+/**
+ * @module upstream/upstream-client
+ * One configured upstream registry: GET/HEAD under its `/v2/`, with authentication, redirects and
+ * timeouts handled, and the response body handed over as a stream. The client does not interpret
+ * statuses (404, 429, 5xx come back as responses); it throws only when it could not get a response:
+ * RegistryError UNAVAILABLE (503) for network failures and timeouts, UNAVAILABLE with status 502
+ * for protocol violations (redirect loops, refused token realms, broken token responses), DENIED /
+ * TOOMANYREQUESTS when the token service refuses, and the caller's own abort reason when its
+ * signal fires.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/schema.ts';
+import { RegistryError } from '../registry/errors.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { UpstreamAuthenticator } from './authenticator.ts';
+import { badGateway, toUnavailable, unavailable } from './transport-error.ts';
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Repository name, for the token scope (`repository:<name>:pull`); '' for `/v2/` itself. */
+  repository: string;
+  /** Path after `/v2/`, e.g. `library/alpine/manifests/latest`. */
+  path: string;
+  query?: Record<string, string>;
+  /** Request headers (Accept, Range, …). Authorization and hop-by-hop headers are dropped: auth is the client's job. */
+  headers?: Record<string, string>;
+  /** Aborts the request, including a body still streaming. */
+  signal?: AbortSignal;
+  /** Bounds connecting plus waiting for response headers, per hop, in ms; never the body. Default: the upstream's `timeout`. */
+  timeout?: number;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** Lower-case names; repeated fields joined with ', ' (RFC 9110 §5.3). */
+  headers: Record<string, string | undefined>;
+  /** The body as it arrives, never buffered. Consume or destroy it (a HEAD's is empty). */
+  body: Readable;
+  /** The URL that answered, after redirects. */
+  url: string;
+}
+
+/** Per-upstream counts for metrics; plain numbers the client only ever increments. */
+export interface UpstreamCounters {
+  /** Calls to request(). */
+  requests: number;
+  /** request() calls that threw (network, protocol or auth failures; not caller aborts). */
+  errors: number;
+  /** Requests sent to the token service. */
+  tokenFetches: number;
+}
+
+export interface UpstreamClientOptions {
+  logger?: Logger;
+  /** Clock in epoch ms, for token lifetimes (tests move it). */
+  now?: () => number;
+}
+
+/** Docker Hub answers blob GETs with a redirect to its CDN; 5 hops is plenty for any registry. */
+const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** undici reads bodies in 64 KiB buffers by default; 1 MiB roughly doubles throughput here (stack.md). */
+const BODY_HIGH_WATER_MARK = 1 << 20;
+/**
+ * undici's idle-body timeout: the longest pause between two body chunks, not a bound on the whole
+ * body. It only reaps connections that went silent; whole-fill deadlines are the caller's (fillTimeout).
+ */
+const BODY_IDLE_TIMEOUT_MS = 5 * 60_000;
+/** Headers a caller must not forward: ours to set (authorization, host) or hop-by-hop (RFC 9110 §7.6.1). */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+]);
+const USER_AGENT = 'ocimirror';
+
+type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Dispatcher.ResponseData['body']; url: URL };
+
+export class UpstreamClient {
+  readonly name: string;
+  readonly config: UpstreamConfig;
+  readonly #counters: UpstreamCounters = { requests: 0, errors: 0, tokenFetches: 0 };
+  readonly #agent: Agent;
+  readonly #auth: UpstreamAuthenticator;
+  readonly #log: Logger;
+  readonly #base: URL;
+  #closed = false;
+
+  constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now }: UpstreamClientOptions = {}) {
+    const base = new URL(config.url);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${config.url}'`);
+    }
+    if (!Number.isFinite(config.timeout) || config.timeout <= 0) {
+      throw new TypeError(`Expected upstream ${config.name} timeout to be a positive number of ms, got ${config.timeout}`);
+    }
+    this.name = config.name;
+    this.config = config;
+    this.#base = base;
+    this.#log = logger.child({ module: 'upstream', upstream: config.name });
+    this.#agent = new Agent({
+      connect: { timeout: config.timeout },
+      headersTimeout: config.timeout,
+      bodyTimeout: BODY_IDLE_TIMEOUT_MS,
+      // Keep connections for the bursts of a pull (manifest, config, layers); servers may shorten it.
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 10 * 60_000,
+    });
+    this.#auth = new UpstreamAuthenticator({
+      config,
+      dispatcher: this.#agent,
+      logger: this.#log,
+      counters: this.#counters,
+      userAgent: USER_AGENT,
+      now,
+    });
+  }
+
+  /** Live counters; read them at scrape time. */
+  get counters(): Readonly<UpstreamCounters> {
+    return this.#counters;
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const { method, repository, signal, timeout = this.config.timeout } = req;
+    signal?.throwIfAborted();
+    if (this.#closed) throw new RegistryError('UNAVAILABLE', { message: `upstream ${this.name} is shutting down` });
+    this.#counters.requests++;
+    const url = this.#url(req.path, req.query);
+    const headers = requestHeaders(req.headers);
+    try {
+      const sent = await this.#auth.authorization(repository, signal);
+      let res = await this.#follow(method, url, headers, sent, signal, timeout);
+      if (res.status === 401 && res.url.origin === this.#base.origin) {
+        let retry: string | undefined;
+        try {
+          retry = await this.#auth.respond(res.headers['www-authenticate'], repository, sent, signal);
+        } catch (err) {
+          res.body.destroy();
+          throw err;
+        }
+        if (retry !== undefined) {
+          await discard(res.body, timeout);
+          // One retry only: a second 401 goes back to the caller as it is.
+          res = await this.#follow(method, url, headers, retry, signal, timeout);
+        }
+      }
+      return { status: res.status, headers: res.headers, body: res.body, url: res.url.href };
+    } catch (err) {
+      if (!signal?.aborted) this.#counters.errors++;
+      throw err;
+    }
+  }
+
+  /**
+   * Stops new requests and closes the connections, waiting up to `graceMs` for responses in flight
+   * (an unconsumed body would otherwise hold close() open forever), then destroys what is left.
+   */
+  async close(graceMs = 5_000): Promise<void> {
+    this.#closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const closed = this.#agent.close().then(() => 'closed' as const);
+    const outcome = await Promise.race([closed, timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') await this.#agent.destroy();
+  }
+
+  #url(path: string, query: Record<string, string> | undefined): URL {
+    if (/[?#]/.test(path)) throw new TypeError(`Expected an upstream path without query or fragment, got '${path}'`);
+    const prefix = `${this.#base.pathname.replace(/\/+$/, '')}/v2/`;
+    const url = new URL(`${this.#base.origin}${prefix}${path.replace(/^\/+/, '')}`);
+    // `..` segments would escape /v2/ after URL normalisation.
+    if (!url.pathname.startsWith(prefix)) throw new TypeError(`Expected an upstream path inside /v2/, got '${path}'`);
+    for (const [k, v] of Object.entries(query ?? {})) url.searchParams.append(k, v);
+    return url;
+  }
+
+  /**
+   * Sends and follows redirects (RFC 9110 §15.4), re-issuing the same method: only GET and HEAD
+   * are ever sent, so 303's "switch to GET" changes nothing. Authorization goes only to the
+   * upstream's own origin: a CDN that a blob redirects to gets a signed URL, not our token.
+   */
+  async #follow(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    headers: Record<string, string>,
+    authorization: string | undefined,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): Promise<RawResponse> {
+    let current = url;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = current.origin === this.#base.origin;
+      const hopHeaders = authorization !== undefined && sameOrigin ? { ...headers, authorization } : headers;
+      const res = await this.#send(method, current, hopHeaders, signal, timeout);
+      const location = res.headers.location;
+      if (!REDIRECT_STATUSES.has(res.status) || location === undefined) return res;
+      await discard(res.body, timeout);
+      if (hop >= MAX_REDIRECTS) {
+        throw badGateway(`upstream ${this.name} redirected more than ${MAX_REDIRECTS} times (last from ${current.host})`, {
+          upstreamStatus: res.status,
+        });
+      }
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch (cause) {
+        throw badGateway(`upstream ${this.name} redirected to an invalid URL`, { cause });
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw badGateway(`upstream ${this.name} redirected to a ${next.protocol} URL`);
+      }
+      // Hosts only: redirect URLs to CDNs carry signatures in their query.
+      this.#log.debug({ status: res.status, from: current.host, to: next.host }, 'following upstream redirect');
+      current = next;
+    }
+  }
+
+  /**
+   * One HTTP exchange. `timeout` covers connect + response headers through our own timer, which is
+   * cleared once headers arrive, so a slow multi-GiB body is never cut by it. The caller's signal
+   * stays attached for the body's lifetime (undici destroys the body when it fires).
+   */
+  async #send(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): Promise<RawResponse> {
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeout);
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const detach = () => signal?.removeEventListener('abort', onAbort);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, {
+        dispatcher: this.#agent,
+        method,
+        headers,
+        signal: controller.signal,
+        headersTimeout: timeout,
+        highWaterMark: BODY_HIGH_WATER_MARK,
+      });
+    } catch (err) {
+      detach();
+      if (signal?.aborted) throw signal.reason ?? err;
+      if (timedOut) throw unavailable(this.name, url, `no response headers within ${timeout} ms`, err);
+      throw toUnavailable(err, this.name, url);
+    } finally {
+      clearTimeout(timer);
+    }
+    res.body.once('close', detach);
+    return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body, url };
+  }
+}
+
+function requestHeaders(input: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = { 'user-agent': USER_AGENT };
+  for (const [name, value] of Object.entries(input ?? {})) {
+    const lower = name.toLowerCase();
+    if (!DROPPED_REQUEST_HEADERS.has(lower)) out[lower] = value;
+  }
+  return out;
+}
+
+function flattenHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+/**
+ * Drains a small body (a 401's or a redirect's) so the connection can be reused; undici destroys
+ * it past its dump limit, and a body that stalls longer than `timeout` is destroyed too.
+ */
+async function discard(body: Dispatcher.ResponseData['body'], timeout: number): Promise<void> {
+  try {
+    await body.dump({ limit: 128 * 1024, signal: AbortSignal.timeout(timeout) });
+  } catch {
+    // A body that fails while being thrown away changes nothing for the caller.
+    body.destroy();
+  }
+}

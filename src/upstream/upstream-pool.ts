@@ -1,0 +1,33 @@
+/**
+ * @module upstream/upstream-pool
+ * Every configured upstream's client by name, created once at startup and closed together on
+ * shutdown.
+ */
+import type { UpstreamConfig } from '../config/schema.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { UpstreamClient, type UpstreamCounters } from './upstream-client.ts';
+
+/** A Map of upstream name → client, plus the two things done to all of them at once. */
+export class UpstreamPool extends Map<string, UpstreamClient> {
+  /** A snapshot of every upstream's counters, by name, for a metrics collector to read at scrape time. */
+  counters(): Record<string, UpstreamCounters> {
+    const out: Record<string, UpstreamCounters> = {};
+    for (const [name, client] of this) out[name] = { ...client.counters };
+    return out;
+  }
+
+  /** Closes every client (each waits up to `graceMs` for responses in flight, then destroys them). */
+  async closeAll(graceMs?: number): Promise<void> {
+    await Promise.all([...this.values()].map((client) => client.close(graceMs)));
+  }
+}
+
+export function createUpstreams(configs: readonly UpstreamConfig[], logger: Logger = silentLogger): UpstreamPool {
+  const pool = new UpstreamPool();
+  for (const config of configs) {
+    // Config parsing already rejects duplicate names; guard anyway so one client is never orphaned.
+    if (pool.has(config.name)) throw new TypeError(`Expected upstream names to be unique, got '${config.name}' twice`);
+    pool.set(config.name, new UpstreamClient(config, { logger }));
+  }
+  return pool;
+}
