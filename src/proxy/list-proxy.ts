@@ -48,7 +48,8 @@ export class ListProxy {
     }
     const key = `tags?${new URLSearchParams(params).toString()}`;
     try {
-      return await this.#fetch(route, `${route.repo}/tags/list`, params, key, 'NAME_UNKNOWN');
+      const list = await this.#fetch(route, `${route.repo}/tags/list`, params, key, 'NAME_UNKNOWN');
+      return enforcePagination(route, list, params);
     } catch (err) {
       if (!isUpstreamOutage(err)) throw err;
       const stored = this.#stored(route, key);
@@ -125,6 +126,26 @@ function rewriteLink(link: string | undefined, route: Route): string | undefined
   if (!target.pathname.startsWith(prefix)) return undefined;
   const clientRepo = route.prefix ? `${route.prefix}/${route.repo}` : route.repo;
   return `</v2/${clientRepo}/${target.pathname.slice(prefix.length)}${target.search}>${m[2]}`;
+}
+
+/**
+ * Some upstreams (distribution 2.8) ignore `n`/`last`; the spec says the answer holds at most
+ * `n` tags after `last` in lexical order, so the mirror applies them when the upstream did not.
+ */
+function enforcePagination(route: Route, list: ListResult, params: Record<string, string>): ListResult {
+  if (params.n === undefined && params.last === undefined) return list;
+  let doc: { name?: unknown; tags?: unknown };
+  try {
+    doc = JSON.parse(list.body.toString('utf8')) as typeof doc;
+  } catch {
+    return list;
+  }
+  if (!Array.isArray(doc.tags) || !doc.tags.every((t) => typeof t === 'string')) return list;
+  const tags = doc.tags as string[];
+  const n = params.n === undefined ? Infinity : Number(params.n);
+  const honoured = tags.length <= n && (params.last === undefined || tags.every((t) => t > (params.last as string)));
+  if (honoured) return list;
+  return { ...paginate(route, [...tags].sort(), params), cache: list.cache };
 }
 
 function paginate(route: Route, all: string[], params: Record<string, string>): Omit<ListResult, 'cache'> {

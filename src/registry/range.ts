@@ -26,7 +26,8 @@ export function parseRange(header: string | undefined, size: number): RangeResul
     return { kind: 'range', start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(a);
-  const last = b === '' ? size - 1 : Number(b);
+  const last = b === '' ? Number.MAX_SAFE_INTEGER : Number(b);
+  // first > last is an invalid range-spec (ignored); a valid one starting past the end is unsatisfiable.
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(last) || last < start) return { kind: 'none' };
   if (start >= size) return { kind: 'unsatisfiable' };
   return { kind: 'range', start, end: Math.min(last, size - 1) };

@@ -221,12 +221,13 @@ function tokenError(
 class TooLarge extends Error {}
 
 /** The whole body, refusing to buffer more than `limit` bytes. */
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }, limit: number): Promise<Buffer> {
+async function readCapped(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
     total += chunk.length;
     if (total > limit) {
+      body.on('error', () => {});
       body.destroy();
       throw new TooLarge(`a response larger than ${limit} bytes`);
     }

@@ -35,7 +35,10 @@ export interface UpstreamResponse {
   status: number;
   /** Lower-case names; repeated fields joined with ', ' (RFC 9110 §5.3). */
   headers: Record<string, string | undefined>;
-  /** The body as it arrives, never buffered. Consume or destroy it (a HEAD's is empty). */
+  /**
+   * The body as it arrives, never buffered. Consume or destroy it (a HEAD's is empty). Errors reach
+   * every consumer that listens (pipeline, for await); one nobody listens to is ignored, not fatal.
+   */
   body: Readable;
   /** The URL that answered, after redirects. */
   url: string;
@@ -95,6 +98,7 @@ export class UpstreamClient {
   readonly #log: Logger;
   readonly #base: URL;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now }: UpstreamClientOptions = {}) {
     const base = new URL(config.url);
@@ -146,7 +150,7 @@ export class UpstreamClient {
         try {
           retry = await this.#auth.respond(res.headers['www-authenticate'], repository, sent, signal);
         } catch (err) {
-          res.body.destroy();
+          destroyQuietly(res.body);
           throw err;
         }
         if (retry !== undefined) {
@@ -166,13 +170,22 @@ export class UpstreamClient {
    * Stops new requests and closes the connections, waiting up to `graceMs` for responses in flight
    * (an unconsumed body would otherwise hold close() open forever), then destroys what is left.
    */
-  async close(graceMs = 5_000): Promise<void> {
+  close(graceMs = 5_000): Promise<void> {
     this.#closed = true;
+    this.#closing ??= this.#close(graceMs);
+    return this.#closing;
+  }
+
+  async #close(graceMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), graceMs);
     });
-    const closed = this.#agent.close().then(() => 'closed' as const);
+    // Destroying below makes a pending close() reject; that is the expected end, not an error.
+    const closed = this.#agent.close().then(
+      () => 'closed' as const,
+      () => 'closed' as const,
+    );
     const outcome = await Promise.race([closed, timedOut]);
     clearTimeout(timer);
     if (outcome === 'timeout') await this.#agent.destroy();
@@ -269,6 +282,9 @@ export class UpstreamClient {
       clearTimeout(timer);
     }
     res.body.once('close', detach);
+    // A body the caller drops, then aborts or loses to a reset, errors with nobody listening; that
+    // must not take the process down. Consumers (pipeline, for await, .on('error')) still see errors.
+    res.body.on('error', ignore);
     return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body, url };
   }
 }
@@ -299,6 +315,14 @@ async function discard(body: Dispatcher.ResponseData['body'], timeout: number): 
     await body.dump({ limit: 128 * 1024, signal: AbortSignal.timeout(timeout) });
   } catch {
     // A body that fails while being thrown away changes nothing for the caller.
-    body.destroy();
+    destroyQuietly(body);
   }
 }
+
+/** undici's body emits 'error' when destroyed; with nobody listening that would crash the process. */
+function destroyQuietly(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', ignore);
+  body.destroy();
+}
+
+function ignore(): void {}

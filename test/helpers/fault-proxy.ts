@@ -157,7 +157,7 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
         const body = JSON.stringify({ errors: [{ code: STATUS_CODES[fault.code] ?? 'UNKNOWN', message: 'injected by fault proxy' }] });
         req.resume();
         rec.status = fault.code;
-        rec.bytesOut = Buffer.byteLength(body);
+        rec.bytesOut = req.method === 'HEAD' ? 0 : Buffer.byteLength(body);
         return void res.writeHead(fault.code, { 'content-type': 'application/json', ...fault.headers }).end(body);
       }
       case 'delay': {

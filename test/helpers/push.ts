@@ -6,8 +6,8 @@
  * cannot read Docker-typed manifests.
  *
  * Auth follows the challenge: no credentials until a 401, then Basic (htpasswd) or a Bearer token for
- * `repository:<repo>:pull,push` from the challenge's realm. The first request per repository is a HEAD,
- * so the auth is settled before any request with a (non-replayable) streamed body.
+ * `repository:<repo>:pull,push` from the challenge's realm. Every upload starts with a HEAD and a POST,
+ * so auth is settled before a request carries a streamed body.
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -15,8 +15,6 @@ import { Agent, request } from 'undici';
 import { MANIFEST_ACCEPT, type BlobDesc, type FixtureImage, type FixtureManifest, type FixtureSet } from './images.ts';
 
 export interface PushAuth { username: string; password: string }
-
-type Headers = Record<string, string>;
 
 /** `Bearer realm="…",service="…",scope="…"` → lower-cased scheme and params. */
 function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
@@ -43,7 +41,7 @@ class Session {
   }
 
   /** Sends a request, answering one 401 challenge; `body` is a factory so the retry gets a fresh stream. */
-  async send(repo: string, method: 'GET' | 'HEAD' | 'POST' | 'PUT', pathOrUrl: string, headers: Headers = {}, body?: () => Readable | Buffer) {
+  async send(repo: string, method: 'GET' | 'HEAD' | 'POST' | 'PUT', pathOrUrl: string, headers: Record<string, string> = {}, body?: () => Readable | Buffer) {
     const url = new URL(pathOrUrl, this.base);
     for (let attempt = 0; ; attempt++) {
       const pending = this.#authorization.get(repo);

@@ -124,7 +124,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         ...(authConfig && { auth: authConfig }),
         ...(proxy && { proxy }),
       }));
-      const fd = openSync(logFile, 'a');
+      const fd = openSync(logFile, 'w'); // per attempt, so the tail below is this attempt's
       const child = spawn('docker-registry', ['serve', configFile], { stdio: ['ignore', fd, fd] });
       closeSync(fd);
       const exit = exitOf(child);

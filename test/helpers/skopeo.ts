@@ -10,8 +10,9 @@
  *    `/v2/docker.io/library/alpine/...` (path-prefix routing); a mirror without a path sends `/v2/library/alpine/...`.
  *    It sends no `ns` query, starts with a TLS ClientHello on a plain-http port before retrying over http
  *    (`insecure = true`), then `GET /v2/`, GET (not HEAD) of the manifest by tag, blobs without Accept.
- *  - `oci:` destinations: skopeo 1.9 stores Docker-typed images converted unless --preserve-digests; with it, a Docker
- *    manifest cannot go into an oci: layout (use `dir:` for those).
+ *  - `oci:` destinations (measured with 1.9.3): without --preserve-digests a Docker schema2 manifest is converted to
+ *    OCI (new digest); with it a single Docker manifest is stored as-is (same digest), but a Docker manifest LIST with
+ *    --all fails ("must be converted to ... oci.image.index"): copy Docker lists to `dir:` to compare digests.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

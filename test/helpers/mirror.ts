@@ -1,0 +1,101 @@
+/**
+ * @module test/helpers/mirror
+ * Starts the real ocimirror against a temp data dir: in-process (`startTestMirror`, same
+ * composition root as `ocimirror serve`) or as a child process running the real CLI
+ * (`spawnMirror`), for tests that kill or signal it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.ts';
+import type { RawConfig } from '../../src/config/schema.ts';
+import { startMirror, type Mirror } from '../../src/mirror.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface TestMirror {
+  url: string;
+  dataDir: string;
+  mirror: Mirror;
+  stop(): Promise<void>;
+}
+
+/**
+ * A mirror config with two upstreams at the same registry: `test` (registry name
+ * `registry.test`, the default for requests naming no registry) and `hub` (`docker.io`, with
+ * Docker Hub's implicit `library/` for one-component names). `upstream` options apply to both.
+ */
+export function mirrorConfig(upstreamUrl: string, extra: Partial<RawConfig> & { upstream?: Record<string, unknown> } = {}): RawConfig {
+  const { upstream = {}, ...rest } = extra;
+  return {
+    listen: '127.0.0.1:0',
+    upstreams: [
+      { name: 'test', url: upstreamUrl, registries: ['registry.test'], tagTTL: '1h', ...upstream },
+      { name: 'hub', url: upstreamUrl, registries: ['docker.io'], tagTTL: '1h', ...upstream },
+    ],
+    defaultUpstream: 'test',
+    ...rest,
+  } as RawConfig;
+}
+
+export async function startTestMirror(raw: RawConfig, opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'ocimirror-test-')));
+  const config = parseConfig({ ...raw, storage: { path: dataDir } }, { env: opts.env ?? {} });
+  const mirror = await startMirror(config, silentLogger);
+  return {
+    url: mirror.url,
+    dataDir,
+    mirror,
+    async stop() {
+      await mirror.stop({ graceMs: 2000, drainDelayMs: 0 });
+      if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SpawnedMirror {
+  url: string;
+  proc: ChildProcess;
+  /** Everything the process printed (JSON log lines). */
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process ended. */
+  exited: Promise<number | string>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Runs `bin/ocimirror.js serve --config FILE` as a child process and waits for its listening line. */
+export async function spawnMirror(raw: RawConfig, dataDir: string, timeoutMs = 20_000): Promise<SpawnedMirror> {
+  const file = path.join(dataDir, '..', `${path.basename(dataDir)}.yaml`);
+  await writeFile(file, stringify({ ...raw, storage: { path: dataDir } }));
+  const proc = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', file], {
+    cwd: PROJECT_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, OCIMIRROR_LOG_LEVEL: 'info' },
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`mirror did not start within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const onData = () => {
+      const m = /"url":"(http:\/\/[^"]+)","upstreams"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        proc.stdout!.off('data', onData);
+        resolve(m[1] as string);
+      }
+    };
+    proc.stdout!.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`mirror exited (${code}) before listening:\n${out}`));
+    });
+  });
+  return { url, proc, output: () => out, exited, kill: (signal = 'SIGTERM') => proc.kill(signal) };
+}
