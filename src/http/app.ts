@@ -33,8 +33,14 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);
   });
 
+  // Dispatched on the raw request target before hono routes on the normalised URL: WHATWG URL
+  // parsing resolves `..` and `%2e%2e`, which would turn `/v2/x/../../etc` into `/etc` instead of
+  // the NAME_INVALID a client deserves.
   const v2 = createV2Handler(deps);
-  app.all('/v2', v2);
-  app.all('/v2/*', v2);
+  app.use('*', async (c, next) => {
+    const raw = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
+    if (raw === '/v2' || raw.startsWith('/v2/') || raw.startsWith('/v2?')) return v2(c);
+    await next();
+  });
   return app;
 }

@@ -6,6 +6,8 @@
  * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
  */
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
@@ -111,8 +113,17 @@ async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Pro
     base['Content-Length'] = String(result.range.end - result.range.start + 1);
   }
   if (!result.body) return c.body(null, status, base);
-  const body = Readable.toWeb(result.body, { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
-  return c.body(body, status, base);
+  const outgoing = c.env?.outgoing;
+  if (!outgoing) {
+    const body = Readable.toWeb(result.body, { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
+    return c.body(body, status, base);
+  }
+  // Straight onto the socket: no web-stream hop on the hottest path, and a failed fill
+  // destroys the connection (the client sees an abort, never a clean end to a wrong body).
+  for (const [name, value] of Object.entries(base)) outgoing.setHeader(name, value);
+  outgoing.writeHead(status);
+  pipeline(result.body, outgoing).catch(() => outgoing.destroy());
+  return RESPONSE_ALREADY_SENT;
 }
 
 function listResponse(c: Ctx, list: { status: number; contentType: string; link: string | undefined; body: Buffer; cache: string }): Response {

@@ -27,17 +27,26 @@ export function isIndexType(mediaType: string): boolean {
   return mediaType === MEDIA_TYPES.ociIndex || mediaType === MEDIA_TYPES.dockerList;
 }
 
-/** Media types named in one or more Accept headers, without parameters; '*\/*' kept as is. */
+/**
+ * Media types named in one or more Accept headers, without parameters; '*\/*' kept as is.
+ * A type with weight `q=0` is left out: RFC 9110 §12.4.2, "a value of 0 means 'not acceptable'".
+ */
 export function parseAccept(values: readonly string[] | string | undefined): string[] {
   const list = Array.isArray(values) ? values : values === undefined ? [] : [values];
   const out: string[] = [];
   for (const v of list) {
     for (const part of v.split(',')) {
-      const type = part.split(';')[0]?.trim().toLowerCase();
-      if (type) out.push(type);
+      const [first, ...params] = part.split(';');
+      const type = first?.trim().toLowerCase();
+      if (type && !params.some(isZeroWeight)) out.push(type);
     }
   }
   return out;
+}
+
+function isZeroWeight(param: string): boolean {
+  const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(param);
+  return m !== null && Number(m[1]) === 0;
 }
 
 /**

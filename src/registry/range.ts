@@ -3,7 +3,8 @@
  * Single byte-range requests per RFC 9110 §14.1.2 (`bytes=first-last`, `bytes=first-`,
  * `bytes=-suffix`). A syntactically invalid header or a multi-range request is ignored and the
  * whole blob is served (§14.2 allows a server to ignore Range); a valid range that starts past
- * the end is unsatisfiable (§15.5.17, 416 with `Content-Range: bytes *\/size`).
+ * the end, or a zero-length suffix, is unsatisfiable (§14.1.2, §15.5.17: 416 with
+ * `Content-Range: bytes *\/size`).
  */
 
 export type RangeResult =
@@ -22,7 +23,10 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   if (a === '') {
     const suffix = Number(b);
     if (!Number.isSafeInteger(suffix)) return { kind: 'none' };
-    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' };
+    if (suffix === 0) return { kind: 'unsatisfiable' };
+    // §14.1.2: on a zero-length representation a non-zero suffix is satisfiable, yet no
+    // Content-Range can describe zero bytes; serve the (empty) whole, as §14.2 allows.
+    if (size === 0) return { kind: 'none' };
     return { kind: 'range', start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(a);

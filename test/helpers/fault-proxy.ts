@@ -126,7 +126,8 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
         rec.bytesOut += out.length;
         if (rec.bytesOut >= cut) {
           upRes.destroy();
-          res.write(out, () => res.socket?.end());
+          const socket = res.socket;
+          res.write(out, () => socket?.destroy());
         } else if (!res.write(out)) {
           upRes.pause();
         }

@@ -1,0 +1,225 @@
+/**
+ * Faults between the mirror and a real upstream: a connection cut mid-blob, corrupt bytes, the
+ * upstream going down with and without a cached tag, tags that expire and move, and malformed
+ * client input. Each must end in a clear OCI error (or an aborted connection, never a clean end
+ * to a wrong body) and leave nothing corrupt in the cache.
+ */
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describeWithTools } from '../helpers/tools.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { MANIFEST_ACCEPT } from '../helpers/images.ts';
+import { pushFixtures } from '../helpers/push.ts';
+import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
+  const res = await fetch(url, { method, headers });
+  return { res, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+async function errorOf(url: string, headers: Record<string, string> = {}) {
+  const { res, body } = await get(url, headers);
+  return { status: res.status, error: JSON.parse(body.toString()).errors[0] as { code: string; message: string } };
+}
+
+/** Every file under the data dir except SQLite's own, relative. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && !entry.name.startsWith('ocimirror.db')) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
+  }
+  return out.sort();
+}
+
+describeWithTools(['docker-registry'], 'faults between the mirror and its upstream', () => {
+  let upstream: Upstream;
+  let m: TestMirror;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    m = await startTestMirror(mirrorConfig(upstream.url, { upstream: { tagTTL: '300ms', timeout: '2s' } }));
+  });
+  afterAll(async () => {
+    await m?.stop();
+    await upstream?.stop();
+  });
+  afterEach(async () => {
+    upstream.proxy.clear();
+    await upstream.proxy.up();
+    upstream.proxy.reset();
+  });
+
+  function expectNotCached(digest: string) {
+    expect(m.mirror.storage.metadata.getBlob(digest)).toBeUndefined();
+  }
+
+  for (const fault of ['cut', 'corrupt'] as const) {
+    it(`aborts every client and commits nothing when the upstream ${fault === 'cut' ? 'drops mid-blob' : 'sends corrupt bytes'}, then refetches whole`, async () => {
+      // A different blob per fault: the first test leaves its blob cached.
+      const repo = fault === 'cut' ? 'large' : 'medium';
+      const blob = upstream.fixtures.image(repo).manifest.layers[0]!;
+      const url = `${m.url}/v2/${repo}/blobs/${blob.digest}`;
+      if (fault === 'cut') upstream.proxy.cutAfter(Math.floor(blob.size / 2), { pathIncludes: blob.digest });
+      else upstream.proxy.corrupt({ pathIncludes: blob.digest });
+      const attempts = await Promise.allSettled(Array.from({ length: 3 }, () => get(url)));
+      for (const a of attempts) {
+        // Either the headers never came (an OCI error) or the body was cut: never a full 200 body.
+        if (a.status === 'fulfilled') expect(a.value.res.status).not.toBe(200);
+        else expect(String(a.reason)).toMatch(/terminated|socket|closed|aborted/i);
+      }
+      await sleep(100);
+      expectNotCached(blob.digest);
+      expect(await readdir(m.mirror.storage.paths.tmp)).toEqual([]);
+      expect(await filesUnder(m.dataDir)).not.toContain(expect.stringContaining(blob.digest.slice(7)));
+
+      upstream.proxy.clear();
+      const attempted = upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest });
+      expect(attempted).toBeGreaterThanOrEqual(1);
+      const again = await get(url);
+      expect(again.res.status).toBe(200);
+      expect(sha256(again.body)).toBe(blob.digest);
+      expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(attempted + 1);
+      await sleep(100);
+      expect(m.mirror.storage.metadata.getBlob(blob.digest)?.size).toBe(blob.size);
+    });
+  }
+
+  it('serves a cached tag as STALE while the upstream is down, and a clear 503 for what it never cached', async () => {
+    const image = upstream.fixtures.image('medium');
+    const first = await get(`${m.url}/v2/medium/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(first.res.headers.get('x-cache')).toBe('MISS');
+    await sleep(400); // past tagTTL
+    await upstream.proxy.down();
+    const stale = await get(`${m.url}/v2/medium/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(stale.res.status).toBe(200);
+    expect(stale.res.headers.get('x-cache')).toBe('STALE');
+    expect(stale.res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
+    expect(stale.body.equals(image.manifest.bytes)).toBe(true);
+
+    const never = await errorOf(`${m.url}/v2/many/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(never.status).toBe(503);
+    expect(never.error.code).toBe('UNAVAILABLE');
+    expect(never.error.message).toContain('upstream test');
+    const blob = await errorOf(`${m.url}/v2/many/blobs/${upstream.fixtures.image('many').manifest.layers[0]!.digest}`);
+    expect(blob.status).toBe(503);
+  });
+
+  it('lists cached tags when the upstream is down', async () => {
+    await get(`${m.url}/v2/small/manifests/v1`, { accept: MANIFEST_ACCEPT });
+    await get(`${m.url}/v2/small/manifests/v2`, { accept: MANIFEST_ACCEPT });
+    await upstream.proxy.down();
+    const { res, body } = await get(`${m.url}/v2/small/tags/list`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-cache')).toBe('STALE');
+    expect(JSON.parse(body.toString()).tags).toEqual(expect.arrayContaining(['v1', 'v2']));
+  });
+
+  it('revalidates an expired tag with a HEAD and no GET when it has not moved', async () => {
+    await get(`${m.url}/v2/multi/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    await sleep(400);
+    upstream.proxy.reset();
+    const again = await get(`${m.url}/v2/multi/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(again.res.headers.get('x-cache')).toBe('HIT');
+    expect(upstream.proxy.records.map((r) => `${r.method} ${r.path}`)).toEqual(['HEAD /v2/multi/manifests/latest']);
+  });
+
+  it('follows a tag that moved upstream once its TTL has passed', async () => {
+    const v1 = upstream.fixtures.image('small:v1');
+    const v2 = upstream.fixtures.image('small:v2');
+    await pushFixtures(upstream.registry.url, upstream.fixtures, [{ ...v1, tags: ['moving'] }]);
+    const before = await get(`${m.url}/v2/small/manifests/moving`, { accept: MANIFEST_ACCEPT });
+    expect(before.res.headers.get('docker-content-digest')).toBe(v1.manifest.digest);
+    await pushFixtures(upstream.registry.url, upstream.fixtures, [{ ...v2, tags: ['moving'] }]);
+    const within = await get(`${m.url}/v2/small/manifests/moving`, { accept: MANIFEST_ACCEPT });
+    expect(within.res.headers.get('docker-content-digest')).toBe(v1.manifest.digest);
+    await sleep(400);
+    const after = await get(`${m.url}/v2/small/manifests/moving`, { accept: MANIFEST_ACCEPT });
+    expect(after.res.headers.get('docker-content-digest')).toBe(v2.manifest.digest);
+    expect(after.res.headers.get('x-cache')).toBe('MISS');
+  });
+
+  it('answers a manifest whose bytes do not match its digest with 502 and caches nothing', async () => {
+    const image = upstream.fixtures.image('many');
+    upstream.proxy.corrupt({ pathIncludes: `/manifests/${image.manifest.digest}` });
+    const bad = await errorOf(`${m.url}/v2/many/manifests/${image.manifest.digest}`, { accept: MANIFEST_ACCEPT });
+    expect(bad.status).toBe(502);
+    expect(bad.error.message).toContain('does not match');
+    expect(m.mirror.storage.metadata.getManifest(image.manifest.digest)).toBeUndefined();
+  });
+});
+
+describeWithTools(['docker-registry'], 'malformed client input', () => {
+  let upstream: Upstream;
+  let m: TestMirror;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    m = await startTestMirror(mirrorConfig(upstream.url));
+  });
+  afterAll(async () => {
+    await m?.stop();
+    await upstream?.stop();
+  });
+
+  describe('is refused with an OCI error, touching neither the disk nor the upstream', () => {
+    const cases: Array<[string, number, string]> = [
+      ['/v2/Small/manifests/latest', 400, 'NAME_INVALID'],
+      ['/v2/small/../../../etc/manifests/latest', 400, 'NAME_INVALID'],
+      ['/v2/small/%2e%2e/%2e%2e/manifests/latest', 400, 'NAME_INVALID'],
+      ['/v2/a//b/manifests/latest', 400, 'NAME_INVALID'],
+      ['/v2/small/manifests/bad%2Ftag', 400, 'TAG_INVALID'],
+      ['/v2/small/manifests/-x', 400, 'TAG_INVALID'],
+      ['/v2/small/blobs/sha256:../../../../etc/passwd', 404, 'UNSUPPORTED'],
+      ['/v2/small/blobs/sha256:ABC', 400, 'DIGEST_INVALID'],
+      [`/v2/small/blobs/md5:${'a'.repeat(32)}`, 400, 'DIGEST_INVALID'],
+      [`/v2/small/blobs/sha256:${'a'.repeat(63)}`, 400, 'DIGEST_INVALID'],
+      [`/v2/small/manifests/sha256:${'g'.repeat(64)}`, 400, 'DIGEST_INVALID'],
+      [`/v2/${'a'.repeat(300)}/manifests/latest`, 400, 'NAME_INVALID'],
+      ['/v2/small/nothing/here', 404, 'UNSUPPORTED'],
+      ['/etc/passwd', 404, 'UNSUPPORTED'],
+    ];
+    for (const [p, status, code] of cases) {
+      it(`${p.slice(0, 80)} → ${status} ${code}`, async () => {
+        const before = await filesUnder(m.dataDir);
+        const res = await rawRequest(m.url, p);
+        expect(res.status).toBe(status);
+        expect(JSON.parse(res.body).errors[0].code).toBe(code);
+        expect(await filesUnder(m.dataDir)).toEqual(before);
+        expect(upstream.proxy.count()).toBe(0);
+      });
+    }
+  });
+
+  it('survives a TLS ClientHello on the plain-HTTP port and keeps serving', async () => {
+    const net = await import('node:net');
+    const { port } = new URL(m.url);
+    await new Promise<void>((resolve) => {
+      const s = net.connect(Number(port), '127.0.0.1', () => s.write(Buffer.from('160301020001000200000303', 'hex')));
+      s.on('data', () => {});
+      s.on('close', () => resolve());
+      s.on('error', () => resolve());
+    });
+    const { res } = await get(`${m.url}/v2/`);
+    expect(res.status).toBe(200);
+  });
+});
+
+/** Sends the path exactly as written (fetch would normalise `..`). */
+async function rawRequest(base: string, rawPath: string): Promise<{ status: number; body: string }> {
+  const http = await import('node:http');
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: hostname, port, path: rawPath, method: 'GET' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
