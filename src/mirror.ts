@@ -60,8 +60,12 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
       stopping ??= (async () => {
         draining = true;
         if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs));
+        const deadline = Date.now() + graceMs;
         const { forced } = await server.close(graceMs);
         if (forced > 0) log.warn({ forced }, 'grace period over: cut connections still in flight');
+        // A fill whose client already has its bytes may still be committing: let it land.
+        const { aborted } = await storage.blobs.settle(Math.max(0, deadline - Date.now()));
+        if (aborted > 0) log.warn({ aborted }, 'grace period over: aborted fills still running (nothing partial committed)');
         await upstreams.closeAll();
         storage.close();
         log.info('ocimirror stopped');

@@ -40,6 +40,8 @@ export class BlobCache {
   readonly metadata: Metadata;
   readonly #log: Logger;
   readonly #fills = new Map<string, Promise<BlobFill>>();
+  /** Fills whose bytes are still being copied or committed, with the means to abort them. */
+  readonly #running = new Set<{ controller: AbortController; done: Promise<void> }>();
 
   constructor(store: BlobStore, metadata: Metadata, log: Logger) {
     this.store = store;
@@ -113,7 +115,7 @@ export class BlobCache {
     };
     controller.signal.addEventListener('abort', onAbort, { once: true });
     const started = Date.now();
-    void fill
+    const done = fill
       .run(source.body)
       .then(async (size) => {
         await this.store.commit(fill.tempPath, req.digest.hex);
@@ -129,13 +131,35 @@ export class BlobCache {
         clearTimeout(timer);
         controller.signal.removeEventListener('abort', onAbort);
         this.#fills.delete(req.digest.value);
+        this.#running.delete(entry);
         fill.retire();
       });
+    const entry = { controller, done };
+    this.#running.add(entry);
     return fill;
   }
 
-  /** Fills still running, for graceful shutdown. */
+  /** Fills still copying or committing. */
   get activeFills(): number {
-    return this.#fills.size;
+    return this.#running.size;
+  }
+
+  /**
+   * Shutdown: lets running fills finish and commit within `timeoutMs`, then aborts the rest
+   * (their temp files are removed; nothing partial is committed). Resolves once all settled.
+   */
+  async settle(timeoutMs: number): Promise<{ aborted: number }> {
+    const all = () => Promise.allSettled([...this.#running].map((e) => e.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      all().then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) return { aborted: 0 };
+    const aborted = this.#running.size;
+    for (const e of this.#running) e.controller.abort(new Error('shutting down'));
+    await all();
+    return { aborted };
   }
 }

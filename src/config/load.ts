@@ -14,6 +14,9 @@ import { configSchema, type Config, type UpstreamConfig } from './schema.ts';
 /** The config shipped in the package, used when no --config / OCIMIRROR_CONFIG is given. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/ocimirror.yaml', import.meta.url));
 
+/** Docker Hub's API hosts; clients call the registry itself 'docker.io'. */
+const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
 /** Overrides that do not need a file (command-line flags take precedence over the environment). */
 export interface ConfigOverrides {
   listen?: string | undefined;
@@ -101,10 +104,13 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
     } catch {
       /* reported by the schema below */
     }
-    set(['upstreams'], [{ name: 'default', url: upstream, registries: host ? [host] : [] }]);
+    // Clients name Docker Hub 'docker.io' (containerd's ?ns=, CRI-O's prefix), never its API host.
+    const registries = !host ? [] : DOCKER_HUB_HOSTS.has(host) ? [...new Set(['docker.io', host])] : [host];
+    set(['upstreams'], [{ name: 'default', url: upstream, registries }]);
     set(['defaultUpstream'], 'default');
   }
-  if (env.OCIMIRROR_DEFAULT_UPSTREAM) set(['defaultUpstream'], env.OCIMIRROR_DEFAULT_UPSTREAM);
+  // The --upstream flag implies defaultUpstream 'default'; a flag beats the environment.
+  if (env.OCIMIRROR_DEFAULT_UPSTREAM && !overrides.upstream) set(['defaultUpstream'], env.OCIMIRROR_DEFAULT_UPSTREAM);
 
   const result = configSchema.safeParse(merged);
   if (!result.success) throw new ConfigError(result.error.issues.map(describeIssue));
@@ -115,14 +121,14 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
   if (!listenAddr) issues.push(`listen: expected host:port such as 0.0.0.0:5000, got '${parsed.listen}'`);
 
   const names = new Set<string>();
-  const registryOwner = new Map<string, string>();
+  const registryOwner = new Map<string, number>(); // registry → index of the first upstream serving it
   const upstreams: UpstreamConfig[] = parsed.upstreams.map((u, i) => {
     if (names.has(u.name)) issues.push(`upstreams[${i}].name: '${u.name}' is used by another upstream`);
     names.add(u.name);
     for (const reg of u.registries) {
       const owner = registryOwner.get(reg);
-      if (owner) issues.push(`upstreams[${i}].registries: '${reg}' is already served by upstream '${owner}'`);
-      registryOwner.set(reg, u.name);
+      if (owner === undefined) registryOwner.set(reg, i);
+      else if (owner !== i) issues.push(`upstreams[${i}].registries: '${reg}' is already served by upstream '${parsed.upstreams[owner]?.name}'`);
     }
     return {
       name: u.name,

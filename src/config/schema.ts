@@ -39,8 +39,11 @@ const registryName = z
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i, 'expected a registry host such as docker.io or myreg.local:5000')
   .transform((s) => s.toLowerCase());
 
+/** 'is required' only when the key is absent; a value of the wrong type keeps zod's own message. */
+const required = { error: (issue: { input: unknown }) => (issue.input === undefined ? 'is required' : undefined) };
+
 const upstreamUrl = z
-  .string({ error: 'is required' })
+  .string(required)
   .refine((s) => {
     try {
       const u = new URL(s);
@@ -62,7 +65,7 @@ const authSchema = z
 
 const upstreamSchema = z
   .object({
-    name: z.string({ error: 'is required' }).regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected letters, digits, - or _'),
+    name: z.string(required).regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected letters, digits, - or _'),
     url: upstreamUrl,
     registries: z.array(registryName).default([]),
     tagTTL: duration('5m'),

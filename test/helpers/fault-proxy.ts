@@ -23,7 +23,7 @@ export interface FaultMatch extends RequestFilter {
   times?: number;
 }
 
-export type FaultKind = 'cut' | 'corrupt' | 'down' | 'status' | 'delay';
+export type FaultKind = 'cut' | 'corrupt' | 'down' | 'status' | 'delay' | 'throttle';
 
 export interface ProxyRecord {
   method: string;
@@ -60,6 +60,8 @@ export interface FaultProxy {
   status(code: number, headers?: Record<string, string>, match?: FaultMatch): void;
   /** Waits `ms` before forwarding, so the response headers come at least that late. */
   delay(ms: number, match?: FaultMatch): void;
+  /** Forwards the body at about `bytesPerSecond`, so a fill stays in progress long enough to act on it. */
+  throttle(bytesPerSecond: number, match?: FaultMatch): void;
   /** Removes every fault; a listener stopped by `down()` stays down until `up()`. */
   clear(): void;
   stop(): Promise<void>;
@@ -69,7 +71,8 @@ type FaultSpec =
   | { kind: 'cut'; bytes: number }
   | { kind: 'corrupt' | 'down' }
   | { kind: 'status'; code: number; headers: Record<string, string> }
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  | { kind: 'throttle'; bytesPerSecond: number };
 type Fault = FaultSpec & { match: FaultMatch; left: number };
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade']);
@@ -128,11 +131,15 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
           upRes.destroy();
           const socket = res.socket;
           res.write(out, () => socket?.destroy());
+        } else if (fault?.kind === 'throttle') {
+          upRes.pause();
+          res.write(out);
+          setTimeout(() => upRes.resume(), (out.length / fault.bytesPerSecond) * 1000);
         } else if (!res.write(out)) {
           upRes.pause();
         }
       });
-      res.on('drain', () => upRes.resume());
+      if (fault?.kind !== 'throttle') res.on('drain', () => upRes.resume());
       upRes.on('end', () => res.end());
       upRes.on('error', () => res.destroy());
     });
@@ -205,6 +212,7 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
     },
     status: (code, headers = {}, match) => add({ kind: 'status', code, headers }, match),
     delay: (ms, match) => add({ kind: 'delay', ms }, match),
+    throttle: (bytesPerSecond, match) => add({ kind: 'throttle', bytesPerSecond }, match),
     clear: () => void (faults = []),
     async stop() {
       await close();

@@ -1,0 +1,52 @@
+/**
+ * @module bench/ocimirror
+ * ocimirror as its own process (`node bin/ocimirror.js serve --config FILE`), so its RSS is its own and the
+ * bench client never shares its event loop. Start-up time is spawn → the "ocimirror listening" log line.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDaemon, waitFor, type Cleanup, type Daemon } from './proc.ts';
+
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The bench's one upstream; the cache's link rows name it. */
+export const UPSTREAM_NAME = 'up';
+
+export interface OcimirrorProc {
+  url: string;
+  host: string;
+  pid: number;
+  dataDir: string;
+  startupMs: number;
+  daemon: Daemon;
+}
+
+export interface OcimirrorOptions {
+  name: string;
+  upstreamUrl: string;
+  dataDir: string;
+  workDir: string;
+  /** Write a V8 CPU profile here when the process exits. */
+  cpuProfDir?: string | undefined;
+}
+
+export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Promise<OcimirrorProc> {
+  await mkdir(o.dataDir, { recursive: true });
+  const configFile = join(o.workDir, `${o.name}.yaml`);
+  // JSON is YAML.
+  await writeFile(configFile, JSON.stringify({
+    listen: '127.0.0.1:0',
+    storage: { path: o.dataDir },
+    upstreams: [{ name: UPSTREAM_NAME, url: o.upstreamUrl, tagTTL: '1h' }],
+    defaultUpstream: UPSTREAM_NAME,
+    log: { level: 'info' },
+  }, null, 2));
+  const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir, '--cpu-prof-name', `${o.name}.cpuprofile`] : [];
+  const logFile = join(o.workDir, `${o.name}.log`);
+  const started = performance.now();
+  const daemon = startDaemon(process.execPath, [...prof, join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', configFile], logFile);
+  cleanup.defer(o.name, () => daemon.stop());
+  const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
+  return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };
+}

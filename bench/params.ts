@@ -1,0 +1,58 @@
+/**
+ * @module bench/params
+ * Every size and count of a bench run, from the environment. `BENCH_PROFILE=smoke` makes each default tiny
+ * (CI proves the suite works; it measures nothing); any variable set explicitly wins over the profile.
+ */
+export interface BenchParams {
+  profile: 'full' | 'smoke';
+  /** Payload of the large (and herd) layer, MiB. */
+  largeMiB: number;
+  readClients: number;
+  /** Each hit read runs this many times; the best run counts. */
+  readRepeats: number;
+  wrkSeconds: number;
+  wrkConnections: number;
+  wrkThreads: number;
+  herdClients: number;
+  scaleBlobs: number;
+  scaleTags: number;
+  /** Distinct tags and blobs the scale phase reads, present in both the empty and the populated cache. */
+  scaleHitSet: number;
+  /** Upper bound for any one command (a skopeo copy, a herd, a wrk run). */
+  stepTimeoutMs: number;
+  /** JSON output file; default bench/results/<timestamp>.json. */
+  out: string | undefined;
+  /** Run ocimirror under `node --cpu-prof`; profiles go next to the JSON. */
+  cpuProf: boolean;
+}
+
+export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
+  const smoke = env.BENCH_PROFILE === 'smoke';
+  if (env.BENCH_PROFILE && !['smoke', 'full'].includes(env.BENCH_PROFILE)) {
+    throw new Error(`BENCH_PROFILE must be 'full' or 'smoke', got '${env.BENCH_PROFILE}'`);
+  }
+  const num = (names: string[], full: number, tiny: number): number => {
+    const name = names.find((n) => env[n] !== undefined && env[n] !== '');
+    if (!name) return smoke ? tiny : full;
+    const v = Number(env[name]);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer, got '${env[name]}'`);
+    return v;
+  };
+  const scaleTags = num(['BENCH_SCALE_TAGS'], 10_000, 50);
+  return {
+    profile: smoke ? 'smoke' : 'full',
+    largeMiB: num(['BENCH_LARGE_MIB', 'IMG_LARGE_MIB'], 512, 1),
+    readClients: num(['BENCH_READ_CLIENTS'], 8, 8),
+    readRepeats: num(['BENCH_READ_REPEATS'], 3, 1),
+    wrkSeconds: num(['BENCH_WRK_SECONDS'], 5, 1),
+    wrkConnections: num(['BENCH_WRK_CONNECTIONS'], 64, 8),
+    wrkThreads: num(['BENCH_WRK_THREADS'], 2, 1),
+    herdClients: num(['BENCH_HERD_CLIENTS'], 32, 4),
+    scaleBlobs: num(['BENCH_SCALE_BLOBS'], 100_000, 500),
+    scaleTags,
+    scaleHitSet: Math.min(scaleTags, num(['BENCH_SCALE_HIT_SET'], 200, 20)),
+    stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
+    out: env.BENCH_OUT || undefined,
+    cpuProf: env.BENCH_CPU_PROF === '1',
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * @module bench/pull
+ * Phases 1 and 2: `skopeo copy --all docker://HOST/REF dir:TMP` of every image of the set, one after another.
+ * Wall is the sum of the copies (the temp dirs are removed between them, outside the clock); upstream requests
+ * and bytes are what the forwarder saw during the phase.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FaultProxy } from '../test/helpers/fault-proxy.ts';
+import { mustRun } from './proc.ts';
+import { settled } from './upstream.ts';
+
+export interface PullResult {
+  wallS: number;
+  upstreamRequests: number;
+  upstreamBlobGets: number;
+  upstreamBytes: number;
+}
+
+export async function pullSet(host: string, refs: string[], forwarder: FaultProxy, tmp: string, timeoutMs: number): Promise<PullResult> {
+  forwarder.reset();
+  let ms = 0;
+  for (const ref of refs) {
+    const dir = await mkdtemp(join(tmp, 'pull-'));
+    try {
+      const r = await mustRun('skopeo', [
+        '--insecure-policy', 'copy', '--all', '--src-tls-verify=false', '--retry-times', '0', `docker://${host}/${ref}`, `dir:${dir}`,
+      ], { timeoutMs });
+      ms += r.ms;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  await settled(forwarder);
+  return {
+    wallS: ms / 1000,
+    upstreamRequests: forwarder.count(),
+    upstreamBlobGets: forwarder.count({ method: 'GET', pathIncludes: '/blobs/' }),
+    upstreamBytes: forwarder.bytes(),
+  };
+}

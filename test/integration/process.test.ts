@@ -1,0 +1,154 @@
+/**
+ * The mirror as operators run it, a child process of `bin/ocimirror.js serve`: killed with
+ * SIGKILL in the middle of a fill (the cache must come back consistent and refetch the blob
+ * whole), drained with SIGTERM during a pull (readiness 503, the pull finishes, exit 0), and
+ * refusing a bad config with a message that names the key.
+ */
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import http from 'node:http';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { Metadata } from '../../src/cache/metadata.ts';
+import { dataPaths } from '../../src/cache/paths.ts';
+import { describeWithTools } from '../helpers/tools.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { PROJECT_ROOT, mirrorConfig, spawnMirror } from '../helpers/mirror.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Streams a GET, hashing it; `firstBytes` resolves once `after` bytes arrived. */
+function streamGet(url: string, after = 1) {
+  let onFirst: () => void;
+  const firstBytes = new Promise<void>((r) => (onFirst = r));
+  const done = new Promise<{ status: number; bytes: number; digest: string; complete: boolean }>((resolve, reject) => {
+    http.get(url, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+        if (bytes >= after) onFirst();
+      });
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        resolve({ status: res.statusCode ?? 0, bytes, digest: `sha256:${hash.digest('hex')}`, complete: res.complete });
+      };
+      res.on('end', finish);
+      res.on('error', finish);
+      res.on('aborted', finish);
+    }).on('error', reject);
+  });
+  return { firstBytes, done };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+describeWithTools(['docker-registry'], 'the mirror process', () => {
+  let upstream: Upstream;
+  let dir: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+  });
+  afterAll(async () => {
+    await upstream?.stop();
+  });
+  beforeEach(async () => {
+    upstream.proxy.clear();
+    upstream.proxy.reset();
+    dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-proc-'));
+    return () => rm(dir, { recursive: true, force: true });
+  });
+
+  it('comes back consistent after SIGKILL mid-fill and refetches the blob whole', async () => {
+    const dataDir = path.join(dir, 'data');
+    const blob = upstream.fixtures.image('large').manifest.layers[0]!;
+    upstream.proxy.throttle(2 << 20, { pathIncludes: blob.digest });
+    const first = await spawnMirror(mirrorConfig(upstream.url), dataDir);
+    try {
+      const pull = streamGet(`${first.url}/v2/large/blobs/${blob.digest}`, 256 << 10);
+      await pull.firstBytes;
+      const tmp = dataPaths(dataDir).tmp;
+      expect((await readdir(tmp)).some((f) => f.endsWith('.part'))).toBe(true);
+      first.kill('SIGKILL');
+      expect(await first.exited).toBe('SIGKILL');
+      const cut = await pull.done;
+      expect(cut, JSON.stringify(cut)).toMatchObject({ complete: false });
+      expect(cut.bytes).toBeLessThan(blob.size);
+    } finally {
+      first.kill('SIGKILL');
+    }
+
+    upstream.proxy.clear();
+    const second = await spawnMirror(mirrorConfig(upstream.url), dataDir);
+    try {
+      const ready = JSON.parse(second.output().split('\n').find((l) => l.includes('"storage ready"')) ?? '{}');
+      expect(ready, second.output()).toMatchObject({ tempFilesRemoved: 1, blobs: 0 });
+      expect(await readdir(dataPaths(dataDir).tmp)).toEqual([]);
+      const before = upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest });
+      const again = await streamGet(`${second.url}/v2/large/blobs/${blob.digest}`).done;
+      expect(again).toMatchObject({ status: 200, bytes: blob.size, digest: blob.digest, complete: true });
+      expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(before + 1);
+      const refetch = upstream.proxy.records.filter((r) => r.path.includes(blob.digest)).at(-1)!;
+      expect(refetch.bytesOut).toBe(blob.size);
+    } finally {
+      second.kill('SIGTERM');
+      await second.exited;
+    }
+    const metadata = new Metadata(dataPaths(dataDir).database);
+    try {
+      expect(metadata.getBlob(blob.digest)?.size).toBe(blob.size);
+    } finally {
+      metadata.close();
+    }
+  });
+
+  it('drains on SIGTERM: readiness turns 503, the pull in flight finishes, then it exits 0', async () => {
+    const dataDir = path.join(dir, 'data');
+    const blob = upstream.fixtures.image('medium').manifest.layers[1]!;
+    upstream.proxy.throttle(blob.size, { pathIncludes: blob.digest }); // about a second for the whole blob
+    const mirror = await spawnMirror(mirrorConfig(upstream.url, { server: { shutdownGrace: '20s', drainDelay: '1s' } }), dataDir);
+    try {
+      const ready = await fetch(`${mirror.url}/readyz`);
+      expect(ready.status).toBe(200);
+      const pull = streamGet(`${mirror.url}/v2/medium/blobs/${blob.digest}`);
+      await pull.firstBytes;
+      mirror.kill('SIGTERM');
+      await waitFor('readyz 503', async () => ((await fetch(`${mirror.url}/readyz`)).status === 503 ? true : undefined));
+      const result = await pull.done;
+      expect(result).toMatchObject({ status: 200, bytes: blob.size, digest: blob.digest, complete: true });
+      expect(await mirror.exited).toBe(0);
+      await expect(fetch(`${mirror.url}/healthz`)).rejects.toThrow();
+      expect(mirror.output()).toMatch(/"msg":"ocimirror stopped"/);
+    } finally {
+      mirror.kill('SIGKILL');
+    }
+  });
+});
+
+it('refuses to start on a bad config, naming the key and what is wrong', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-cfg-'));
+  try {
+    const file = path.join(dir, 'bad.yaml');
+    await writeFile(file, 'upstreams:\n  - name: hub\n    registries: [docker.io]\n    tagTTL: soon\n');
+    const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', file], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('upstreams[0].url is required');
+    expect(run.stderr).toContain("upstreams[0].tagTTL: expected a duration such as '30s', '5m' or '7d', got 'soon'");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
