@@ -3,7 +3,7 @@
  * Resident memory of a process from /proc/<pid>/status. VmHWM is the peak since start or since the last
  * `echo 5 > /proc/<pid>/clear_refs`, so one phase's peak can be read exactly while the run's peak is kept.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const MiB = 1024 * 1024;
 
@@ -47,4 +47,17 @@ export class PeakRss {
       clearInterval(timer);
     }
   }
+}
+
+/** The one live process with `arg` among its arguments (the reference's pid: test/helpers/registry-server.ts keeps it private). */
+export function pidWithArg(arg: string): number {
+  const found = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try {
+      return readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(arg);
+    } catch {
+      return false;
+    }
+  });
+  if (found.length !== 1) throw new Error(`expected one process with argument ${arg}, found ${found.length}`);
+  return Number(found[0]);
 }

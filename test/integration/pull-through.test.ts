@@ -108,6 +108,8 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
     }
     expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
     expect(results.filter((r) => r.res.headers.get('x-cache') === 'MISS').length).toBeGreaterThan(0);
+    // Clients get their last byte once the digest checks out; the commit (fsync, rename, row) follows.
+    for (let i = 0; i < 200 && !m.mirror.storage.metadata.getBlob(blob.digest); i++) await new Promise((r) => setTimeout(r, 25));
     const again = await get(`${m.url}/v2/large/blobs/${blob.digest}`);
     expect(again.res.headers.get('x-cache')).toBe('HIT');
   });

@@ -1,0 +1,134 @@
+/**
+ * @module bench/report
+ * The results of one run, the issue's targets judged against them (ratios from the same run, so machine noise
+ * cancels), the side-by-side table and the JSON file.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { HerdResult } from './herd.ts';
+import type { MachineInfo } from './machine.ts';
+import type { BenchParams } from './params.ts';
+import type { PullResult } from './pull.ts';
+import type { ReadResult } from './read.ts';
+import type { ScaleRun } from './scale.ts';
+import type { WrkResult } from './wrk.ts';
+
+type Mirrors<T> = { ocimirror: T; reference: T };
+export type ManifestWrk = WrkResult & { upstreamRequests: number };
+
+export interface BenchResults {
+  startedAt: string;
+  finishedAt: string;
+  params: BenchParams;
+  machine: MachineInfo;
+  pull: Mirrors<{ cold: PullResult; warm: PullResult }> & {
+    images: string[];
+    contentBytes: number;
+    /** The same copies straight from the upstream (through the forwarder), twice: no cache, so both are baselines. */
+    direct: PullResult[];
+  };
+  hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };
+  manifestByTag: Mirrors<ManifestWrk> & { upstream: WrkResult };
+  herd: Mirrors<HerdResult> & { blobBytes: number };
+  rss: Mirrors<{ runPeakMiB: number; herdPeakMiB: number }>;
+  scale: { empty: ScaleRun; populated: ScaleRun };
+}
+
+export interface Target {
+  id: string;
+  goal: string;
+  value: number;
+  met: boolean;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const directWallS = (r: BenchResults) => mean(r.pull.direct.map((d) => d.wallS));
+
+/** The issue's margins, each as a ratio or value from this run. */
+export function judge(r: BenchResults): Target[] {
+  const t = (id: string, goal: string, value: number, met: (v: number) => boolean): Target => ({ id, goal, value, met: met(value) });
+  const om = r.pull.ocimirror;
+  const s = r.scale;
+  return [
+    t('cold.bytes', '= 1.0× content', om.cold.upstreamBytes / r.pull.contentBytes, (v) => v <= 1.01),
+    t('cold.wall', '≤ 1.15× direct', om.cold.wallS / directWallS(r), (v) => v <= 1.15),
+    t('warm.wall', '≤ 1.0× direct', om.warm.wallS / directWallS(r), (v) => v <= 1.0),
+    t('read.one', '≥ 0.9× nginx', r.hitRead.ocimirror.one.mibPerS / r.hitRead.nginx.one.mibPerS, (v) => v >= 0.9),
+    t('read.many', '≥ 0.9× nginx', r.hitRead.ocimirror.many.mibPerS / r.hitRead.nginx.many.mibPerS, (v) => v >= 0.9),
+    t('manifest.vsReference', '≥ 20× reference', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.reference.requestsPerS, (v) => v >= 20),
+    t('manifest.vsUpstream', '≥ 1.0× upstream', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.upstream.requestsPerS, (v) => v >= 1),
+    t('manifest.p99', '≤ 10 ms', r.manifestByTag.ocimirror.p99Ms, (v) => v <= 10),
+    t('herd.gets', '= 1', r.herd.ocimirror.upstreamGets, (v) => v === 1),
+    t('herd.sha256', `= ${r.herd.ocimirror.clients}`, r.herd.ocimirror.sha256Ok, (v) => v === r.herd.ocimirror.clients),
+    t('herd.ttfbMedian', '≤ 0.1 s', r.herd.ocimirror.ttfbMedianS, (v) => v <= 0.1),
+    t('herd.ttfbMax', '≤ 0.5 s', r.herd.ocimirror.ttfbMaxS, (v) => v <= 0.5),
+    t('rss.herd', '≤ 150 MiB', r.rss.ocimirror.herdPeakMiB, (v) => v <= 150),
+    t('scale.startup', '≤ 2000 ms', s.populated.startupMs, (v) => v <= 2000),
+    t('scale.manifestP99', '≤ 1.1× empty', s.populated.manifestByTag.p99Ms / s.empty.manifestByTag.p99Ms, (v) => v <= 1.1),
+    t('scale.blobP99', '≤ 1.1× empty', s.populated.blob.p99Ms / s.empty.blob.p99Ms, (v) => v <= 1.1),
+  ];
+}
+
+const f = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '—';
+
+export function table(r: BenchResults, targets: Target[]): string {
+  const byId = new Map(targets.map((x) => [x.id, x]));
+  const { ocimirror: om, reference: ref } = r.pull;
+  const hr = r.hitRead;
+  const mw = r.manifestByTag;
+  const h = r.herd;
+  const { empty, populated } = r.scale;
+  const kMiB = (b: number) => `${f(b / 2 ** 20, 1)} MiB`;
+  type Row = [label: string, ocimirror: string, reference: string, baseline: string, target?: string];
+  const rows: (Row | string)[] = [
+    `pull of ${r.pull.images.length} images (${kMiB(r.pull.contentBytes)}), skopeo copy --all`,
+    ['cold wall s', f(om.cold.wallS, 2), f(ref.cold.wallS, 2), `${f(directWallS(r), 2)} direct`, 'cold.wall'],
+    ['cold upstream bytes × content', f(om.cold.upstreamBytes / r.pull.contentBytes, 3), f(ref.cold.upstreamBytes / r.pull.contentBytes, 3),
+      `${f(r.pull.direct[0]!.upstreamBytes / r.pull.contentBytes, 3)} direct`, 'cold.bytes'],
+    ['cold upstream requests', f(om.cold.upstreamRequests), f(ref.cold.upstreamRequests), `${f(r.pull.direct[0]!.upstreamRequests)} direct`],
+    ['warm wall s', f(om.warm.wallS, 2), f(ref.warm.wallS, 2), `${f(directWallS(r), 2)} direct`, 'warm.wall'],
+    ['warm upstream requests', f(om.warm.upstreamRequests), f(ref.warm.upstreamRequests), ''],
+    `cache-hit read of ${kMiB(hr.blobBytes)}, curl -o /dev/null, best of ${r.params.readRepeats}`,
+    ['1 client MiB/s', f(hr.ocimirror.one.mibPerS), f(hr.reference.one.mibPerS), `${f(hr.nginx.one.mibPerS)} nginx`, 'read.one'],
+    [`${hr.nginx.many.clients} clients MiB/s`, f(hr.ocimirror.many.mibPerS), f(hr.reference.many.mibPerS), `${f(hr.nginx.many.mibPerS)} nginx`, 'read.many'],
+    ['curl CPU, 1 client % core', f(hr.ocimirror.one.curlCpuPct), f(hr.reference.one.curlCpuPct), `${f(hr.nginx.one.curlCpuPct)} nginx`],
+    `manifest GET by tag within TTL, wrk -c ${r.params.wrkConnections} ${r.params.wrkSeconds}s`,
+    ['requests/s', f(mw.ocimirror.requestsPerS), f(mw.reference.requestsPerS), `${f(mw.upstream.requestsPerS)} upstream`, 'manifest.vsReference'],
+    ['  … vs upstream', '', '', '', 'manifest.vsUpstream'],
+    ['p50 ms', f(mw.ocimirror.p50Ms, 2), f(mw.reference.p50Ms, 2), `${f(mw.upstream.p50Ms, 2)} upstream`],
+    ['p99 ms', f(mw.ocimirror.p99Ms, 2), f(mw.reference.p99Ms, 2), `${f(mw.upstream.p99Ms, 2)} upstream`, 'manifest.p99'],
+    ['upstream requests / request', f(mw.ocimirror.upstreamRequests / mw.ocimirror.requests, 2), f(mw.reference.upstreamRequests / mw.reference.requests, 2), ''],
+    `herd: ${h.ocimirror.clients} clients, one uncached ${kMiB(h.blobBytes)} blob`,
+    ['upstream GETs', f(h.ocimirror.upstreamGets), f(h.reference.upstreamGets), '', 'herd.gets'],
+    ['sha256 correct', f(h.ocimirror.sha256Ok), f(h.reference.sha256Ok), '', 'herd.sha256'],
+    ['TTFB median s', f(h.ocimirror.ttfbMedianS, 3), f(h.reference.ttfbMedianS, 3), '', 'herd.ttfbMedian'],
+    ['TTFB max s', f(h.ocimirror.ttfbMaxS, 3), f(h.reference.ttfbMaxS, 3), '', 'herd.ttfbMax'],
+    ['wall s', f(h.ocimirror.wallS, 2), f(h.reference.wallS, 2), ''],
+    'memory (VmHWM)',
+    ['peak RSS through herd MiB', f(r.rss.ocimirror.herdPeakMiB), f(r.rss.reference.herdPeakMiB), '', 'rss.herd'],
+    ['peak RSS over run MiB', f(r.rss.ocimirror.runPeakMiB), f(r.rss.reference.runPeakMiB), ''],
+    `metadata scale (ocimirror): ${f(populated.blobs)} blobs + ${f(populated.tags)} tags vs ${f(empty.blobs)} + ${f(empty.tags)}`,
+    ['start-up ms', f(populated.startupMs), '', `${f(empty.startupMs)} empty`, 'scale.startup'],
+    ['manifest hit p99 ms', f(populated.manifestByTag.p99Ms, 2), '', `${f(empty.manifestByTag.p99Ms, 2)} empty`, 'scale.manifestP99'],
+    ['blob hit p99 ms', f(populated.blob.p99Ms, 2), '', `${f(empty.blob.p99Ms, 2)} empty`, 'scale.blobP99'],
+  ];
+  const cells = (row: Row): string[] => {
+    const t = row[4] ? byId.get(row[4]) : undefined;
+    const shown = t && (t.id.startsWith('herd.') || t.id.startsWith('rss.') || t.id === 'manifest.p99' || t.id === 'scale.startup') ? '' : t ? `${f(t.value, 2)}× ` : '';
+    return [row[0], row[1], row[2], row[3], t ? `${shown}${t.goal}` : '', t ? (t.met ? 'met' : 'MISSED') : ''];
+  };
+  const header = ['', 'ocimirror', 'reference', 'nginx/upstream', 'target', ''];
+  const body = rows.map((row) => (typeof row === 'string' ? row : cells(row)));
+  const widths = header.map((_, i) => Math.max(header[i]!.length, ...body.filter(Array.isArray).map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((x, i) => (i === 0 || i >= 4 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join(' │ ').trimEnd();
+  const rule = widths.map((w) => '─'.repeat(w)).join('─┼─');
+  const met = targets.filter((x) => x.met).length;
+  return [line(header), rule, ...body.map((row) => (typeof row === 'string' ? `▸ ${row}` : `  ${line(row)}`)), rule,
+    `targets met: ${met}/${targets.length}`].join('\n');
+}
+
+export async function writeJson(file: string, r: BenchResults, targets: Target[]): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, JSON.stringify({ ...r, targets }, null, 2) + '\n');
+}

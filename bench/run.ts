@@ -1,0 +1,151 @@
+/**
+ * @module bench/run
+ * `npm run bench`: ocimirror side by side with the reference pull-through cache (docker-registry in proxy
+ * mode), nginx (sendfile) as the ceiling for reads and the upstream itself, all started here on loopback and
+ * stopped here, also on failure and on SIGINT/SIGTERM. Prints one table; writes JSON to bench/results/.
+ * Sizes and counts: bench/params.ts (BENCH_PROFILE=smoke for a tiny run).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
+import { startRegistry } from '../test/helpers/registry-server.ts';
+import { herd } from './herd.ts';
+import { machineInfo } from './machine.ts';
+import { startNginx } from './nginx.ts';
+import { startOcimirror } from './ocimirror.ts';
+import { readParams } from './params.ts';
+import { Cleanup, killRunning, log } from './proc.ts';
+import { pullSet } from './pull.ts';
+import { readThroughput } from './read.ts';
+import { judge, table, writeJson, type BenchResults } from './report.ts';
+import { PeakRss, pidWithArg } from './rss.ts';
+import { scaleRun } from './scale.ts';
+import { PULL_SET, settled, startUpstream } from './upstream.ts';
+import { wrk } from './wrk.ts';
+
+const RESULTS_DIR = fileURLToPath(new URL('results/', import.meta.url));
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const params = readParams();
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const outFile = params.out ?? join(RESULTS_DIR, `${stamp}.json`);
+  const timeoutMs = params.stepTimeoutMs;
+  log(`profile ${params.profile}: ${JSON.stringify(params)}`);
+
+  const work = await mkdtemp(join(tmpdir(), 'ocimirror-bench-'));
+  cleanup.defer('work dir', () => rm(work, { recursive: true, force: true }));
+  const machine = await machineInfo();
+
+  log(`fixtures (${params.largeMiB} MiB large + herd layers) → upstream`);
+  const up = await startUpstream(params.largeMiB, cleanup);
+  const { forwarder } = up;
+  const nginx = await startNginx(join(up.fixtures.dir, 'blobs'), work, cleanup);
+  const refStarting = startRegistry({ proxy: { remoteurl: forwarder.url } });
+  cleanup.defer('reference', async () => (await refStarting).stop());
+  const reference = await refStarting;
+  const om = await startOcimirror({
+    name: 'ocimirror', upstreamUrl: forwarder.url, dataDir: join(work, 'ocimirror-data'), workDir: work,
+    cpuProfDir: params.cpuProf ? join(dirname(outFile), `${stamp}-prof`) : undefined,
+  }, cleanup);
+  const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
+  log(`upstream ${up.registry.url} via forwarder ${forwarder.url}; reference ${reference.url}; nginx ${nginx.url}; ocimirror ${om.url} (pid ${om.pid})`);
+
+  // 1 + 2: pulls. The direct baseline runs before and after the cold pulls: it has no cache, both runs count.
+  const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, forwarder, work, timeoutMs));
+  const direct1 = await pull(forwarder.host, 'direct');
+  const omCold = await pull(om.host, 'ocimirror cold');
+  const refCold = await pull(reference.host, 'reference cold');
+  const direct2 = await pull(forwarder.host, 'direct again');
+  const omWarm = await pull(om.host, 'ocimirror warm');
+  const refWarm = await pull(reference.host, 'reference warm');
+
+  // 3: cache-hit reads of the large blob.
+  const blobPath = `/v2/large/blobs/${up.large.digest}`;
+  const reads = async (base: string, what: string) => {
+    log(`hit read: ${what}`);
+    const one = await readThroughput(base + blobPath, up.large.size, 1, params.readRepeats, timeoutMs);
+    const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, timeoutMs);
+    return { one, many };
+  };
+  forwarder.reset();
+  const hitRead = { blobBytes: up.large.size, nginx: await reads(nginx.url, 'nginx'), ocimirror: await reads(om.url, 'ocimirror'), reference: await reads(reference.url, 'reference') };
+  if (forwarder.count({ pathIncludes: up.large.digest }) > 1) log(`warning: hit reads reached the upstream ${forwarder.count({ pathIncludes: up.large.digest })} times`);
+
+  // 4: manifest by tag within its TTL (the pulls above cached small:latest).
+  const wrkOpts = { seconds: params.wrkSeconds, connections: params.wrkConnections, threads: params.wrkThreads, headers: { Accept: MANIFEST_ACCEPT }, tmp: work };
+  const manifestPath = '/v2/small/manifests/latest';
+  const mirrorWrk = async (base: string, what: string) => {
+    log(`manifest by tag: ${what}`);
+    forwarder.reset();
+    const result = await wrk(base + manifestPath, wrkOpts);
+    await settled(forwarder);
+    return { ...result, upstreamRequests: forwarder.count() };
+  };
+  const manifestByTag = {
+    ocimirror: await mirrorWrk(om.url, 'ocimirror'),
+    reference: await mirrorWrk(reference.url, 'reference'),
+    upstream: (log('manifest by tag: upstream'), await wrk(up.registry.url + manifestPath, wrkOpts)),
+  };
+
+  // 5 + 6: the herd, with each mirror's peak RSS through it.
+  const herdPath = `/v2/${up.herd.repo}/blobs/${up.herd.digest}`;
+  const herdOf = async (base: string, what: 'ocimirror' | 'reference') => {
+    log(`herd: ${what}, ${params.herdClients} clients`);
+    const { result, peakMiB } = await rss[what].during(() => herd(base + herdPath, up.herd.digest, params.herdClients, forwarder, timeoutMs));
+    return { result, peakMiB };
+  };
+  const herdOm = await herdOf(om.url, 'ocimirror');
+  const herdRef = await herdOf(reference.url, 'reference');
+  const rssResult = {
+    ocimirror: { runPeakMiB: rss.ocimirror.runPeakMiB(), herdPeakMiB: herdOm.peakMiB },
+    reference: { runPeakMiB: rss.reference.runPeakMiB(), herdPeakMiB: herdRef.peakMiB },
+  };
+  await om.daemon.stop(); // writes the CPU profile, frees the cores for phase 7
+  await reference.stop();
+
+  // 7: metadata scale.
+  const scaleOpts = { upstreamUrl: forwarder.url, workDir: work, hitSet: params.scaleHitSet, wrk: { seconds: params.wrkSeconds, connections: params.wrkConnections, threads: params.wrkThreads } };
+  const empty = await scaleRun('scale-empty', 2 * params.scaleHitSet, params.scaleHitSet, scaleOpts, cleanup);
+  const populated = await scaleRun('scale-populated', params.scaleBlobs, params.scaleTags, scaleOpts, cleanup);
+
+  const results: BenchResults = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    params,
+    machine,
+    pull: { images: PULL_SET, contentBytes: up.contentBytes, direct: [direct1, direct2], ocimirror: { cold: omCold, warm: omWarm }, reference: { cold: refCold, warm: refWarm } },
+    hitRead,
+    manifestByTag,
+    herd: { blobBytes: up.herd.size, ocimirror: herdOm.result, reference: herdRef.result },
+    rss: rssResult,
+    scale: { empty, populated },
+  };
+  const targets = judge(results);
+  await writeJson(outFile, results, targets);
+  process.stdout.write(`\n${table(results, targets)}\n\nresults: ${outFile}\n`);
+}
+
+const cleanup = new Cleanup();
+let stopping = false;
+const onSignal = (signal: NodeJS.Signals) => {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: stopping everything`);
+  killRunning();
+  void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
+try {
+  await main(cleanup);
+} catch (err) {
+  process.exitCode = 1;
+  log(`failed: ${(err as Error).stack ?? err}`);
+} finally {
+  killRunning();
+  await cleanup.run();
+}
