@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# ocimirror: pull-through caching mirror for OCI / Docker registries.
+#   docker build -t ocimirror .
+#   docker run -p 5000:5000 -v ocimirror-data:/data ocimirror
+# Node 22 LTS at run time (CI tests on Node 20; both are supported, see package.json engines).
+
+FROM node:22-bookworm-slim AS deps
+# better-sqlite3 builds its native addon from source.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production \
+    OCIMIRROR_DATA=/data \
+    OCIMIRROR_LISTEN=0.0.0.0:5000
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY src ./src
+COPY config ./config
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 5000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# SIGTERM drains (readiness 503, in-flight pulls finish within server.shutdownGrace) and exits 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "bin/ocimirror.js"]
+CMD ["serve"]
