@@ -19,13 +19,23 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 
 export class Cleanup {
   readonly #stops: { what: string; fn: () => unknown }[] = [];
+  #closed = false;
+  #running: Promise<void> | undefined;
 
+  /** Registers a stop; once a run has begun (a signal), the stop runs at once instead. */
   defer(what: string, fn: () => unknown): void {
     this.#stops.push({ what, fn });
+    if (this.#closed) void this.run();
   }
 
-  /** Runs every stop once, newest first; a failing stop is reported and the rest still run. */
-  async run(): Promise<void> {
+  /** Runs every stop once, newest first; a failing stop is reported and the rest still run. Concurrent calls share one pass. */
+  run(): Promise<void> {
+    this.#closed = true;
+    this.#running ??= this.#drain().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #drain(): Promise<void> {
     for (let s = this.#stops.pop(); s; s = this.#stops.pop()) {
       try {
         await s.fn();
@@ -38,8 +48,11 @@ export class Cleanup {
 
 /** Children of `run` still alive, so a signal can end them. */
 const running = new Set<ChildProcess>();
+let refusing = false;
 
+/** Kills every running command; later `run` calls fail at once. */
 export function killRunning(): void {
+  refusing = true;
   for (const child of running) killGroup(child, 'SIGKILL');
 }
 
@@ -67,6 +80,7 @@ export interface RunOptions {
 /** Runs a command to its end or `timeoutMs` (then its whole process group is killed and this rejects). */
 export function run(cmd: string, args: string[], { timeoutMs, onSpawn }: RunOptions): Promise<Ran> {
   const started = performance.now();
+  if (refusing) return Promise.reject(new Error(`${cmd}: the bench is stopping`));
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env: childEnv(), detached: true, stdio: [onSpawn ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     running.add(child);

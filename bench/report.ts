@@ -37,7 +37,9 @@ export interface BenchResults {
 export interface Target {
   id: string;
   goal: string;
+  /** A ratio (ocimirror over a baseline from the same run) or an absolute value in the goal's unit. */
   value: number;
+  ratio: boolean;
   met: boolean;
 }
 
@@ -46,26 +48,28 @@ export const directWallS = (r: BenchResults) => mean(r.pull.direct.map((d) => d.
 
 /** The issue's margins, each as a ratio or value from this run. */
 export function judge(r: BenchResults): Target[] {
-  const t = (id: string, goal: string, value: number, met: (v: number) => boolean): Target => ({ id, goal, value, met: met(value) });
+  const target = (ratio: boolean) => (id: string, goal: string, value: number, met: (v: number) => boolean): Target =>
+    ({ id, goal, value, ratio, met: met(value) });
+  const [ratio, abs] = [target(true), target(false)];
   const om = r.pull.ocimirror;
   const s = r.scale;
   return [
-    t('cold.bytes', '= 1.0× content', om.cold.upstreamBytes / r.pull.contentBytes, (v) => v <= 1.01),
-    t('cold.wall', '≤ 1.15× direct', om.cold.wallS / directWallS(r), (v) => v <= 1.15),
-    t('warm.wall', '≤ 1.0× direct', om.warm.wallS / directWallS(r), (v) => v <= 1.0),
-    t('read.one', '≥ 0.9× nginx', r.hitRead.ocimirror.one.mibPerS / r.hitRead.nginx.one.mibPerS, (v) => v >= 0.9),
-    t('read.many', '≥ 0.9× nginx', r.hitRead.ocimirror.many.mibPerS / r.hitRead.nginx.many.mibPerS, (v) => v >= 0.9),
-    t('manifest.vsReference', '≥ 20× reference', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.reference.requestsPerS, (v) => v >= 20),
-    t('manifest.vsUpstream', '≥ 1.0× upstream', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.upstream.requestsPerS, (v) => v >= 1),
-    t('manifest.p99', '≤ 10 ms', r.manifestByTag.ocimirror.p99Ms, (v) => v <= 10),
-    t('herd.gets', '= 1', r.herd.ocimirror.upstreamGets, (v) => v === 1),
-    t('herd.sha256', `= ${r.herd.ocimirror.clients}`, r.herd.ocimirror.sha256Ok, (v) => v === r.herd.ocimirror.clients),
-    t('herd.ttfbMedian', '≤ 0.1 s', r.herd.ocimirror.ttfbMedianS, (v) => v <= 0.1),
-    t('herd.ttfbMax', '≤ 0.5 s', r.herd.ocimirror.ttfbMaxS, (v) => v <= 0.5),
-    t('rss.herd', '≤ 150 MiB', r.rss.ocimirror.herdPeakMiB, (v) => v <= 150),
-    t('scale.startup', '≤ 2000 ms', s.populated.startupMs, (v) => v <= 2000),
-    t('scale.manifestP99', '≤ 1.1× empty', s.populated.manifestByTag.p99Ms / s.empty.manifestByTag.p99Ms, (v) => v <= 1.1),
-    t('scale.blobP99', '≤ 1.1× empty', s.populated.blob.p99Ms / s.empty.blob.p99Ms, (v) => v <= 1.1),
+    ratio('cold.bytes', '= 1.0× content', om.cold.upstreamBytes / r.pull.contentBytes, (v) => v <= 1.01),
+    ratio('cold.wall', '≤ 1.15× direct', om.cold.wallS / directWallS(r), (v) => v <= 1.15),
+    ratio('warm.wall', '≤ 1.0× direct', om.warm.wallS / directWallS(r), (v) => v <= 1.0),
+    ratio('read.one', '≥ 0.9× nginx', r.hitRead.ocimirror.one.mibPerS / r.hitRead.nginx.one.mibPerS, (v) => v >= 0.9),
+    ratio('read.many', '≥ 0.9× nginx', r.hitRead.ocimirror.many.mibPerS / r.hitRead.nginx.many.mibPerS, (v) => v >= 0.9),
+    ratio('manifest.vsReference', '≥ 20× reference', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.reference.requestsPerS, (v) => v >= 20),
+    ratio('manifest.vsUpstream', '≥ 1.0× upstream', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.upstream.requestsPerS, (v) => v >= 1),
+    abs('manifest.p99', '≤ 10 ms', r.manifestByTag.ocimirror.p99Ms, (v) => v <= 10),
+    abs('herd.gets', '= 1', r.herd.ocimirror.upstreamGets, (v) => v === 1),
+    abs('herd.sha256', `= ${r.herd.ocimirror.clients}`, r.herd.ocimirror.sha256Ok, (v) => v === r.herd.ocimirror.clients),
+    abs('herd.ttfbMedian', '≤ 0.1 s', r.herd.ocimirror.ttfbMedianS, (v) => v <= 0.1),
+    abs('herd.ttfbMax', '≤ 0.5 s', r.herd.ocimirror.ttfbMaxS, (v) => v <= 0.5),
+    abs('rss.herd', '≤ 150 MiB', r.rss.ocimirror.herdPeakMiB, (v) => v <= 150),
+    abs('scale.startup', '≤ 2000 ms', s.populated.startupMs, (v) => v <= 2000),
+    ratio('scale.manifestP99', '≤ 1.1× empty', s.populated.manifestByTag.p99Ms / s.empty.manifestByTag.p99Ms, (v) => v <= 1.1),
+    ratio('scale.blobP99', '≤ 1.1× empty', s.populated.blob.p99Ms / s.empty.blob.p99Ms, (v) => v <= 1.1),
   ];
 }
 
@@ -115,8 +119,8 @@ export function table(r: BenchResults, targets: Target[]): string {
   ];
   const cells = (row: Row): string[] => {
     const t = row[4] ? byId.get(row[4]) : undefined;
-    const shown = t && (t.id.startsWith('herd.') || t.id.startsWith('rss.') || t.id === 'manifest.p99' || t.id === 'scale.startup') ? '' : t ? `${f(t.value, 2)}× ` : '';
-    return [row[0], row[1], row[2], row[3], t ? `${shown}${t.goal}` : '', t ? (t.met ? 'met' : 'MISSED') : ''];
+    const goal = t ? `${t.ratio ? `${f(t.value, 2)}× ` : ''}${t.goal}` : '';
+    return [row[0], row[1], row[2], row[3], goal, t ? (t.met ? 'met' : 'MISSED') : ''];
   };
   const header = ['', 'ocimirror', 'reference', 'nginx/upstream', 'target', ''];
   const body = rows.map((row) => (typeof row === 'string' ? row : cells(row)));
@@ -124,8 +128,8 @@ export function table(r: BenchResults, targets: Target[]): string {
   const line = (c: string[]) => c.map((x, i) => (i === 0 || i >= 4 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join(' │ ').trimEnd();
   const rule = widths.map((w) => '─'.repeat(w)).join('─┼─');
   const met = targets.filter((x) => x.met).length;
-  return [line(header), rule, ...body.map((row) => (typeof row === 'string' ? `▸ ${row}` : `  ${line(row)}`)), rule,
-    `targets met: ${met}/${targets.length}`].join('\n');
+  return [`  ${line(header)}`, `  ${rule}`, ...body.map((row) => (typeof row === 'string' ? `▸ ${row}` : `  ${line(row)}`)), `  ${rule}`,
+    `  targets met: ${met}/${targets.length}`].join('\n');
 }
 
 export async function writeJson(file: string, r: BenchResults, targets: Target[]): Promise<void> {

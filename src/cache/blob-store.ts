@@ -90,7 +90,8 @@ export class BlobStore {
       } catch {
         continue;
       }
-      for (const name of names) onDisk.set(name, path.join(dir, name));
+      // A file only counts as a blob where paths.ts would put it; anything else is a stray.
+      for (const name of names) onDisk.set(name.slice(0, 2) === prefix ? name : `stray:${prefix}/${name}`, path.join(dir, name));
     }
     const rows = metadata.allBlobDigests();
     const missing: string[] = [];

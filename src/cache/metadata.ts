@@ -111,7 +111,10 @@ export class Metadata {
     this.db.exec(SCHEMA);
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version === 0) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    else if (version !== SCHEMA_VERSION) throw new Error(`metadata schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+    else if (version !== SCHEMA_VERSION) {
+      this.db.close();
+      throw new Error(`metadata schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+    }
 
     const p = (sql: string) => this.db.prepare(sql);
     this.#stmt = {

@@ -11,13 +11,14 @@ export class SingleFlight<T> {
   do(key: string, work: () => Promise<T>): Promise<T> {
     const existing = this.#running.get(key);
     if (existing) return existing;
-    const promise = (async () => {
-      try {
-        return await work();
-      } finally {
-        this.#running.delete(key);
-      }
-    })();
+    let started: Promise<T>;
+    try {
+      started = work();
+    } catch (err) {
+      // A synchronous throw is shared like a rejection, and cleaned up the same way.
+      started = Promise.reject(err);
+    }
+    const promise = started.finally(() => this.#running.delete(key));
     this.#running.set(key, promise);
     return promise;
   }

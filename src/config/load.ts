@@ -60,14 +60,12 @@ export function loadConfig({ file, env = process.env, overrides = {} }: LoadOpti
   } catch (cause) {
     throw new ConfigError([`${configFile} is not valid YAML: ${(cause as Error).message}`], { cause });
   }
-  return parseConfig(raw, { env, overrides, baseDir: path.dirname(path.resolve(configFile)) });
+  return parseConfig(raw, { env, overrides });
 }
 
 export interface ParseOptions {
   env?: NodeJS.ProcessEnv;
   overrides?: ConfigOverrides;
-  /** Directory relative storage paths are resolved against: the working directory, as users expect for './data'. */
-  baseDir?: string;
 }
 
 /** Validates an already-decoded config object (from YAML, JSON or a test) and applies overrides. */

@@ -38,6 +38,14 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   // the NAME_INVALID a client deserves.
   const v2 = createV2Handler(deps);
   app.use('*', async (c, next) => {
+    try {
+      await next();
+    } catch (err) {
+      // hono hands only Error instances to onError; anything else thrown still gets the envelope.
+      throw err instanceof Error ? err : new Error(String(err));
+    }
+  });
+  app.use('*', async (c, next) => {
     const raw = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
     if (raw === '/v2' || raw.startsWith('/v2/') || raw.startsWith('/v2?')) return v2(c);
     await next();

@@ -31,6 +31,7 @@ const DOCKER_HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.do
 
 /** Docker's rule (distribution/reference): a first component is a registry host if it has '.' or ':' or is 'localhost'. */
 function looksLikeHost(component: string): boolean {
+  if (!/^[a-z0-9]/i.test(component)) return false; // '..' or '.x' is a bad name, not a host
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 
@@ -62,6 +63,7 @@ export class Router {
       if (byHost) return this.#route(byHost, rawName, undefined, 'host');
     }
     if (!this.#default) {
+      assertName(rawName);
       throw new RegistryError('NAME_UNKNOWN', {
         message: 'this mirror has no defaultUpstream: name the registry with ?ns=<registry>, a /v2/<registry>/ path prefix or a configured Host',
         detail: { name: rawName.slice(0, 300) },

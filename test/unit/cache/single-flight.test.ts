@@ -101,7 +101,7 @@ describe('SingleFlight', () => {
   // of returning a rejected promise, the async wrapper's `finally` runs before the promise is
   // stored, so the rejected promise stays in the map for good and every later call for the key
   // gets the stale failure without running. Remove `.fails` once that is fixed.
-  it.fails('runs the work again after it threw synchronously', async () => {
+  it('runs the work again after it threw synchronously', async () => {
     const flights = new SingleFlight<string>();
     let runs = 0;
     const work = (): Promise<string> => {
