@@ -42,6 +42,8 @@ export class BlobCache {
   readonly #fills = new Map<string, Promise<BlobFill>>();
   /** Fills whose bytes are still being copied or committed, with the means to abort them. */
   readonly #running = new Set<{ controller: AbortController; done: Promise<void> }>();
+  /** digest → committed-file readers open now; eviction never removes a blob being read. */
+  readonly #readers = new Map<string, number>();
 
   constructor(store: BlobStore, metadata: Metadata, log: Logger) {
     this.store = store;
@@ -70,7 +72,27 @@ export class BlobCache {
     }
     this.metadata.recordBlobHit(row.digest);
     const stream = handle.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true });
+    this.#readers.set(row.digest, (this.#readers.get(row.digest) ?? 0) + 1);
+    stream.once('close', () => {
+      const n = (this.#readers.get(row.digest) ?? 1) - 1;
+      if (n <= 0) this.#readers.delete(row.digest);
+      else this.#readers.set(row.digest, n);
+    });
     return { size: row.size, stream };
+  }
+
+  /** Whether a blob is being read from disk or filled right now: such a blob must not be removed. */
+  inUse(digest: string): boolean {
+    return this.#readers.has(digest) || this.#fills.has(digest);
+  }
+
+  /**
+   * Removes a committed blob (row, then file). A reader that already opened the file keeps
+   * reading it (unlink does not affect an open descriptor); callers check {@link inUse} first.
+   */
+  async remove(digest: string): Promise<void> {
+    this.metadata.deleteBlob(digest);
+    await this.store.remove(digest.slice('sha256:'.length));
   }
 
   /** The fill in flight for `digest`, if any (resolves once upstream headers arrived). */
