@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './config-error.ts';
 import { configSchema, type Config, type UpstreamConfig } from './schema.ts';
+import { parseDuration } from './units.ts';
 
 /** The config shipped in the package, used when no --config / OCIMIRROR_CONFIG is given. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/ocimirror.yaml', import.meta.url));
@@ -37,6 +38,8 @@ export const ENV_OVERRIDES = {
   OCIMIRROR_LOG_LEVEL: 'log.level',
   OCIMIRROR_HOT_CACHE_MAX_SIZE: 'hotCache.maxSize',
   OCIMIRROR_SHUTDOWN_GRACE: 'server.shutdownGrace',
+  OCIMIRROR_MAX_SIZE: 'storage.maxSize',
+  OCIMIRROR_ADMIN_TOKEN: 'admin.token',
 } as const;
 
 export interface LoadOptions {
@@ -73,7 +76,7 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(['the config must be a mapping of keys to values']);
   }
-  const merged = structuredClone(raw) as Record<string, unknown>;
+  const merged = dropNulls(structuredClone(raw)) as Record<string, unknown>;
   const set = (keyPath: string[], value: unknown) => {
     let node = merged;
     for (const key of keyPath.slice(0, -1)) {
@@ -93,6 +96,8 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
   if (level) set(['log', 'level'], level);
   if (env.OCIMIRROR_HOT_CACHE_MAX_SIZE) set(['hotCache', 'maxSize'], env.OCIMIRROR_HOT_CACHE_MAX_SIZE);
   if (env.OCIMIRROR_SHUTDOWN_GRACE) set(['server', 'shutdownGrace'], env.OCIMIRROR_SHUTDOWN_GRACE);
+  if (env.OCIMIRROR_MAX_SIZE) set(['storage', 'maxSize'], env.OCIMIRROR_MAX_SIZE);
+  if (env.OCIMIRROR_ADMIN_TOKEN) set(['admin', 'token'], env.OCIMIRROR_ADMIN_TOKEN);
   const upstream = pick(overrides.upstream, 'OCIMIRROR_UPSTREAM');
   if (upstream) {
     // Like distribution's REGISTRY_PROXY_REMOTEURL: one upstream serves every request.
@@ -142,11 +147,27 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
   if (parsed.defaultUpstream !== undefined && !names.has(parsed.defaultUpstream)) {
     issues.push(`defaultUpstream: '${parsed.defaultUpstream}' is not the name of a configured upstream`);
   }
+
+  const images = parsed.prefetch.images.map((entry, i) => {
+    const { image, refresh } = typeof entry === 'string' ? { image: entry, refresh: undefined } : entry;
+    const ms = refresh === undefined ? parsed.prefetch.refresh : parseDuration(refresh);
+    if (ms === undefined) issues.push(`prefetch.images[${i}].refresh: expected a duration such as '30s', '5m' or '7d', got '${refresh}'`);
+    return { image, refresh: ms ?? 0 };
+  });
+  const adminToken = parsed.admin.token ?? (parsed.admin.tokenEnv ? env[parsed.admin.tokenEnv] : undefined);
+  if (parsed.admin.tokenEnv && !parsed.admin.token && !adminToken) issues.push(`admin.tokenEnv: environment variable ${parsed.admin.tokenEnv} is not set`);
+  if (adminToken !== undefined && adminToken.length < 16) issues.push('admin.tokenEnv: the admin token must have at least 16 characters');
   if (issues.length > 0) throw new ConfigError(issues);
 
   return deepFreeze({
     listen: listenAddr as { host: string; port: number },
-    storage: { path: path.resolve(parsed.storage.path) },
+    storage: { ...parsed.storage, path: path.resolve(parsed.storage.path) },
+    prefetch: { onPull: parsed.prefetch.onPull, platforms: parsed.prefetch.platforms, images },
+    pin: parsed.pin,
+    jobs: parsed.jobs,
+    gc: parsed.gc,
+    admin: { token: adminToken },
+    metrics: parsed.metrics,
     hotCache: parsed.hotCache,
     upstreams,
     defaultUpstream: parsed.defaultUpstream,
@@ -190,6 +211,15 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_type' && issue.message.includes('undefined')) return `${where} is required`;
   if (issue.message === 'is required') return `${where} is required`;
   return `${where}: ${issue.message}`;
+}
+
+/** A key left empty in YAML (`admin:` with everything below commented out) means "use the defaults". */
+function dropNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropNulls);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, dropNulls(v)]));
+  }
+  return value;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -33,6 +33,20 @@ const size = (def: string) =>
       return bytes;
     });
 
+/** A fraction as '90%' or 0.9. */
+const fraction = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const n = typeof v === 'number' ? v : /^\d+(\.\d+)?%$/.test(v.trim()) ? Number(v.trim().slice(0, -1)) / 100 : Number.NaN;
+      if (!(n > 0 && n <= 1)) {
+        ctx.addIssue({ code: 'custom', message: `expected a fraction such as '90%' or 0.9, got '${v}'` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 /** Registry host names as clients spell them: 'docker.io', 'ghcr.io', 'registry.local:5000'. */
 const registryName = z
   .string()
@@ -85,6 +99,60 @@ export const configSchema = z
     storage: z
       .object({
         path: z.string().default('./data'),
+        /** Disk quota for blobs; '0' = unlimited. Crossing it evicts least-recently-used blobs. */
+        maxSize: size('0'),
+        /** Eviction stops once usage is below this fraction of maxSize ('90%' or 0.9). */
+        lowWatermark: fraction('90%'),
+        /** Blobs unused for this long are evicted even under the quota; '0' = never. */
+        maxAge: duration('0'),
+      })
+      .strict()
+      .prefault({}),
+    prefetch: z
+      .object({
+        /** Queue a pulled manifest's config and layers (and chosen platforms of an index) for prefetch. */
+        onPull: z.boolean().default(true),
+        /** Platforms of an index to prefetch, e.g. [linux/amd64]; empty = all. */
+        platforms: z.array(z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/i, 'expected os/arch[/variant] such as linux/amd64')).default([]),
+        /** Watch list: images re-resolved on schedule, new digests pulled. 'registry/repo:tag', ':*' for every tag. */
+        images: z.array(z.union([z.string(), z.object({ image: z.string(), refresh: z.union([z.string(), z.number()]).optional() }).strict()])).default([]),
+        /** Default interval for watch-list entries. */
+        refresh: duration('1h'),
+      })
+      .strict()
+      .prefault({}),
+    /** Images never evicted: 'registry/repo:tag' or 'registry/repo@sha256:…'. */
+    pin: z.array(z.string()).default([]),
+    jobs: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(2),
+        maxAttempts: z.number().int().min(1).max(100).default(5),
+        /** First retry delay; doubles per attempt. */
+        retryBackoff: duration('5s'),
+      })
+      .strict()
+      .prefault({}),
+    gc: z
+      .object({
+        /** How often the gc job runs; '0' = only on demand (`ocimirror gc`, admin API). */
+        interval: duration('1h'),
+        /** Blobs referenced by no cached manifest are kept this long before gc removes them. */
+        grace: duration('1h'),
+      })
+      .strict()
+      .prefault({}),
+    admin: z
+      .object({
+        /** Bearer token for /admin/v1; unset = the admin API answers 401 to everyone. */
+        token: z.string().min(16, 'expected at least 16 characters').optional(),
+        tokenEnv: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        /** Prometheus metrics at GET /metrics. */
+        enabled: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
@@ -132,9 +200,21 @@ export interface UpstreamConfig {
   readonly realmHosts: readonly string[];
 }
 
+export interface WatchEntry {
+  /** As written: 'docker.io/library/alpine:3.19', 'ghcr.io/org/app:*'. */
+  readonly image: string;
+  readonly refresh: number;
+}
+
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly storage: { readonly path: string };
+  readonly storage: { readonly path: string; readonly maxSize: number; readonly lowWatermark: number; readonly maxAge: number };
+  readonly prefetch: { readonly onPull: boolean; readonly platforms: readonly string[]; readonly images: readonly WatchEntry[] };
+  readonly pin: readonly string[];
+  readonly jobs: { readonly concurrency: number; readonly maxAttempts: number; readonly retryBackoff: number };
+  readonly gc: { readonly interval: number; readonly grace: number };
+  readonly admin: { readonly token: string | undefined };
+  readonly metrics: { readonly enabled: boolean };
   readonly hotCache: { readonly maxSize: number };
   readonly upstreams: readonly UpstreamConfig[];
   readonly defaultUpstream: string | undefined;

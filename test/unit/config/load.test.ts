@@ -35,7 +35,13 @@ describe('parseConfig: defaults', () => {
     const config = parse({});
     expect(config).toEqual({
       listen: { host: '0.0.0.0', port: 5000 },
-      storage: { path: path.resolve('./data') },
+      storage: { path: path.resolve('./data'), maxSize: 0, lowWatermark: 0.9, maxAge: 0 },
+      prefetch: { onPull: true, platforms: [], images: [] },
+      pin: [],
+      jobs: { concurrency: 2, maxAttempts: 5, retryBackoff: 5000 },
+      gc: { interval: 3_600_000, grace: 3_600_000 },
+      admin: { token: undefined },
+      metrics: { enabled: true },
       hotCache: { maxSize: 64 * 2 ** 20 },
       upstreams: [],
       defaultUpstream: undefined,
@@ -112,7 +118,7 @@ describe('parseConfig: the result', () => {
 describe('parseConfig: environment overrides', () => {
   it('documents every OCIMIRROR_* variable it reads', () => {
     expect(Object.keys(ENV_OVERRIDES).sort()).toEqual(
-      ['OCIMIRROR_DATA', 'OCIMIRROR_DEFAULT_UPSTREAM', 'OCIMIRROR_HOT_CACHE_MAX_SIZE', 'OCIMIRROR_LISTEN', 'OCIMIRROR_LOG_LEVEL', 'OCIMIRROR_SHUTDOWN_GRACE', 'OCIMIRROR_UPSTREAM'].sort(),
+      ['OCIMIRROR_ADMIN_TOKEN', 'OCIMIRROR_DATA', 'OCIMIRROR_DEFAULT_UPSTREAM', 'OCIMIRROR_HOT_CACHE_MAX_SIZE', 'OCIMIRROR_LISTEN', 'OCIMIRROR_LOG_LEVEL', 'OCIMIRROR_MAX_SIZE', 'OCIMIRROR_SHUTDOWN_GRACE', 'OCIMIRROR_UPSTREAM'].sort(),
     );
   });
 
