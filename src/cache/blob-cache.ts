@@ -45,6 +45,11 @@ export class BlobCache {
   /** digest → committed-file readers open now; eviction never removes a blob being read. */
   readonly #readers = new Map<string, number>();
 
+  /** Fills by digest once upstream answered, to tell a fill's own map entry from a newer one's. */
+  readonly #active = new Map<string, BlobFill>();
+  /** Called when a fill hits a full disk (the owner triggers eviction). */
+  onDiskFull: ((info: { digest: string; error: Error }) => void) | undefined;
+
   constructor(store: BlobStore, metadata: Metadata, log: Logger) {
     this.store = store;
     this.metadata = metadata;
@@ -125,12 +130,25 @@ export class BlobCache {
       clearTimeout(timer);
       throw err;
     }
-    const fill = new BlobFill({
+    const key = req.digest.value;
+    const forget = () => {
+      if (this.#active.get(key) !== fill) return;
+      this.#active.delete(key);
+      this.#fills.delete(key);
+    };
+    const fill: BlobFill = new BlobFill({
       digest: req.digest,
       expectedSize: source.size,
       tempPath: this.store.tempPath(req.digest.hex),
       source: req.source,
+      onDiskFull: (error) => {
+        // Clients already attached keep streaming (relayed); new ones start their own fill.
+        forget();
+        this.#log.error({ digest: key, err: error.message, upstream: req.source }, 'disk full: serving this blob uncached');
+        this.onDiskFull?.({ digest: key, error });
+      },
     });
+    this.#active.set(key, fill);
     const onAbort = () => {
       fill.fail(controller.signal.reason);
       source.body.destroy?.(controller.signal.reason as Error);
@@ -139,7 +157,12 @@ export class BlobCache {
     const started = Date.now();
     const done = fill
       .run(source.body)
-      .then(async (size) => {
+      .then(async ({ size, committable }) => {
+        if (!committable) {
+          await fsp.rm(fill.tempPath, { force: true });
+          this.#log.warn({ digest: key, size, upstream: req.source }, 'blob served to its clients uncached (disk full); nothing committed');
+          return;
+        }
         await this.store.commit(fill.tempPath, req.digest.hex);
         this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
         this.#log.info({ digest: req.digest.value, size, ms: Date.now() - started, upstream: req.source }, 'blob committed');
@@ -152,7 +175,7 @@ export class BlobCache {
       .finally(() => {
         clearTimeout(timer);
         controller.signal.removeEventListener('abort', onAbort);
-        this.#fills.delete(req.digest.value);
+        forget();
         this.#running.delete(entry);
         fill.retire();
       });

@@ -10,6 +10,11 @@
  * (its connection aborts), the temp file is removed and nothing is committed.
  * (distribution's proxyblobstore streams to one client while copying to storage; here every
  * waiting client streams.)
+ *
+ * A full disk (ENOSPC/EDQUOT) does not fail the clients: the fill switches to relaying, handing
+ * further upstream bytes to each attached reader through a small bounded in-memory queue (the
+ * upstream is paused while any reader's queue is full), still verifying the digest, and commits
+ * nothing. Its owner is told, so it can trigger eviction and stop new clients joining.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -21,6 +26,17 @@ import { READ_CHUNK } from './blob-store.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
 
+/** Bytes a relaying fill may queue for one reader before it pauses the upstream. */
+const RELAY_QUEUE_MAX = 8 << 20;
+
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+export interface FillResult {
+  size: number;
+  /** False when the disk filled up: the clients were served, the temp file must not be committed. */
+  committable: boolean;
+}
+
 export interface BlobFillOptions {
   digest: Digest;
   /** Size the upstream announced (Content-Length); undefined when it did not. */
@@ -28,6 +44,8 @@ export interface BlobFillOptions {
   tempPath: string;
   /** Label for error messages, e.g. the upstream's name. */
   source: string;
+  /** Called once when the disk fills up and the fill starts relaying. */
+  onDiskFull?: (err: Error) => void;
 }
 
 export class BlobFill {
@@ -42,12 +60,23 @@ export class BlobFill {
   #openReaders = 0;
   #retired = false;
   #listeners = new Set<() => void>();
+  /** Bytes safely in the temp file once relaying began; undefined while everything goes to disk. */
+  #fileBytes: number | undefined;
+  readonly #readers = new Set<FillReader>();
+  #drainWaiters = new Set<() => void>();
+  readonly #onDiskFull: ((err: Error) => void) | undefined;
 
-  constructor({ digest, expectedSize, tempPath, source }: BlobFillOptions) {
+  constructor({ digest, expectedSize, tempPath, source, onDiskFull }: BlobFillOptions) {
     this.digest = digest;
     this.expectedSize = expectedSize;
     this.tempPath = tempPath;
     this.source = source;
+    this.#onDiskFull = onDiskFull;
+  }
+
+  /** Bytes readable from the temp file when relaying; undefined when all bytes are on disk. */
+  get fileBytes(): number | undefined {
+    return this.#fileBytes;
   }
 
   get state(): FillState {
@@ -66,14 +95,27 @@ export class BlobFill {
    * Copies `body` into the temp file and verifies it. Resolves with the size once the digest
    * checked out (the caller then commits the file); rejects, after cleaning up, otherwise.
    */
-  async run(body: AsyncIterable<Buffer>): Promise<number> {
+  async run(body: AsyncIterable<Buffer>): Promise<FillResult> {
     const hash = createHash('sha256');
     try {
-      this.#fd = fs.openSync(this.tempPath, 'wx+', 0o644);
+      try {
+        this.#fd = fs.openSync(this.tempPath, 'wx+', 0o644);
+      } catch (err) {
+        if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        this.#startRelay(err as Error);
+      }
       for await (const chunk of body) {
         if (this.#state === 'failed') throw this.#error;
         hash.update(chunk);
-        await writeAll(this.#fd, chunk, this.#written);
+        if (this.#fileBytes === undefined) {
+          try {
+            await writeAll(this.#fd as number, chunk, this.#written);
+          } catch (err) {
+            if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+            this.#startRelay(err as Error);
+          }
+        }
+        if (this.#fileBytes !== undefined) await this.#relay(chunk, this.#written);
         this.#written += chunk.length;
         if (this.expectedSize !== undefined && this.#written > this.expectedSize) {
           throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` });
@@ -91,16 +133,38 @@ export class BlobFill {
           detail: { expected: this.digest.value, actual: `sha256:${actual}` },
         });
       }
+      const committable = this.#fileBytes === undefined;
       // Durable before it becomes visible under its final name (see BlobStore.commit).
-      await new Promise<void>((resolve, reject) => fs.fdatasync(this.#fd as number, (e) => (e ? reject(e) : resolve())));
+      if (committable) await new Promise<void>((resolve, reject) => fs.fdatasync(this.#fd as number, (e) => (e ? reject(e) : resolve())));
       this.#state = 'verified';
       this.#notify();
-      return this.#written;
+      return { size: this.#written, committable };
     } catch (err) {
       this.fail(err);
       await fsp.rm(this.tempPath, { force: true });
       throw this.#error;
     }
+  }
+
+  #startRelay(err: Error): void {
+    this.#fileBytes = this.#written;
+    this.#onDiskFull?.(err);
+  }
+
+  /** Hands a chunk to every attached reader, pausing (by not returning) while one is full. */
+  async #relay(chunk: Buffer, offset: number): Promise<void> {
+    for (const reader of this.#readers) reader.enqueue(chunk, offset);
+    this.#notify();
+    while (this.#state === 'running' && [...this.#readers].some((r) => r.queuedBytes > RELAY_QUEUE_MAX)) {
+      await new Promise<void>((resolve) => this.#drainWaiters.add(resolve));
+    }
+  }
+
+  /** A reader consumed queued bytes or went away: a paused relay may go on. */
+  readerDrained(): void {
+    const waiters = [...this.#drainWaiters];
+    this.#drainWaiters.clear();
+    for (const w of waiters) w();
   }
 
   /** Aborts the fill (e.g. on timeout) and every reader; idempotent. */
@@ -112,6 +176,7 @@ export class BlobFill {
         ? err
         : new RegistryError('UNAVAILABLE', { status: 502, message: `fetching ${this.digest.value} from upstream ${this.source} failed: ${(err as Error)?.message ?? err}`, cause: err });
     this.#notify();
+    this.readerDrained();
   }
 
   /**
@@ -120,14 +185,22 @@ export class BlobFill {
    */
   createReader(start = 0, end?: number): Readable {
     if (this.#state === 'failed') throw this.#error;
+    if (this.#fileBytes !== undefined && this.#written > this.#fileBytes) {
+      // Relayed bytes are gone from memory once their readers took them: this client cannot join.
+      throw new RegistryError('UNAVAILABLE', { message: `the disk is full and ${this.digest.value} is being relayed uncached; retry` });
+    }
     this.#openReaders++;
     let released = false;
-    return new FillReader(this, start, end, () => {
+    const reader: FillReader = new FillReader(this, start, end, () => {
       if (released) return;
       released = true;
       this.#openReaders--;
+      this.#readers.delete(reader);
+      this.readerDrained();
       this.#maybeClose();
     });
+    this.#readers.add(reader);
+    return reader;
   }
 
   /** Calls `listener` once, at the next progress, verification or failure. */
@@ -170,6 +243,9 @@ class FillReader extends Readable {
   readonly #release: () => void;
   #position: number;
   #busy = false;
+  /** Relayed chunks not yet pushed, in offset order (only after the disk filled up). */
+  readonly #queue: Array<{ offset: number; chunk: Buffer }> = [];
+  #queued = 0;
 
   constructor(fill: BlobFill, start: number, end: number | undefined, release: () => void) {
     super({ highWaterMark: READ_CHUNK });
@@ -178,6 +254,17 @@ class FillReader extends Readable {
     this.#end = end;
     this.#release = release;
     this.once('end', release);
+  }
+
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  enqueue(chunk: Buffer, offset: number): void {
+    const last = this.#end ?? Infinity;
+    if (offset + chunk.length <= this.#position || offset > last) return; // not in this reader's range
+    this.#queue.push({ offset, chunk });
+    this.#queued += chunk.length;
   }
 
   override _read(): void {
@@ -204,7 +291,13 @@ class FillReader extends Readable {
     }
     // Until verified, hold back the final byte: a wrong body must end in an abort, not cleanly.
     const available = verified ? fill.written : fill.written - 1;
-    const limit = last === undefined ? available : Math.min(available, last + 1);
+    let limit = last === undefined ? available : Math.min(available, last + 1);
+    const fileBytes = fill.fileBytes;
+    if (fileBytes !== undefined && this.#position >= fileBytes) {
+      this.#pumpQueue(limit);
+      return;
+    }
+    if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
     if (this.#position >= limit || fill.fd === undefined) {
       this.#busy = true;
       fill.onProgress(() => {
@@ -226,6 +319,33 @@ class FillReader extends Readable {
       this.#position += n;
       if (this.push(n === length ? buffer : buffer.subarray(0, n))) this.#pump();
     });
+  }
+
+  /** Pushes relayed bytes from the in-memory queue, holding back what `limit` does not release. */
+  #pumpQueue(limit: number): void {
+    const fill = this.#fill;
+    while (this.#queue.length > 0 && (this.#queue[0] as { offset: number; chunk: Buffer }).offset + (this.#queue[0] as { chunk: Buffer }).chunk.length <= this.#position) {
+      this.#queued -= (this.#queue.shift() as { chunk: Buffer }).chunk.length;
+    }
+    const head = this.#queue[0];
+    if (!head || this.#position >= limit) {
+      this.#busy = true;
+      fill.onProgress(() => {
+        this.#busy = false;
+        this.#pump();
+      });
+      return;
+    }
+    const from = this.#position - head.offset;
+    const to = Math.min(head.chunk.length, limit - head.offset);
+    const part = head.chunk.subarray(from, to);
+    this.#position += part.length;
+    if (to === head.chunk.length) {
+      this.#queue.shift();
+      this.#queued -= head.chunk.length;
+      fill.readerDrained();
+    }
+    if (this.push(part)) this.#pump();
   }
 }
 
