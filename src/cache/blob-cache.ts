@@ -45,6 +45,8 @@ export class BlobCache {
   /** digest → committed-file readers open now; eviction never removes a blob being read. */
   readonly #readers = new Map<string, number>();
 
+  /** Settles when a fill is over: true when its blob was committed. */
+  readonly #outcome = new WeakMap<BlobFill, Promise<boolean>>();
   /** Fills by digest once upstream answered, to tell a fill's own map entry from a newer one's. */
   readonly #active = new Map<string, BlobFill>();
   /** Called when a fill hits a full disk (the owner triggers eviction). */
@@ -181,7 +183,13 @@ export class BlobCache {
       });
     const entry = { controller, done };
     this.#running.add(entry);
+    this.#outcome.set(fill, done.then(() => this.metadata.getBlob(key) !== undefined));
     return fill;
+  }
+
+  /** Resolves once `fill` is over: true when the blob is now committed in the cache. */
+  outcome(fill: BlobFill): Promise<boolean> {
+    return this.#outcome.get(fill) ?? Promise.resolve(this.metadata.getBlob(fill.digest.value) !== undefined);
   }
 
   /** Fills still copying or committing. */

@@ -53,17 +53,38 @@ export class BlobProxy {
       // The file vanished under us: fall through to a fresh fill.
     }
     if (req.method === 'HEAD') return this.#headUpstream(route, digest);
-    const fill = await this.#blobs.fill({
+    const fill = await this.#startFill(route, digest);
+    const size = fill.expectedSize;
+    const range = size === undefined ? undefined : resolveRange(req.range, size);
+    if (range === 'unsatisfiable') return { digest: digest.value, size, cache: 'MISS', range, body: undefined };
+    return { digest: digest.value, size, cache: 'MISS', range, body: fill.createReader(range?.start, range?.end) };
+  }
+
+  /**
+   * Makes sure a blob is cached, for prefetch: a no-op when it is (after the same repository
+   * check as a client hit), else it starts or joins the single fill for the digest — a client
+   * arriving meanwhile joins the same stream — and waits for the commit.
+   */
+  async prefetch(route: Route, digest: Digest): Promise<'cached' | 'fetched'> {
+    if (this.#blobs.lookup(digest.value)) {
+      await this.#ensureLinked(route, digest);
+      return 'cached';
+    }
+    const fill = await this.#startFill(route, digest);
+    if (!(await this.#blobs.outcome(fill))) {
+      throw fill.error ?? new Error(`prefetch of ${digest.value} was not committed (disk full or shutting down)`);
+    }
+    return 'fetched';
+  }
+
+  #startFill(route: Route, digest: Digest) {
+    return this.#blobs.fill({
       digest,
       link: { upstream: route.upstream.name, repo: route.repo },
       source: route.upstream.name,
       timeoutMs: route.upstream.config.fillTimeout,
       open: (signal) => this.#openUpstream(route, digest, signal),
     });
-    const size = fill.expectedSize;
-    const range = size === undefined ? undefined : resolveRange(req.range, size);
-    if (range === 'unsatisfiable') return { digest: digest.value, size, cache: 'MISS', range, body: undefined };
-    return { digest: digest.value, size, cache: 'MISS', range, body: fill.createReader(range?.start, range?.end) };
   }
 
   /**

@@ -56,6 +56,18 @@ export class ManifestProxy {
     return ref.kind === 'digest' ? this.#byDigest(route, ref.digest) : this.#byTag(route, ref.tag, accept);
   }
 
+  /**
+   * Resolves a tag against the upstream now, whatever its TTL (watch-list refresh): a HEAD when
+   * it is cached (refetching only if it moved), a GET when it is not.
+   */
+  async refresh(route: Route, tag: string): Promise<ManifestResult> {
+    const name = route.upstream.name;
+    const known = this.#hot.getTag(name, route.repo, tag) ?? this.#metadata.getTag(name, route.repo, tag);
+    const cached = known ? this.cached(known.digest) : undefined;
+    const key = `${name}\0${route.repo}\0:${tag}`;
+    return this.#flights.do(key, () => (cached ? this.#revalidate(route, tag, cached) : this.#fetchTag(route, tag)));
+  }
+
   /** A cached manifest by digest, with no upstream contact; undefined when not cached. */
   cached(digest: string): HotManifest | undefined {
     const hot = this.#hot.getManifest(digest);

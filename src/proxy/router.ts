@@ -38,9 +38,11 @@ function looksLikeHost(component: string): boolean {
 export class Router {
   readonly #byRegistry = new Map<string, Upstream>();
   readonly #default: Upstream | undefined;
+  readonly #byName = new Map<string, Upstream>();
 
   constructor(upstreams: readonly Upstream[], defaultUpstream?: string) {
     for (const u of upstreams) {
+      this.#byName.set(u.name, u);
       for (const reg of u.config.registries) this.#byRegistry.set(reg.toLowerCase(), u);
     }
     this.#default = defaultUpstream === undefined ? undefined : upstreams.find((u) => u.name === defaultUpstream);
@@ -70,6 +72,13 @@ export class Router {
       });
     }
     return this.#route(this.#default, rawName, undefined, 'default');
+  }
+
+  /** The route for a repository on a named upstream (jobs that stored it earlier). */
+  route(upstreamName: string, repo: string): Route {
+    const upstream = this.#byName.get(upstreamName);
+    if (!upstream) throw new RegistryError('NAME_UNKNOWN', { message: `upstream '${upstreamName}' is not configured` });
+    return { upstream, repo: assertName(repo), prefix: undefined, via: 'default' };
   }
 
   #registry(name: string): Upstream {
