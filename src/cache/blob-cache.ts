@@ -51,6 +51,8 @@ export class BlobCache {
   readonly #active = new Map<string, BlobFill>();
   /** Called when a fill hits a full disk (the owner triggers eviction). */
   onDiskFull: ((info: { digest: string; error: Error }) => void) | undefined;
+  /** Called when a fill ends, for metrics. */
+  onFillDone: ((info: { upstream: string; result: 'committed' | 'uncached' | 'failed'; seconds: number; bytes: number }) => void) | undefined;
 
   constructor(store: BlobStore, metadata: Metadata, log: Logger) {
     this.store = store;
@@ -163,16 +165,19 @@ export class BlobCache {
         if (!committable) {
           await fsp.rm(fill.tempPath, { force: true });
           this.#log.warn({ digest: key, size, upstream: req.source }, 'blob served to its clients uncached (disk full); nothing committed');
+          this.onFillDone?.({ upstream: req.source, result: 'uncached', seconds: (Date.now() - started) / 1000, bytes: size });
           return;
         }
         await this.store.commit(fill.tempPath, req.digest.hex);
         this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
         this.#log.info({ digest: req.digest.value, size, ms: Date.now() - started, upstream: req.source }, 'blob committed');
+        this.onFillDone?.({ upstream: req.source, result: 'committed', seconds: (Date.now() - started) / 1000, bytes: size });
       })
       .catch((err: unknown) => {
         fill.fail(err);
         void fsp.rm(fill.tempPath, { force: true });
         this.#log.warn({ digest: req.digest.value, err: (err as Error).message, upstream: req.source }, 'blob fill failed; nothing committed');
+        this.onFillDone?.({ upstream: req.source, result: 'failed', seconds: (Date.now() - started) / 1000, bytes: fill.written });
       })
       .finally(() => {
         clearTimeout(timer);

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Logger } from '../util/logger.ts';
+import type { Metrics, CacheLabel } from '../metrics/metrics.ts';
 import { requestInfo } from './request-info.ts';
 
 export interface RunningServer {
@@ -22,8 +23,18 @@ export interface RunningServer {
   close(graceMs: number): Promise<{ forced: number }>;
 }
 
+/** Route label for requests that never reached the /v2 handler's routing. */
+function routeOf(url: string | undefined): string {
+  const path = url?.split('?')[0] ?? '';
+  if (path === '/healthz' || path === '/readyz') return 'health';
+  if (path === '/metrics') return 'metrics';
+  if (path.startsWith('/admin/')) return 'admin';
+  if (path === '/v2' || path === '/v2/') return 'base';
+  return path.startsWith('/v2/') ? 'invalid' : 'other';
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function startServer(app: Hono<any>, opts: { host: string; port: number; log: Logger }): Promise<RunningServer> {
+export async function startServer(app: Hono<any>, opts: { host: string; port: number; log: Logger; metrics?: Metrics }): Promise<RunningServer> {
   const accessLog = opts.log.child({ module: 'access' });
   const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   let inFlight = 0;
@@ -34,17 +45,21 @@ export async function startServer(app: Hono<any>, opts: { host: string; port: nu
     res.once('close', () => {
       inFlight--;
       const info = requestInfo(req);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const bytes = req.socket ? req.socket.bytesWritten - socketBytes : 0;
+      const cache = (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
       accessLog.info({
         method: req.method,
         path: req.url,
         status: res.statusCode,
-        bytes: req.socket ? req.socket.bytesWritten - socketBytes : undefined,
-        ms: Number(process.hrtime.bigint() - started) / 1e6,
-        cache: res.getHeader('x-cache'),
+        bytes,
+        ms,
+        cache: cache === 'NONE' ? undefined : cache,
         upstream: info.upstream,
         completed: res.writableFinished,
         ua: req.headers['user-agent'],
       });
+      opts.metrics?.observeRequest({ route: info.route ?? routeOf(req.url), method: req.method ?? 'GET', status: res.statusCode, cache, bytes, seconds: ms / 1000 });
     });
     void listener(req, res);
   });

@@ -1,0 +1,155 @@
+/**
+ * @module metrics/metrics
+ * Prometheus series (prom-client), one registry per mirror. Hot-path counters are bumped where
+ * the event happens; everything that already lives somewhere (cache usage in SQLite, job
+ * counts, upstream client counters) is read at scrape time through `sources`, so there is one
+ * source of truth and nothing to keep in sync.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsSources {
+  usage?: () => { bytes: number; blobs: number; manifests: number };
+  jobs?: () => { counts: Record<string, Record<string, number>>; depth: number };
+  upstreams?: () => Record<string, { requests: number; errors: number }>;
+  activeFills?: () => number;
+}
+
+export type CacheLabel = 'HIT' | 'MISS' | 'STALE' | 'NONE';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'method' | 'status' | 'cache'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly bytesServed: Counter<'cache'>;
+  readonly upstreamBytes: Counter<'upstream'>;
+  readonly fillDuration: Histogram<'upstream' | 'result'>;
+  readonly evictions: Counter<'reason'>;
+  readonly evictedBytes: Counter<'reason'>;
+  #sources: MetricsSources = {};
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'ocimirror_process_' });
+    this.requests = new Counter({
+      name: 'ocimirror_http_requests_total',
+      help: 'HTTP requests answered, by route (manifest, blob, tags, referrers, base, health, admin, metrics, other), method, status and cache result',
+      labelNames: ['route', 'method', 'status', 'cache'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'ocimirror_http_request_duration_seconds',
+      help: 'Time from request to the end of the response, by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    });
+    this.bytesServed = new Counter({ name: 'ocimirror_served_bytes_total', help: 'Bytes written to clients, by cache result', labelNames: ['cache'], registers });
+    this.upstreamBytes = new Counter({ name: 'ocimirror_upstream_bytes_total', help: 'Blob bytes received from each upstream', labelNames: ['upstream'], registers });
+    this.fillDuration = new Histogram({
+      name: 'ocimirror_fill_duration_seconds',
+      help: 'Duration of blob fills from upstream, by result (committed, uncached, failed)',
+      labelNames: ['upstream', 'result'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800],
+      registers,
+    });
+    this.evictions = new Counter({ name: 'ocimirror_evictions_total', help: 'Blobs evicted, by reason (quota, age, disk_full)', labelNames: ['reason'], registers });
+    this.evictedBytes = new Counter({ name: 'ocimirror_evicted_bytes_total', help: 'Bytes evicted, by reason', labelNames: ['reason'], registers });
+
+    const sources = () => this.#sources;
+    new Gauge({
+      name: 'ocimirror_cache_bytes',
+      help: 'Bytes of committed blobs in the cache (exact, from SQLite)',
+      registers,
+      collect() {
+        const u = sources().usage?.();
+        if (u) this.set(u.bytes);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_cache_blobs',
+      help: 'Committed blobs in the cache',
+      registers,
+      collect() {
+        const u = sources().usage?.();
+        if (u) this.set(u.blobs);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_cache_manifests',
+      help: 'Manifests in the cache',
+      registers,
+      collect() {
+        const u = sources().usage?.();
+        if (u) this.set(u.manifests);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_fills_in_flight',
+      help: 'Blob fills copying from an upstream right now',
+      registers,
+      collect() {
+        const n = sources().activeFills?.();
+        if (n !== undefined) this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_jobs',
+      help: 'Background jobs by type and state',
+      labelNames: ['type', 'state'],
+      registers,
+      collect() {
+        const j = sources().jobs?.();
+        if (!j) return;
+        this.reset();
+        for (const [type, states] of Object.entries(j.counts)) for (const [state, n] of Object.entries(states)) this.set({ type, state }, n);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_job_queue_depth',
+      help: 'Jobs queued or running',
+      registers,
+      collect() {
+        const j = sources().jobs?.();
+        if (j) this.set(j.depth);
+      },
+    });
+    // Upstream clients count for themselves; these copy the increase since the last scrape.
+    const seen = new Map<string, { requests: number; errors: number }>();
+    let upstreamErrors: Counter<'upstream'> | undefined;
+    new Counter({
+      name: 'ocimirror_upstream_requests_total',
+      help: 'Requests sent to each upstream, token requests included',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const [upstream, now] of Object.entries(sources().upstreams?.() ?? {})) {
+          const before = seen.get(upstream) ?? { requests: 0, errors: 0 };
+          this.inc({ upstream }, Math.max(0, now.requests - before.requests));
+          upstreamErrors?.inc({ upstream }, Math.max(0, now.errors - before.errors));
+          seen.set(upstream, { requests: now.requests, errors: now.errors });
+        }
+      },
+    });
+    upstreamErrors = new Counter({
+      name: 'ocimirror_upstream_errors_total',
+      help: 'Upstream requests that got no answer (unreachable, timed out)',
+      labelNames: ['upstream'],
+      registers,
+    });
+  }
+
+  /** Connects the scrape-time sources once the parts they read exist. */
+  setSources(sources: MetricsSources): void {
+    this.#sources = sources;
+  }
+
+  observeRequest(r: { route: string; method: string; status: number; cache: CacheLabel; bytes: number; seconds: number }): void {
+    this.requests.inc({ route: r.route, method: r.method, status: String(r.status), cache: r.cache });
+    this.requestDuration.observe({ route: r.route }, r.seconds);
+    if (r.bytes > 0) this.bytesServed.inc({ cache: r.cache }, r.bytes);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
