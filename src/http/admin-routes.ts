@@ -1,0 +1,99 @@
+/**
+ * @module http/admin-routes
+ * The admin API under /admin/v1 (JSON), for operators and `ocimirror prefetch|gc --url`. Every
+ * request needs `Authorization: Bearer <admin.token>`; without a configured token the API
+ * answers 401 to everyone, so a mirror never exposes it by accident. It lives outside /v2/, so
+ * no registry path can reach it. Slow work (prefetch, delete, gc, evict) is queued as a job
+ * and answered 202 with the job, whose state GET /admin/v1/jobs/<id> shows.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RegistryError } from '../registry/errors.ts';
+
+/** What the admin API can do; implemented by admin/admin-service.ts. */
+export interface AdminService {
+  usage(): unknown;
+  repositories(): unknown;
+  upstreams(): unknown;
+  pins(): unknown;
+  addPin(image: string): unknown;
+  removePin(image: string): unknown;
+  jobs(filter: { state?: string | undefined; type?: string | undefined; limit?: number | undefined }): unknown;
+  job(id: number): unknown;
+  prefetch(images: string[], platforms: string[] | undefined): unknown;
+  deleteImage(image: string): unknown;
+  gc(): unknown;
+  evict(): unknown;
+}
+
+const digestOf = (s: string) => createHash('sha256').update(s).digest();
+
+export function createAdminRoutes(service: AdminService, token: string | undefined): Hono<{ Bindings: HttpBindings }> {
+  const admin = new Hono<{ Bindings: HttpBindings }>();
+  const expected = token === undefined ? undefined : digestOf(token);
+  admin.use('*', async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const given = /^Bearer\s+(.+)$/i.exec(header)?.[1];
+    // Compare hashes in constant time so the token's length and prefix don't leak through timing.
+    if (!expected || given === undefined || !timingSafeEqual(digestOf(given), expected)) {
+      throw new RegistryError('UNAUTHORIZED', {
+        message: expected ? 'admin API: a valid bearer token is required' : 'admin API is disabled: set admin.token (or OCIMIRROR_ADMIN_TOKEN)',
+        headers: { 'WWW-Authenticate': 'Bearer realm="ocimirror-admin"' },
+      });
+    }
+    await next();
+  });
+
+  admin.get('/usage', (c) => c.json(service.usage() as object));
+  admin.get('/repositories', (c) => c.json(service.repositories() as object));
+  admin.get('/upstreams', (c) => c.json(service.upstreams() as object));
+  admin.get('/pins', (c) => c.json(service.pins() as object));
+  admin.post('/pins', async (c) => c.json(service.addPin(await imageFrom(c)) as object, 201));
+  admin.delete('/pins', (c) => c.json(service.removePin(requiredQuery(c, 'image')) as object));
+  admin.get('/jobs', (c) => {
+    const limit = c.req.query('limit');
+    return c.json(service.jobs({ state: c.req.query('state'), type: c.req.query('type'), limit: limit === undefined ? undefined : Number(limit) }) as object);
+  });
+  admin.get('/jobs/:id', (c) => {
+    const id = Number(c.req.param('id'));
+    const job = Number.isSafeInteger(id) ? service.job(id) : undefined;
+    if (!job) throw new RegistryError('UNSUPPORTED', { status: 404, message: `no job ${c.req.param('id')}` });
+    return c.json(job as object);
+  });
+  admin.post('/prefetch', async (c) => {
+    const body = await jsonBody(c);
+    const images = Array.isArray(body.images) ? body.images : typeof body.image === 'string' ? [body.image] : undefined;
+    if (!images || images.length === 0 || !images.every((i): i is string => typeof i === 'string')) {
+      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected {"images": ["registry/repo:tag", ...]}' });
+    }
+    const platforms = Array.isArray(body.platforms) ? body.platforms.filter((p): p is string => typeof p === 'string') : undefined;
+    return c.json(service.prefetch(images, platforms) as object, 202);
+  });
+  admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
+  admin.post('/gc', (c) => c.json(service.gc() as object, 202));
+  admin.post('/evict', (c) => c.json(service.evict() as object, 202));
+  return admin;
+}
+
+async function jsonBody(c: Context): Promise<Record<string, unknown>> {
+  try {
+    const body = (await c.req.json()) as unknown;
+    if (body && typeof body === 'object' && !Array.isArray(body)) return body as Record<string, unknown>;
+  } catch {
+    /* reported below */
+  }
+  throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected a JSON object body' });
+}
+
+async function imageFrom(c: Context): Promise<string> {
+  const body = await jsonBody(c);
+  if (typeof body.image !== 'string') throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected {"image": "registry/repo:tag"}' });
+  return body.image;
+}
+
+function requiredQuery(c: Context, name: string): string {
+  const v = c.req.query(name);
+  if (!v) throw new RegistryError('UNSUPPORTED', { status: 400, message: `the ${name} query parameter is required` });
+  return v;
+}
