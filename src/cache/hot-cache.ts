@@ -41,6 +41,11 @@ export class HotCache {
     this.#lru.set(`m\0${manifest.digest}`, { kind: 'manifest', value: manifest });
   }
 
+  /** Forgets a manifest removed from SQLite (eviction, deletion), so it is not served from memory. */
+  deleteManifest(digest: string): void {
+    this.#lru.delete(`m\0${digest}`);
+  }
+
   getTag(upstream: string, repo: string, tag: string): HotTag | undefined {
     const e = this.#lru.get(`t\0${upstream}\0${repo}\0${tag}`);
     return e?.kind === 'tag' ? e.value : undefined;
@@ -60,6 +65,10 @@ export class HotCache {
 
   setLink(upstream: string, repo: string, digest: string): void {
     this.#lru.set(`l\0${upstream}\0${repo}\0${digest}`, { kind: 'link' });
+  }
+
+  deleteLink(upstream: string, repo: string, digest: string): void {
+    this.#lru.delete(`l\0${upstream}\0${repo}\0${digest}`);
   }
 
   get bytes(): number {

@@ -2,14 +2,21 @@
  * @module cache/metadata
  * SQLite (WAL) metadata for the cache: which blobs are committed, manifests with their exact
  * bytes, tags with when they were last confirmed upstream, which repositories (per upstream)
- * are known to hold which digests, and cached list responses (tags/list, referrers).
+ * are known to hold which digests, and cached list responses (tags/list, referrers); since
+ * schema 2 also what each manifest references (cache/references), admin-API pins, and running
+ * usage totals kept by triggers (cache/usage).
  * All statements are prepared once; access-time bumps are batched into one transaction a second
  * so a cache hit costs one indexed read and no write.
  */
 import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
+import { manifestReferences } from './references.ts';
 
-const SCHEMA_VERSION = 1;
+/**
+ * 1: blobs, manifests, tags, links, lists.
+ * 2: refs, pins, usage (+ triggers). A version 1 database is migrated when opened.
+ */
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -57,7 +64,53 @@ CREATE TABLE IF NOT EXISTS lists (
   fetched_at   INTEGER NOT NULL,
   PRIMARY KEY (upstream, key)
 ) WITHOUT ROWID;
+-- What a cached manifest references: kind 'manifest' | 'blob' | 'subject' (cache/references).
+-- Written with the manifest and deleted with it, so a stored manifest never lacks its rows.
+CREATE TABLE IF NOT EXISTS refs (
+  parent      TEXT NOT NULL,
+  child       TEXT NOT NULL,
+  kind        TEXT NOT NULL,
+  PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_child ON refs(child);
+-- Pins added through the admin API (config pins live in the config), normalised image references.
+CREATE TABLE IF NOT EXISTS pins (
+  ref         TEXT PRIMARY KEY,
+  created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+-- One row of running totals, kept exact by the triggers below whoever writes blobs or manifests,
+-- so reading usage costs one row, not a SUM over every blob.
+CREATE TABLE IF NOT EXISTS usage (
+  id             INTEGER PRIMARY KEY CHECK (id = 0),
+  blob_bytes     INTEGER NOT NULL,
+  blob_count     INTEGER NOT NULL,
+  manifest_bytes INTEGER NOT NULL,
+  manifest_count INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS usage_blob_insert AFTER INSERT ON blobs BEGIN
+  UPDATE usage SET blob_bytes = blob_bytes + NEW.size, blob_count = blob_count + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS usage_blob_delete AFTER DELETE ON blobs BEGIN
+  UPDATE usage SET blob_bytes = blob_bytes - OLD.size, blob_count = blob_count - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS usage_blob_resize AFTER UPDATE OF size ON blobs BEGIN
+  UPDATE usage SET blob_bytes = blob_bytes - OLD.size + NEW.size WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS usage_manifest_insert AFTER INSERT ON manifests BEGIN
+  UPDATE usage SET manifest_bytes = manifest_bytes + NEW.size, manifest_count = manifest_count + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS usage_manifest_delete AFTER DELETE ON manifests BEGIN
+  UPDATE usage SET manifest_bytes = manifest_bytes - OLD.size, manifest_count = manifest_count - 1 WHERE id = 0;
+END;
 `;
+
+/** Totals recomputed from the tables: seeds the usage row and repairs it (cache/usage). */
+export const RECOUNT_USAGE = `INSERT OR REPLACE INTO usage (id, blob_bytes, blob_count, manifest_bytes, manifest_count)
+  SELECT 0, (SELECT COALESCE(SUM(size), 0) FROM blobs), (SELECT COUNT(*) FROM blobs),
+            (SELECT COALESCE(SUM(size), 0) FROM manifests), (SELECT COUNT(*) FROM manifests)`;
+
+/** Manifests read per batch when refs are backfilled, so a large cache is not loaded at once. */
+const BACKFILL_BATCH = 500;
 
 export interface BlobRow {
   digest: string;
@@ -108,12 +161,19 @@ export class Metadata {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
     const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version === 0) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    else if (version !== SCHEMA_VERSION) {
+    if (version > SCHEMA_VERSION) {
+      // A newer ocimirror wrote this database: refuse rather than guess at its tables.
       this.db.close();
-      throw new Error(`metadata schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+      throw new Error(`metadata schema version ${version} is not supported (expected ${SCHEMA_VERSION} or older)`);
+    }
+    try {
+      this.db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION) this.#migrate();
+      else if (this.db.prepare('SELECT 1 FROM usage WHERE id = 0').get() === undefined) this.db.exec(RECOUNT_USAGE);
+    } catch (err) {
+      this.db.close();
+      throw err;
     }
 
     const p = (sql: string) => this.db.prepare(sql);
@@ -127,6 +187,7 @@ export class Metadata {
       getManifest: p('SELECT digest, media_type AS mediaType, bytes FROM manifests WHERE digest = ?'),
       putManifest: p(`INSERT INTO manifests (digest, media_type, size, bytes, created_at, last_access, hits) VALUES (?, ?, ?, ?, ?, ?, 0)
                       ON CONFLICT(digest) DO NOTHING`),
+      putRef: p('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)'),
       bumpManifest: p('UPDATE manifests SET last_access = ?, hits = hits + ? WHERE digest = ?'),
       getTag: p('SELECT digest, media_type AS mediaType, fetched_at AS fetchedAt FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
       putTag: p(`INSERT INTO tags (upstream, repo, tag, digest, media_type, fetched_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -147,6 +208,26 @@ export class Metadata {
 
   now(): number {
     return this.#now();
+  }
+
+  /**
+   * From version 0 (new, or created before versions were recorded) or 1 to the current schema,
+   * in one transaction: the new tables exist already (CREATE IF NOT EXISTS); manifests stored
+   * before refs existed get theirs from their bytes, and the usage row is seeded from the tables.
+   */
+  #migrate(): void {
+    const page = this.db.prepare<[string], { digest: string; bytes: Buffer }>(
+      `SELECT digest, bytes FROM manifests WHERE digest > ? ORDER BY digest LIMIT ${BACKFILL_BATCH}`,
+    );
+    const putRef = this.db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      // Paged by digest rather than iterated: better-sqlite3 allows no writes while a read is open.
+      for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
+        for (const m of rows) for (const r of manifestReferences(m.bytes)) putRef.run(m.digest, r.digest, r.kind);
+      }
+      this.db.exec(RECOUNT_USAGE);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
   }
 
   getBlob(digest: string): BlobRow | undefined {
@@ -182,7 +263,10 @@ export class Metadata {
     this.#manifestHits.set(digest, (this.#manifestHits.get(digest) ?? 0) + 1);
   }
 
-  /** Stores a verified manifest, its repository link and (for a tag fetch) the tag, atomically. */
+  /**
+   * Stores a verified manifest, what it references (cache/references), its repository link and
+   * (for a tag fetch) the tag, atomically.
+   */
   putManifest(
     row: ManifestRow,
     link: { upstream: string; repo: string },
@@ -190,7 +274,9 @@ export class Metadata {
   ): void {
     this.db.transaction(() => {
       const now = this.#now();
-      this.#stmt.putManifest!.run(row.digest, row.mediaType, row.bytes.length, row.bytes, now, now);
+      const inserted = this.#stmt.putManifest!.run(row.digest, row.mediaType, row.bytes.length, row.bytes, now, now).changes > 0;
+      // The first bytes stored for a digest are kept, so their refs are already recorded.
+      if (inserted) for (const r of manifestReferences(row.bytes)) this.#stmt.putRef!.run(row.digest, r.digest, r.kind);
       this.#stmt.putLink!.run(link.upstream, link.repo, row.digest);
       if (tag !== undefined) this.#stmt.putTag!.run(link.upstream, link.repo, tag, row.digest, row.mediaType, now);
     })();
