@@ -1,13 +1,10 @@
 /**
  * @module bench/herd
- * Phase 5: N clients ask for one uncached blob at the same instant. Each client is
- * `curl URL | sha256sum` in a shell that first blocks on a line from stdin; once every shell is up, one write
- * to each stdin releases them together. curl reports its own time to first byte; sha256sum proves the bytes.
+ * Phase 5: N clients ask for one uncached blob at the same instant (bench/together.ts releases them). Each
+ * client is `curl URL | sha256sum`: curl reports its own time to first byte, sha256sum proves the bytes.
  */
-import type { ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultProxy } from '../test/helpers/fault-proxy.ts';
-import { run } from './proc.ts';
+import { runTogether } from './together.ts';
 import { settled } from './upstream.ts';
 
 export interface HerdResult {
@@ -24,7 +21,7 @@ export interface HerdResult {
   failures: string[];
 }
 
-const CLIENT = 'read -r _ || exit 9; set -o pipefail; curl -sS --fail -w "%{stderr}ttfb=%{time_starttransfer} code=%{http_code}\\n" "$0" | sha256sum';
+const CLIENT = 'echo ready >&2; read -r _ || exit 9; set -o pipefail; curl -sS --fail -w "%{stderr}ttfb=%{time_starttransfer} code=%{http_code}\\n" "$0" | sha256sum';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -34,14 +31,8 @@ const median = (xs: number[]): number => {
 
 export async function herd(url: string, digest: string, clients: number, forwarder: FaultProxy, timeoutMs: number): Promise<HerdResult> {
   forwarder.reset();
-  const shells: ChildProcess[] = [];
-  const done = Array.from({ length: clients }, () => run('bash', ['-c', CLIENT, url], { timeoutMs, onSpawn: (c) => shells.push(c) }));
-  for (let i = 0; shells.length < clients && i < 500; i++) await sleep(10);
-  await sleep(200); // every shell reaches `read`
-  const released = performance.now();
-  for (const shell of shells) shell.stdin!.end('go\n');
-  const results = await Promise.all(done);
-  const wallS = (performance.now() - released) / 1000;
+  const { results, releasedAt } = await runTogether(clients, 'bash', ['-c', CLIENT, url], timeoutMs);
+  const wallS = (performance.now() - releasedAt) / 1000;
   await settled(forwarder);
 
   const ttfb: number[] = [];

@@ -27,8 +27,8 @@ export interface OcimirrorOptions {
   upstreamUrl: string;
   dataDir: string;
   workDir: string;
-  /** Write a V8 CPU profile here when the process exits. */
-  cpuProfDir?: string | undefined;
+  /** Extra node flags, e.g. `--cpu-prof --cpu-prof-dir DIR` (one profile per thread: tsx's loader hooks have their own). */
+  nodeArgs?: string[];
 }
 
 export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Promise<OcimirrorProc> {
@@ -42,10 +42,9 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
     defaultUpstream: UPSTREAM_NAME,
     log: { level: 'info' },
   }, null, 2));
-  const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir, '--cpu-prof-name', `${o.name}.cpuprofile`] : [];
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
-  const daemon = startDaemon(process.execPath, [...prof, join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', configFile], logFile);
+  const daemon = startDaemon(process.execPath, [...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };

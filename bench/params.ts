@@ -3,11 +3,15 @@
  * Every size and count of a bench run, from the environment. `BENCH_PROFILE=smoke` makes each default tiny
  * (CI proves the suite works; it measures nothing); any variable set explicitly wins over the profile.
  */
+import type { Reader } from './read.ts';
+
 export interface BenchParams {
   profile: 'full' | 'smoke';
   /** Payload of the large (and herd) layer, MiB. */
   largeMiB: number;
   readClients: number;
+  /** Client for hit reads: bench/reader.mjs (lean) or curl. */
+  reader: Reader;
   /** Each hit read runs this many times; the best run counts. */
   readRepeats: number;
   wrkSeconds: number;
@@ -38,11 +42,14 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer, got '${env[name]}'`);
     return v;
   };
+  const reader = env.BENCH_READER || 'node';
+  if (reader !== 'node' && reader !== 'curl') throw new Error(`BENCH_READER must be 'node' or 'curl', got '${reader}'`);
   const scaleTags = num(['BENCH_SCALE_TAGS'], 10_000, 50);
   return {
     profile: smoke ? 'smoke' : 'full',
     largeMiB: num(['BENCH_LARGE_MIB', 'IMG_LARGE_MIB'], 512, 1),
     readClients: num(['BENCH_READ_CLIENTS'], 8, 8),
+    reader,
     readRepeats: num(['BENCH_READ_REPEATS'], 3, 1),
     wrkSeconds: num(['BENCH_WRK_SECONDS'], 5, 1),
     wrkConnections: num(['BENCH_WRK_CONNECTIONS'], 64, 8),

@@ -81,6 +81,7 @@ export interface RunOptions {
 export function run(cmd: string, args: string[], { timeoutMs, onSpawn }: RunOptions): Promise<Ran> {
   const started = performance.now();
   if (refusing) return Promise.reject(new Error(`${cmd}: the bench is stopping`));
+  if (!(timeoutMs > 0)) return Promise.reject(new Error(`${cmd}: no time bound given`));
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env: childEnv(), detached: true, stdio: [onSpawn ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     running.add(child);

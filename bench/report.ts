@@ -21,6 +21,8 @@ export interface BenchResults {
   finishedAt: string;
   params: BenchParams;
   machine: MachineInfo;
+  /** 1-minute load average when the run started and ended: other work on the machine skews every number. */
+  loadAvg: { start: number; end: number };
   pull: Mirrors<{ cold: PullResult; warm: PullResult }> & {
     images: string[];
     contentBytes: number;
@@ -93,10 +95,10 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['cold upstream requests', f(om.cold.upstreamRequests), f(ref.cold.upstreamRequests), `${f(r.pull.direct[0]!.upstreamRequests)} direct`],
     ['warm wall s', f(om.warm.wallS, 2), f(ref.warm.wallS, 2), `${f(directWallS(r), 2)} direct`, 'warm.wall'],
     ['warm upstream requests', f(om.warm.upstreamRequests), f(ref.warm.upstreamRequests), ''],
-    `cache-hit read of ${kMiB(hr.blobBytes)}, curl -o /dev/null, best of ${r.params.readRepeats}`,
+    `cache-hit read of ${kMiB(hr.blobBytes)}, ${hr.nginx.one.reader === 'curl' ? 'curl -o /dev/null' : 'bench/reader.mjs'}, best of ${r.params.readRepeats}`,
     ['1 client MiB/s', f(hr.ocimirror.one.mibPerS), f(hr.reference.one.mibPerS), `${f(hr.nginx.one.mibPerS)} nginx`, 'read.one'],
     [`${hr.nginx.many.clients} clients MiB/s`, f(hr.ocimirror.many.mibPerS), f(hr.reference.many.mibPerS), `${f(hr.nginx.many.mibPerS)} nginx`, 'read.many'],
-    ['curl CPU, 1 client % core', f(hr.ocimirror.one.curlCpuPct), f(hr.reference.one.curlCpuPct), `${f(hr.nginx.one.curlCpuPct)} nginx`],
+    ['reader CPU, 1 client % core', f(hr.ocimirror.one.readerCpuPct), f(hr.reference.one.readerCpuPct), `${f(hr.nginx.one.readerCpuPct)} nginx`],
     `manifest GET by tag within TTL, wrk -c ${r.params.wrkConnections} ${r.params.wrkSeconds}s`,
     ['requests/s', f(mw.ocimirror.requestsPerS), f(mw.reference.requestsPerS), `${f(mw.upstream.requestsPerS)} upstream`, 'manifest.vsReference'],
     ['  … vs upstream', '', '', '', 'manifest.vsUpstream'],
@@ -129,7 +131,7 @@ export function table(r: BenchResults, targets: Target[]): string {
   const rule = widths.map((w) => '─'.repeat(w)).join('─┼─');
   const met = targets.filter((x) => x.met).length;
   return [`  ${line(header)}`, `  ${rule}`, ...body.map((row) => (typeof row === 'string' ? `▸ ${row}` : `  ${line(row)}`)), `  ${rule}`,
-    `  targets met: ${met}/${targets.length}`].join('\n');
+    `  targets met: ${met}/${targets.length}; ${r.machine.cpus} CPUs, load average ${f(r.loadAvg.start, 1)} at start, ${f(r.loadAvg.end, 1)} at end`].join('\n');
 }
 
 export async function writeJson(file: string, r: BenchResults, targets: Target[]): Promise<void> {

@@ -6,7 +6,7 @@
  * Sizes and counts: bench/params.ts (BENCH_PROFILE=smoke for a tiny run).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
@@ -30,6 +30,7 @@ const RESULTS_DIR = fileURLToPath(new URL('results/', import.meta.url));
 async function main(cleanup: Cleanup): Promise<void> {
   const params = readParams();
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0]!;
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const outFile = params.out ?? join(RESULTS_DIR, `${stamp}.json`);
   const timeoutMs = params.stepTimeoutMs;
@@ -48,7 +49,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const reference = await refStarting;
   const om = await startOcimirror({
     name: 'ocimirror', upstreamUrl: forwarder.url, dataDir: join(work, 'ocimirror-data'), workDir: work,
-    cpuProfDir: params.cpuProf ? join(dirname(outFile), `${stamp}-prof`) : undefined,
+    nodeArgs: params.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(dirname(outFile), `${stamp}-cpuprofile`)] : [],
   }, cleanup);
   const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
   log(`upstream ${up.registry.url} via forwarder ${forwarder.url}; reference ${reference.url}; nginx ${nginx.url}; ocimirror ${om.url} (pid ${om.pid})`);
@@ -66,8 +67,8 @@ async function main(cleanup: Cleanup): Promise<void> {
   const blobPath = `/v2/large/blobs/${up.large.digest}`;
   const reads = async (base: string, what: string) => {
     log(`hit read: ${what}`);
-    const one = await readThroughput(base + blobPath, up.large.size, 1, params.readRepeats, timeoutMs);
-    const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, timeoutMs);
+    const one = await readThroughput(base + blobPath, up.large.size, 1, params.readRepeats, params.reader, timeoutMs);
+    const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, params.reader, timeoutMs);
     return { one, many };
   };
   forwarder.reset();
@@ -116,6 +117,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     finishedAt: new Date().toISOString(),
     params,
     machine,
+    loadAvg: { start: loadAtStart, end: loadavg()[0]! },
     pull: { images: PULL_SET, contentBytes: up.contentBytes, direct: [direct1, direct2], ocimirror: { cold: omCold, warm: omWarm }, reference: { cold: refCold, warm: refWarm } },
     hitRead,
     manifestByTag,

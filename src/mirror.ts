@@ -1,16 +1,21 @@
 /**
  * @module mirror
- * The composition root: config → storage → upstream clients → proxy policy → HTTP server, and
- * the graceful stop that undoes it. Used by `ocimirror serve` and by the integration tests, so
- * tests run exactly what operators run.
+ * The composition root: config → storage → upstream clients → proxy policy → background jobs →
+ * HTTP server, and the graceful stop that undoes it. Used by `ocimirror serve` and by the
+ * integration tests, so tests run exactly what operators run.
  */
 import type { Config } from './config/schema.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
+import { UsageMeter } from './cache/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
 import { Router } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';
 import { BlobProxy } from './proxy/blob-proxy.ts';
 import { ListProxy } from './proxy/list-proxy.ts';
+import { Prefetcher } from './proxy/prefetch.ts';
+import { Background } from './jobs/background.ts';
+import { createAdminService } from './admin/admin-service.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { createApp } from './http/app.ts';
 import { startServer, type RunningServer } from './http/server.ts';
 import type { Logger } from './util/logger.ts';
@@ -20,6 +25,8 @@ export interface Mirror {
   readonly server: RunningServer;
   readonly storage: Storage;
   readonly upstreams: UpstreamPool;
+  readonly background: Background;
+  readonly metrics: Metrics | undefined;
   /** True once a stop began: /readyz answers 503. */
   readonly draining: boolean;
   /** Drains (readiness 503, optional delay, close listener, finish in-flight pulls) and closes storage. */
@@ -29,19 +36,44 @@ export interface Mirror {
 export async function startMirror(config: Config, log: Logger): Promise<Mirror> {
   const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log });
   const upstreams = createUpstreams(config.upstreams, log);
+  const metrics = config.metrics.enabled ? new Metrics() : undefined;
+  const router = new Router([...upstreams.values()], config.defaultUpstream);
+  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log });
+  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot });
+  const lists = new ListProxy({ metadata: storage.metadata });
+  const background = new Background({ config, storage, router, prefetcher: new Prefetcher({ manifests, blobs }), lists, metrics, log });
+  storage.blobs.onFillDone = (fill) => {
+    metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
+    metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);
+    if (fill.result === 'committed') background.blobCommitted();
+  };
+  const usage = new UsageMeter(storage.metadata);
+  metrics?.setSources({
+    usage: () => usage.current(),
+    jobs: () => ({ counts: background.store.counts(), depth: background.store.depth() }),
+    upstreams: () => upstreams.counters(),
+    activeFills: () => storage.blobs.activeFills,
+  });
+  // Jobs interrupted by a crash are requeued before anything new is queued.
+  background.start();
+
   let draining = false;
   const app = createApp({
     log,
-    router: new Router([...upstreams.values()], config.defaultUpstream),
-    manifests: new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log }),
-    blobs: new BlobProxy({ blobs: storage.blobs, hot: storage.hot }),
-    lists: new ListProxy({ metadata: storage.metadata }),
+    router,
+    manifests,
+    blobs,
+    lists,
+    onManifestMiss: (route, digest) => background.prefetchOnPull(route, digest),
     readiness: { check: async () => (draining ? 'draining' : storage.check()) },
+    admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token },
+    ...(metrics ? { metrics } : {}),
   });
   let server: RunningServer;
   try {
-    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log });
+    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, ...(metrics ? { metrics } : {}) });
   } catch (err) {
+    await background.stop(0);
     storage.close();
     await upstreams.closeAll();
     throw err;
@@ -53,6 +85,8 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
     server,
     storage,
     upstreams,
+    background,
+    metrics,
     get draining() {
       return draining;
     },
@@ -61,7 +95,8 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
         draining = true;
         if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs));
         const deadline = Date.now() + graceMs;
-        const { forced } = await server.close(graceMs);
+        // Jobs and client pulls drain side by side; interrupted jobs are requeued for the next start.
+        const [{ forced }] = await Promise.all([server.close(graceMs), background.stop(graceMs)]);
         if (forced > 0) log.warn({ forced }, 'grace period over: cut connections still in flight');
         // A fill whose client already has its bytes may still be committing: let it land.
         const { aborted } = await storage.blobs.settle(Math.max(0, deadline - Date.now()));

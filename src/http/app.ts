@@ -8,6 +8,8 @@ import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { createAdminRoutes, type AdminService } from './admin-routes.ts';
 import { createErrorRenderer } from './render-error.ts';
 import { createV2Handler, type V2Deps } from './v2-routes.ts';
 
@@ -19,6 +21,8 @@ export interface Readiness {
 export interface AppDeps extends V2Deps {
   log: Logger;
   readiness: Readiness;
+  admin?: { service: AdminService; token: string | undefined };
+  metrics?: Metrics;
 }
 
 export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
@@ -28,6 +32,14 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   app.notFound((c) => renderError(new RegistryError('UNSUPPORTED', { status: 404, message: 'no such endpoint' }), c));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    app.get('/metrics', async (c) => {
+      const { contentType, body } = await metrics.render();
+      return c.body(body, 200, { 'Content-Type': contentType });
+    });
+  }
+  if (deps.admin) app.route('/admin/v1', createAdminRoutes(deps.admin.service, deps.admin.token));
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
     return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);

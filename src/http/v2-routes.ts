@@ -28,6 +28,8 @@ export interface V2Deps {
   manifests: ManifestProxy;
   blobs: BlobProxy;
   lists: ListProxy;
+  /** A manifest the cache did not have was pulled (prefetch its content for the next node). */
+  onManifestMiss?: (route: Route, digest: string) => void;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -89,6 +91,7 @@ function unsupported(method: string): RegistryError {
 async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): Promise<Response> {
   const ref = parseReference(reference);
   const result = await deps.manifests.get(route, ref, parseAccept(c.req.header('accept')));
+  if (result.cache === 'MISS') deps.onManifestMiss?.(route, result.digest);
   const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
   // Stored bytes go out untouched: re-serialising would change the digest.
   return c.req.method === 'HEAD' ? c.body(null, 200, headers) : c.body(asBody(result.bytes), 200, headers);

@@ -52,6 +52,12 @@ export interface UpstreamCounters {
   errors: number;
   /** Requests sent to the token service. */
   tokenFetches: number;
+  /** When the upstream last answered (any HTTP status), epoch ms; 0 = never. */
+  lastAnswerAt: number;
+  /** When a request last got no answer, epoch ms; 0 = never. */
+  lastErrorAt: number;
+  /** Why, for operators (never contains credentials: messages name the upstream and the cause). */
+  lastError: string | null;
 }
 
 export interface UpstreamClientOptions {
@@ -92,7 +98,7 @@ type RawResponse = { status: number; headers: Record<string, string | undefined>
 export class UpstreamClient {
   readonly name: string;
   readonly config: UpstreamConfig;
-  readonly #counters: UpstreamCounters = { requests: 0, errors: 0, tokenFetches: 0 };
+  readonly #counters: UpstreamCounters = { requests: 0, errors: 0, tokenFetches: 0, lastAnswerAt: 0, lastErrorAt: 0, lastError: null };
   readonly #agent: Agent;
   readonly #auth: UpstreamAuthenticator;
   readonly #log: Logger;
@@ -159,9 +165,14 @@ export class UpstreamClient {
           res = await this.#follow(method, url, headers, retry, signal, timeout);
         }
       }
+      this.#counters.lastAnswerAt = Date.now();
       return { status: res.status, headers: res.headers, body: res.body, url: res.url.href };
     } catch (err) {
-      if (!signal?.aborted) this.#counters.errors++;
+      if (!signal?.aborted) {
+        this.#counters.errors++;
+        this.#counters.lastErrorAt = Date.now();
+        this.#counters.lastError = (err as Error).message;
+      }
       throw err;
     }
   }

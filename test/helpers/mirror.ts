@@ -29,6 +29,7 @@ export interface TestMirror {
  * A mirror config with two upstreams at the same registry: `test` (registry name
  * `registry.test`, the default for requests naming no registry) and `hub` (`docker.io`, with
  * Docker Hub's implicit `library/` for one-component names). `upstream` options apply to both.
+ * Prefetch-on-pull is off unless asked for, so upstream request counts are each test's own.
  */
 export function mirrorConfig(upstreamUrl: string, extra: Partial<RawConfig> & { upstream?: Record<string, unknown> } = {}): RawConfig {
   const { upstream = {}, ...rest } = extra;
@@ -39,6 +40,7 @@ export function mirrorConfig(upstreamUrl: string, extra: Partial<RawConfig> & { 
       { name: 'hub', url: upstreamUrl, registries: ['docker.io'], tagTTL: '1h', ...upstream },
     ],
     defaultUpstream: 'test',
+    prefetch: { onPull: false },
     ...rest,
   } as RawConfig;
 }

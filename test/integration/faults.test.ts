@@ -70,7 +70,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
       for (const a of attempts) {
         // Either the headers never came (an OCI error) or the body was cut: never a full 200 body.
         if (a.status === 'fulfilled') expect(a.value.res.status).not.toBe(200);
-        else expect(String(a.reason)).toMatch(/terminated|socket|closed|aborted/i);
+        else expect(`${a.reason} ${(a.reason as Error).cause ?? ''}`).toMatch(/terminated|socket|closed|aborted|fetch failed|reset/i);
       }
       await sleep(100);
       expectNotCached(blob.digest);

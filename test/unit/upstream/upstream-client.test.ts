@@ -86,7 +86,8 @@ describe('UpstreamClient bearer auth', () => {
     for (let i = 0; i < 3; i++) await drain((await client.request(manifest)).body);
     expect(reg.tokenRequests).toHaveLength(1);
     expect(reg.registryRequests.map((r) => r.headers.authorization)).toEqual([undefined, 'Bearer tok-1', 'Bearer tok-1', 'Bearer tok-1']);
-    expect(client.counters).toEqual({ requests: 3, errors: 0, tokenFetches: 1 });
+    expect(client.counters).toMatchObject({ requests: 3, errors: 0, tokenFetches: 1, lastErrorAt: 0, lastError: null });
+    expect(client.counters.lastAnswerAt).toBeGreaterThan(0);
   });
 
   it('asks for a token per repository, since each has its own scope', async () => {
@@ -524,9 +525,9 @@ describe('createUpstreams', () => {
     cleanup.push(() => pool.closeAll());
     expect([...pool.keys()]).toEqual(['a', 'b']);
     await drain((await pool.get('a')!.request(manifest)).body);
-    expect(pool.counters()).toEqual({
+    expect(pool.counters()).toMatchObject({
       a: { requests: 1, errors: 0, tokenFetches: 0 },
-      b: { requests: 0, errors: 0, tokenFetches: 0 },
+      b: { requests: 0, errors: 0, tokenFetches: 0, lastAnswerAt: 0 },
     });
     await pool.closeAll();
     await expect(pool.get('b')!.request(manifest)).rejects.toThrow(/shutting down/);

@@ -1,0 +1,30 @@
+/**
+ * @module bench/together
+ * A start barrier for N client processes: each one sets itself up, writes `ready` to stderr and blocks on a
+ * line from stdin; once all are ready (or gone), one write to each stdin releases them within the same millisecond.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run, type Ran } from './proc.ts';
+
+export async function runTogether(n: number, cmd: string, args: string[], timeoutMs: number): Promise<{ results: Ran[]; releasedAt: number }> {
+  const children: ChildProcess[] = [];
+  const settled = new Set<number>(); // ready or already ended
+  const onSpawn = (i: number) => (child: ChildProcess) => {
+    children.push(child);
+    child.stdin!.on('error', () => {}); // a child that already died: its run() reports why
+    let seen = '';
+    const watch = (b: Buffer) => {
+      seen += b.toString();
+      if (!seen.includes('ready\n')) return;
+      settled.add(i);
+      child.stderr!.off('data', watch);
+    };
+    child.stderr!.on('data', watch);
+  };
+  const done = Array.from({ length: n }, (_, i) => run(cmd, args, { timeoutMs, onSpawn: onSpawn(i) }).finally(() => settled.add(i)));
+  for (let waited = 0; settled.size < n && waited < 15_000; waited += 5) await sleep(5);
+  const releasedAt = performance.now();
+  for (const child of children) child.stdin!.end('go\n');
+  return { results: await Promise.all(done), releasedAt };
+}

@@ -1,0 +1,83 @@
+/**
+ * @module admin/admin-service
+ * What the admin API answers, composed from the cache (usage, inventory, pins), the job queue
+ * and the upstream clients. Mutations that take time are queued as jobs.
+ */
+import { RegistryError } from '../registry/errors.ts';
+import { parseImageRef } from '../registry/image-ref.ts';
+import type { AdminService } from '../http/admin-routes.ts';
+import type { Config } from '../config/schema.ts';
+import { Inventory } from '../cache/inventory.ts';
+import { UsageMeter } from '../cache/usage.ts';
+import type { Storage } from '../cache/storage.ts';
+import type { UpstreamPool } from '../upstream/index.ts';
+import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
+import type { Background } from '../jobs/background.ts';
+
+const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
+
+function jobView(job: Job) {
+  return {
+    id: job.id,
+    type: job.type,
+    state: job.state,
+    payload: job.payload,
+    attempts: job.attempts,
+    maxAttempts: job.maxAttempts,
+    lastError: job.lastError,
+    progress: job.progress,
+    result: job.result,
+    createdAt: iso(job.createdAt),
+    startedAt: iso(job.startedAt),
+    finishedAt: iso(job.finishedAt),
+    runAfter: iso(job.runAfter),
+  };
+}
+
+export function createAdminService({ config, storage, upstreams, background }: { config: Config; storage: Storage; upstreams: UpstreamPool; background: Background }): AdminService {
+  const usage = new UsageMeter(storage.metadata);
+  const inventory = new Inventory(storage.metadata);
+  const checkImage = (image: string) => {
+    parseImageRef(image);
+    return image;
+  };
+  return {
+    usage: () => ({ ...usage.current(), maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, fillsInFlight: storage.blobs.activeFills }),
+    repositories: () => ({ repositories: inventory.repositories() }),
+    upstreams: () => ({
+      upstreams: [...upstreams.values()].map((u) => ({
+        name: u.name,
+        url: u.config.url,
+        registries: u.config.registries,
+        requests: u.counters.requests,
+        errors: u.counters.errors,
+        tokenFetches: u.counters.tokenFetches,
+        lastAnswerAt: iso(u.counters.lastAnswerAt),
+        lastErrorAt: iso(u.counters.lastErrorAt),
+        lastError: u.counters.lastError,
+        // Healthy when the last thing that happened was an answer.
+        healthy: u.counters.lastErrorAt <= u.counters.lastAnswerAt,
+      })),
+    }),
+    pins: () => ({ pins: background.pins.list() }),
+    addPin: (image) => ({ pinned: background.pins.add(checkImage(image)) }),
+    removePin: (image) => {
+      if (!background.pins.remove(image)) throw new RegistryError('UNSUPPORTED', { status: 404, message: `'${image}' is not pinned through the admin API (config pins are changed in the config)` });
+      return { unpinned: image };
+    },
+    jobs: ({ state, type, limit }) => {
+      if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `state must be one of ${JOB_STATES.join(', ')}` });
+      if (type !== undefined && !(JOB_TYPES as readonly string[]).includes(type)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `type must be one of ${JOB_TYPES.join(', ')}` });
+      const jobs = background.store.list({ state: state as JobState | undefined, type: type as JobType | undefined, limit: Number.isSafeInteger(limit) ? limit : 100 });
+      return { jobs: jobs.map(jobView), depth: background.store.depth() };
+    },
+    job: (id) => {
+      const job = background.store.get(id);
+      return job ? jobView(job) : undefined;
+    },
+    prefetch: (images, platforms) => ({ jobs: background.prefetchImages(images, platforms).map(({ image, job }) => ({ image, ...jobView(job) })) }),
+    deleteImage: (image) => jobView(background.enqueue('delete', { image: checkImage(image) })),
+    gc: () => jobView(background.enqueue('gc', null, 'gc')),
+    evict: () => jobView(background.enqueue('evict', null, 'evict')),
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * @module jobs/background
+ * The background side of the mirror: the durable job queue with its handlers (prefetch,
+ * refresh, evict, delete, gc), the schedules that feed it (gc, the watch list, maxAge), and the
+ * triggers from the request path (a pulled manifest → prefetch; a committed blob over quota or a
+ * full disk → evict). Slow work never runs on a client's request.
+ */
+import type { Config } from '../config/schema.ts';
+import type { Storage } from '../cache/storage.ts';
+import { Evictor, type EvictionReport } from '../cache/eviction.ts';
+import { ImageDeleter } from '../cache/image-delete.ts';
+import { GarbageCollector } from '../cache/gc.ts';
+import { Pins, type PinResolver } from '../cache/pins.ts';
+import { parseImageRef, type ImageRef } from '../registry/image-ref.ts';
+import type { Router, Route } from '../proxy/router.ts';
+import type { Prefetcher, PrefetchProgress } from '../proxy/prefetch.ts';
+import type { ListProxy } from '../proxy/list-proxy.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Logger } from '../util/logger.ts';
+import { JobRunner, JobStore, Scheduler, type Job, type JobHandler, type JobType } from './index.ts';
+
+export interface PrefetchPayload {
+  upstream: string;
+  repo: string;
+  reference: string;
+  platforms?: string[];
+}
+
+export interface BackgroundDeps {
+  config: Config;
+  storage: Storage;
+  router: Router;
+  prefetcher: Prefetcher;
+  lists: ListProxy;
+  metrics: Metrics | undefined;
+  log: Logger;
+}
+
+/** Done jobs are kept this long for the admin API, then pruned. */
+const JOB_RETENTION_MS = 7 * 86_400_000;
+
+export class Background {
+  readonly store: JobStore;
+  readonly runner: JobRunner;
+  readonly pins: Pins;
+  readonly evictor: Evictor;
+  readonly #scheduler: Scheduler;
+  readonly #deps: BackgroundDeps;
+  readonly #log: Logger;
+
+  constructor(deps: BackgroundDeps) {
+    const { config, storage, log } = deps;
+    this.#deps = deps;
+    this.#log = log.child({ module: 'background' });
+    this.store = new JobStore(storage.metadata.db, { maxAttempts: config.jobs.maxAttempts });
+    this.pins = new Pins({ metadata: storage.metadata, config: config.pin });
+    const parts = { metadata: storage.metadata, blobs: storage.blobs, hot: storage.hot, pinned: () => this.pinnedDigests(), log };
+    this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge });
+    const deleter = new ImageDeleter(parts);
+    const gc = new GarbageCollector(parts);
+
+    const handlers: Record<JobType, JobHandler> = {
+      prefetch: (job, ctx) => this.#prefetch(job.payload as PrefetchPayload, ctx),
+      refresh: (job, ctx) => this.#refresh((job.payload as { image: string }).image, ctx),
+      evict: async (job) => {
+        const diskFull = (job.payload as { diskFull?: boolean } | null)?.diskFull === true;
+        const report = await this.evictor.run({ diskFull });
+        this.#countEvictions(report, diskFull ? 'disk_full' : 'quota');
+        return report;
+      },
+      delete: async (job) => {
+        const { route, ref } = this.#resolve((job.payload as { image: string }).image);
+        return deleter.deleteImage({ upstream: route.upstream.name, repo: route.repo, reference: (ref.digest ?? ref.tag) as string });
+      },
+      gc: () => gc.collectGarbage({ grace: config.gc.grace }),
+    };
+    this.runner = new JobRunner({ store: this.store, handlers, ...config.jobs, log });
+    this.#scheduler = new Scheduler({ log });
+  }
+
+  start(): void {
+    const { config, storage } = this.#deps;
+    this.runner.start();
+    const s = this.#scheduler;
+    s.every('gc', config.gc.interval, () => this.enqueue('gc', null, 'gc'));
+    s.every('prune-jobs', 3_600_000, () => this.store.prune(JOB_RETENTION_MS), { immediately: true });
+    if (config.storage.maxAge > 0 || config.storage.maxSize > 0) {
+      // Age-based eviction has no request to trigger it; a quota check is cheap (< 3 ms at 50k blobs).
+      const every = Math.min(Math.max(config.storage.maxAge / 10, 60_000), 3_600_000);
+      s.every('evict-check', every, () => this.#evictIfNeeded(), { immediately: true });
+    }
+    for (const entry of config.prefetch.images) {
+      s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately: true });
+    }
+    storage.blobs.onDiskFull = () => this.enqueue('evict', { diskFull: true }, 'evict-disk-full');
+  }
+
+  /** Queues a job (deduplicated by `key` while one is queued or running) and wakes the runner. */
+  enqueue(type: JobType, payload: unknown, key?: string): Job {
+    return this.runner.enqueue(type, payload, key === undefined ? {} : { key });
+  }
+
+  /** A client pulled a manifest the cache did not have: warm the rest of the image for the next node. */
+  prefetchOnPull(route: Route, digest: string): void {
+    if (!this.#deps.config.prefetch.onPull) return;
+    const payload: PrefetchPayload = { upstream: route.upstream.name, repo: route.repo, reference: digest };
+    this.enqueue('prefetch', payload, `${payload.upstream}/${payload.repo}@${digest}`);
+  }
+
+  /** A blob was committed: start eviction if usage crossed the quota. */
+  blobCommitted(): void {
+    if (this.#deps.config.storage.maxSize > 0) this.#evictIfNeeded();
+  }
+
+  /** Queues prefetch jobs for image references ('registry/repo:tag'); throws on a malformed one. */
+  prefetchImages(images: readonly string[], platforms?: string[]): Array<{ image: string; job: Job }> {
+    const targets = images.map((image) => ({ image, ...this.#resolve(image) }));
+    return targets.map(({ image, route, ref }) => {
+      const payload: PrefetchPayload = { upstream: route.upstream.name, repo: route.repo, reference: (ref.digest ?? ref.tag) as string, ...(platforms ? { platforms } : {}) };
+      return { image, job: this.enqueue('prefetch', payload, `${payload.upstream}/${payload.repo}@${payload.reference}`) };
+    });
+  }
+
+  pinnedDigests(): Set<string> {
+    const resolve: PinResolver = (ref) => {
+      try {
+        const route = this.#deps.router.resolve(`${ref.registry}/${ref.repo}`);
+        return { upstream: route.upstream.name, repo: route.repo };
+      } catch {
+        return undefined; // a pin on a registry this mirror does not serve protects nothing
+      }
+    };
+    return this.pins.pinnedDigests(resolve);
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    await this.#scheduler.stop();
+    await this.runner.stop(graceMs);
+  }
+
+  #evictIfNeeded(): void {
+    if (this.evictor.needed()) this.enqueue('evict', null, 'evict');
+  }
+
+  #countEvictions(report: EvictionReport, reason: string): void {
+    this.#deps.metrics?.evictions.inc({ reason }, report.evicted);
+    this.#deps.metrics?.evictedBytes.inc({ reason }, report.freedBytes);
+    if (report.evicted > 0) this.#log.info({ reason, ...report }, 'evicted');
+  }
+
+  #resolve(image: string): { route: Route; ref: ImageRef } {
+    const ref = parseImageRef(image, { allowWildcard: true });
+    return { route: this.#deps.router.resolve(`${ref.registry}/${ref.repo}`), ref };
+  }
+
+  #prefetch(p: PrefetchPayload, ctx: { signal: AbortSignal; progress(p: unknown): void }): Promise<PrefetchProgress> {
+    const route = this.#deps.router.route(p.upstream, p.repo);
+    return this.#deps.prefetcher.image(route, p.reference, {
+      platforms: p.platforms ?? this.#deps.config.prefetch.platforms,
+      signal: ctx.signal,
+      onProgress: (progress) => ctx.progress(progress),
+    });
+  }
+
+  /** Watch list: re-resolve the tag (or every tag for ':*') with the upstream and pull what moved. */
+  async #refresh(image: string, ctx: { signal: AbortSignal; progress(p: unknown): void }): Promise<unknown> {
+    const { route, ref } = this.#resolve(image);
+    const platforms = this.#deps.config.prefetch.platforms;
+    let tags: string[];
+    if (ref.tag === '*') {
+      const list = await this.#deps.lists.tags(route, {});
+      tags = (JSON.parse(list.body.toString('utf8')) as { tags?: string[] }).tags ?? [];
+    } else {
+      tags = [(ref.digest ?? ref.tag) as string];
+    }
+    const results: Array<{ reference: string; digest: string; fetched: number }> = [];
+    for (const reference of tags) {
+      ctx.signal.throwIfAborted();
+      const r = await this.#deps.prefetcher.image(route, reference, { platforms, signal: ctx.signal, revalidate: true });
+      results.push({ reference, digest: r.digest, fetched: r.fetched });
+      ctx.progress({ tagsDone: results.length, tagsTotal: tags.length });
+    }
+    return { image, results };
+  }
+}
