@@ -135,6 +135,7 @@ export class BlobCache {
       throw err;
     }
     const key = req.digest.value;
+    let diskFull: Error | undefined;
     const forget = () => {
       if (this.#active.get(key) !== fill) return;
       this.#active.delete(key);
@@ -148,8 +149,8 @@ export class BlobCache {
       onDiskFull: (error) => {
         // Clients already attached keep streaming (relayed); new ones start their own fill.
         forget();
+        diskFull = error;
         this.#log.error({ digest: key, err: error.message, upstream: req.source }, 'disk full: serving this blob uncached');
-        this.onDiskFull?.({ digest: key, error });
       },
     });
     this.#active.set(key, fill);
@@ -185,6 +186,18 @@ export class BlobCache {
         forget();
         this.#running.delete(entry);
         fill.retire();
+        // Told only now that the temp file is gone: that freed the room the owner (eviction) needs
+        // to record anything at all, since SQLite shares the full disk.
+        if (diskFull) {
+          const error = diskFull;
+          void fill.closed.then(() => {
+            try {
+              this.onDiskFull?.({ digest: key, error });
+            } catch (err) {
+              this.#log.error({ err: (err as Error).message }, 'disk full: could not start eviction');
+            }
+          });
+        }
       });
     const entry = { controller, done };
     this.#running.add(entry);

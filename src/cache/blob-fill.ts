@@ -116,7 +116,7 @@ export class BlobFill {
           }
         }
         if (this.#fileBytes !== undefined) await this.#relay(chunk, this.#written);
-        this.#written += chunk.length;
+        else this.#written += chunk.length;
         if (this.expectedSize !== undefined && this.#written > this.expectedSize) {
           throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` });
         }
@@ -148,12 +148,17 @@ export class BlobFill {
 
   #startRelay(err: Error): void {
     this.#fileBytes = this.#written;
-    this.#onDiskFull?.(err);
+    try {
+      this.#onDiskFull?.(err);
+    } catch {
+      /* the owner's bookkeeping must not fail the clients */
+    }
   }
 
-  /** Hands a chunk to every attached reader, pausing (by not returning) while one is full. */
+  /** Hands a chunk to every attached reader, then pauses (by not returning) while one is full. */
   async #relay(chunk: Buffer, offset: number): Promise<void> {
     for (const reader of this.#readers) reader.enqueue(chunk, offset);
+    this.#written = offset + chunk.length;
     this.#notify();
     while (this.#state === 'running' && [...this.#readers].some((r) => r.queuedBytes > RELAY_QUEUE_MAX)) {
       await new Promise<void>((resolve) => this.#drainWaiters.add(resolve));
@@ -228,12 +233,16 @@ export class BlobFill {
 
   /** The fd stays open while the owner or any reader needs it; rename and unlink don't affect it. */
   #maybeClose(): void {
-    if (this.#retired && this.#openReaders === 0 && this.#fd !== undefined) {
-      const fd = this.#fd;
-      this.#fd = undefined;
-      fs.close(fd, () => {});
-    }
+    if (!this.#retired || this.#openReaders !== 0) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd === undefined) this.#resolveClosed();
+    else fs.close(fd, () => this.#resolveClosed());
   }
+
+  #resolveClosed: () => void = () => {};
+  /** Resolves once the temp file's descriptor is closed: only then does an unlinked temp file free its space. */
+  readonly closed: Promise<void> = new Promise((resolve) => (this.#resolveClosed = resolve));
 }
 
 /** Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. */
