@@ -31,23 +31,10 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   app.onError(renderError);
   app.notFound((c) => renderError(new RegistryError('UNSUPPORTED', { status: 404, message: 'no such endpoint' }), c));
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  if (deps.metrics) {
-    const metrics = deps.metrics;
-    app.get('/metrics', async (c) => {
-      const { contentType, body } = await metrics.render();
-      return c.body(body, 200, { 'Content-Type': contentType });
-    });
-  }
-  if (deps.admin) app.route('/admin/v1', createAdminRoutes(deps.admin.service, deps.admin.token));
-  app.get('/readyz', async (c) => {
-    const reason = await deps.readiness.check();
-    return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);
-  });
-
-  // Dispatched on the raw request target before hono routes on the normalised URL: WHATWG URL
-  // parsing resolves `..` and `%2e%2e`, which would turn `/v2/x/../../etc` into `/etc` instead of
-  // the NAME_INVALID a client deserves.
+  // Registered first, so it runs before any route: dispatched on the raw request target, since
+  // hono routes on the normalised URL and WHATWG URL parsing resolves `..` and `%2e%2e` — which
+  // would turn `/v2/x/../../etc` into `/etc` (or `/v2/../admin/v1/usage` into the admin API)
+  // instead of the NAME_INVALID a client deserves.
   const v2 = createV2Handler(deps);
   app.use('*', async (c, next) => {
     try {
@@ -61,6 +48,20 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     const raw = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
     if (raw === '/v2' || raw.startsWith('/v2/') || raw.startsWith('/v2?')) return v2(c);
     await next();
+  });
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    app.get('/metrics', async (c) => {
+      const { contentType, body } = await metrics.render();
+      return c.body(body, 200, { 'Content-Type': contentType });
+    });
+  }
+  if (deps.admin) app.route('/admin/v1', createAdminRoutes(deps.admin.service, deps.admin.token));
+  app.get('/readyz', async (c) => {
+    const reason = await deps.readiness.check();
+    return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);
   });
   return app;
 }

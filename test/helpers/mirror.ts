@@ -47,7 +47,8 @@ export function mirrorConfig(upstreamUrl: string, extra: Partial<RawConfig> & { 
 
 export async function startTestMirror(raw: RawConfig, opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'ocimirror-test-')));
-  const config = parseConfig({ ...raw, storage: { path: dataDir } }, { env: opts.env ?? {} });
+  // Storage options (maxSize, lowWatermark, maxAge) from `raw` are kept; only the path is the test's.
+  const config = parseConfig({ ...raw, storage: { ...raw.storage, path: dataDir } }, { env: opts.env ?? {} });
   const mirror = await startMirror(config, silentLogger);
   return {
     url: mirror.url,
@@ -73,7 +74,7 @@ export interface SpawnedMirror {
 /** Runs `bin/ocimirror.js serve --config FILE` as a child process and waits for its listening line. */
 export async function spawnMirror(raw: RawConfig, dataDir: string, timeoutMs = 20_000): Promise<SpawnedMirror> {
   const file = path.join(dataDir, '..', `${path.basename(dataDir)}.yaml`);
-  await writeFile(file, stringify({ ...raw, storage: { path: dataDir } }));
+  await writeFile(file, stringify({ ...raw, storage: { ...raw.storage, path: dataDir } }));
   const proc = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', file], {
     cwd: PROJECT_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
