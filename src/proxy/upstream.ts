@@ -1,30 +1,12 @@
 /**
  * @module proxy/upstream
- * The small interface the proxy needs from an upstream registry client. The real one is
- * upstream/upstream-client.ts; depending on this shape keeps proxy policy free of HTTP details.
+ * The small interface the proxy needs from an upstream registry client (upstream/upstream-client.ts
+ * implements it). Proxy policy depends on this shape only, so tests can stand in for a registry.
  */
-import type { Readable } from 'node:stream';
 import type { UpstreamConfig } from '../config/schema.ts';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream/upstream-client.ts';
 
-export interface UpstreamRequest {
-  method: 'GET' | 'HEAD';
-  /** Repository the request is for: decides the token scope `repository:<repo>:pull`. */
-  repository: string;
-  /** Path after /v2/, e.g. `library/alpine/manifests/latest`. */
-  path: string;
-  query?: Record<string, string>;
-  headers?: Record<string, string>;
-  signal?: AbortSignal;
-  timeout?: number;
-}
-
-export interface UpstreamResponse {
-  status: number;
-  /** Lower-case names. */
-  headers: Record<string, string | undefined>;
-  body: Readable;
-  url: string;
-}
+export type { UpstreamRequest, UpstreamResponse };
 
 export interface Upstream {
   readonly name: string;

@@ -14,7 +14,7 @@ import { parseConfig } from '../../../src/config/load.ts';
 import type { UpstreamConfig } from '../../../src/config/schema.ts';
 import { Router } from '../../../src/proxy/router.ts';
 import type { Upstream } from '../../../src/proxy/upstream.ts';
-import { RegistryError } from '../../../src/registry/errors.ts';
+import { thrown } from '../../helpers/thrown.ts';
 
 function stub(config: UpstreamConfig): Upstream {
   return {
@@ -34,16 +34,6 @@ const hub = upstream('dockerhub', ['docker.io']);
 const ghcr = upstream('ghcr', ['ghcr.io']);
 const local = upstream('local', ['registry.local:5000', 'localhost']);
 const ALL = [hub, ghcr, local];
-
-function thrown(fn: () => unknown): RegistryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError, nothing was thrown');
-}
 
 describe('Router: ?ns=', () => {
   const router = new Router(ALL, 'ghcr');

@@ -9,18 +9,9 @@
 import { describe, expect, it } from 'vitest';
 import { isDigest, parseDigest } from '../../../src/registry/digest.ts';
 import { RegistryError } from '../../../src/registry/errors.ts';
+import { thrown } from '../../helpers/thrown.ts';
 
 const HEX = 'a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4';
-
-function thrown(fn: () => unknown): RegistryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError, nothing was thrown');
-}
 
 describe('parseDigest', () => {
   it('splits a sha256 digest into algorithm, hex and the original text', () => {

@@ -12,20 +12,10 @@
  * empty components and upper case among them.
  */
 import { describe, expect, it } from 'vitest';
-import { RegistryError } from '../../../src/registry/errors.ts';
 import { assertName, isDigest, isValidName, isValidTag, parseReference, referenceString } from '../../../src/registry/reference.ts';
+import { thrown } from '../../helpers/thrown.ts';
 
 const HEX = 'a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4';
-
-function thrown(fn: () => unknown): RegistryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError, nothing was thrown');
-}
 
 describe('isValidName', () => {
   it('accepts names the distribution-spec grammar allows', () => {

@@ -14,18 +14,9 @@ import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { assertName } from '../../../src/registry/reference.ts';
 import { parseV2Path } from '../../../src/registry/v2-path.ts';
+import { thrown } from '../../helpers/thrown.ts';
 
 const DIGEST = 'sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4';
-
-function thrown(fn: () => unknown): RegistryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError, nothing was thrown');
-}
 
 describe('parseV2Path: every endpoint kind', () => {
   it('reads /v2 and /v2/ as the base endpoint (end-1)', () => {
