@@ -46,6 +46,8 @@ export function upstreamError(
 /** Whether a failure means "upstream unusable right now" (serve stale) rather than an answer. */
 export function isUpstreamOutage(err: unknown): boolean {
   if (!(err instanceof RegistryError)) return false;
-  if (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS') return true;
-  return false;
+  if (err.code === 'TOOMANYREQUESTS') return true;
+  // Unreachable (503), or it answered with a 5xx. A 502 of our own making (a token realm this
+  // mirror refuses, a redirect loop) is a configuration problem the operator must see, not stale data.
+  return err.code === 'UNAVAILABLE' && (err.status === 503 || (err.upstreamStatus ?? 0) >= 500);
 }
