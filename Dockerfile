@@ -4,8 +4,19 @@
 #   docker run -p 5000:5000 -v ocimirror-data:/data ocimirror
 # Node 22 LTS at run time (CI tests on Node 20; both are supported, see package.json engines).
 
+# Compile TypeScript to dist/ (typescript is a dev dependency).
+FROM node:22-bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only; better-sqlite3 builds its native addon here.
 FROM node:22-bookworm-slim AS deps
-# better-sqlite3 builds its native addon from source.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
@@ -18,9 +29,9 @@ ENV NODE_ENV=production \
     OCIMIRROR_LISTEN=0.0.0.0:5000
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-COPY src ./src
 COPY config ./config
 RUN mkdir -p /data && chown node:node /data
 USER node
@@ -30,5 +41,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM drains (readiness 503, in-flight pulls finish within server.shutdownGrace) and exits 0.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "bin/ocimirror.js"]
+ENTRYPOINT ["node", "dist/main.js"]
 CMD ["serve"]

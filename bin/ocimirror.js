@@ -1,6 +1,13 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx's loader, so the package needs no build step.
-import { register } from 'tsx/esm/api';
+// The `ocimirror` command: runs the compiled build (`npm run build` → dist/) when there is one,
+// else the TypeScript sources through tsx's loader.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/main.ts');
+const dist = new URL('../dist/main.js', import.meta.url);
+if (existsSync(dist)) {
+  await import(dist.href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/main.ts');
+}

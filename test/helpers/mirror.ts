@@ -18,6 +18,9 @@ import { silentLogger } from '../../src/util/logger.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Node arguments that run the `ocimirror` CLI from the sources under test (never a stale dist/). */
+export const CLI_ARGS = ['--import', 'tsx', path.join(PROJECT_ROOT, 'src/main.ts')];
+
 export interface TestMirror {
   url: string;
   dataDir: string;
@@ -71,11 +74,11 @@ export interface SpawnedMirror {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Runs `bin/ocimirror.js serve --config FILE` as a child process and waits for its listening line. */
+/** Runs `ocimirror serve --config FILE` (from source) as a child process and waits for its listening line. */
 export async function spawnMirror(raw: RawConfig, dataDir: string, timeoutMs = 20_000): Promise<SpawnedMirror> {
   const file = path.join(dataDir, '..', `${path.basename(dataDir)}.yaml`);
   await writeFile(file, stringify({ ...raw, storage: { ...raw.storage, path: dataDir } }));
-  const proc = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', file], {
+  const proc = spawn(process.execPath, [...CLI_ARGS, 'serve', '--config', file], {
     cwd: PROJECT_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, OCIMIRROR_LOG_LEVEL: 'info' },

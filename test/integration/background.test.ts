@@ -25,7 +25,7 @@ import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
-import { PROJECT_ROOT, mirrorConfig, spawnMirror, startTestMirror, type SpawnedMirror, type TestMirror } from '../helpers/mirror.ts';
+import { CLI_ARGS, PROJECT_ROOT, mirrorConfig, spawnMirror, startTestMirror, type SpawnedMirror, type TestMirror } from '../helpers/mirror.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -182,10 +182,10 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   return sum;
 }
 
-/** Runs `bin/ocimirror.js` (the real CLI) with pipes for output, as CI does: no TTY anywhere. */
+/** Runs the real `ocimirror` CLI (from source) with pipes for output, as CI does: no TTY anywhere. */
 function runCli(args: string[], timeoutMs = 120_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), ...args], {
+    const proc = spawn(process.execPath, [...CLI_ARGS, ...args], {
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, CI: 'true', TERM: 'dumb', OCIMIRROR_ADMIN_TOKEN: '', OCIMIRROR_CONFIG: '' },

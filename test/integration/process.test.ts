@@ -1,5 +1,5 @@
 /**
- * The mirror as operators run it, a child process of `bin/ocimirror.js serve`: killed with
+ * The mirror as operators run it, a child process of `ocimirror serve`: killed with
  * SIGKILL in the middle of a fill (the cache must come back consistent and refetch the blob
  * whole), drained with SIGTERM during a pull (readiness 503, the pull finishes, exit 0), and
  * refusing a bad config with a message that names the key.
@@ -15,7 +15,7 @@ import { Metadata } from '../../src/cache/metadata.ts';
 import { dataPaths } from '../../src/cache/paths.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { PROJECT_ROOT, mirrorConfig, spawnMirror } from '../helpers/mirror.ts';
+import { CLI_ARGS, mirrorConfig, spawnMirror } from '../helpers/mirror.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -144,7 +144,7 @@ it('refuses to start on a bad config, naming the key and what is wrong', async (
   try {
     const file = path.join(dir, 'bad.yaml');
     await writeFile(file, 'upstreams:\n  - name: hub\n    registries: [docker.io]\n    tagTTL: soon\n');
-    const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', file], { encoding: 'utf8', timeout: 20_000 });
+    const run = spawnSync(process.execPath, [...CLI_ARGS, 'serve', '--config', file], { encoding: 'utf8', timeout: 20_000 });
     expect(run.status).toBe(2);
     expect(run.stderr).toContain('upstreams[0].url is required');
     expect(run.stderr).toContain("upstreams[0].tagTTL: expected a duration such as '30s', '5m' or '7d', got 'soon'");
