@@ -22,9 +22,15 @@ import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
-import { READ_CHUNK } from './blob-store.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
+
+/**
+ * Read size and buffer of a reader following a fill. Smaller than a committed read's 1 MiB: a
+ * herd of clients each holds one of these, and a fill's bytes arrive no faster than the upstream
+ * sends them anyway (32 clients × 256 KiB keeps a herd's memory flat).
+ */
+const FILL_READ_CHUNK = 256 << 10;
 
 /** Bytes a relaying fill may queue for one reader before it pauses the upstream. */
 const RELAY_QUEUE_MAX = 8 << 20;
@@ -257,7 +263,7 @@ class FillReader extends Readable {
   #queued = 0;
 
   constructor(fill: BlobFill, start: number, end: number | undefined, release: () => void) {
-    super({ highWaterMark: READ_CHUNK });
+    super({ highWaterMark: FILL_READ_CHUNK });
     this.#fill = fill;
     this.#position = start;
     this.#end = end;
@@ -315,7 +321,7 @@ class FillReader extends Readable {
       });
       return;
     }
-    const length = Math.min(READ_CHUNK, limit - this.#position);
+    const length = Math.min(FILL_READ_CHUNK, limit - this.#position);
     const buffer = Buffer.allocUnsafe(length);
     this.#busy = true;
     fs.read(fill.fd, buffer, 0, length, this.#position, (err, n) => {
