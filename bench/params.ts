@@ -53,7 +53,7 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     readRepeats: num(['BENCH_READ_REPEATS'], 3, 1),
     wrkSeconds: num(['BENCH_WRK_SECONDS'], 5, 1),
     wrkConnections: num(['BENCH_WRK_CONNECTIONS'], 64, 8),
-    wrkThreads: num(['BENCH_WRK_THREADS'], 2, 1),
+    wrkThreads: num(['BENCH_WRK_THREADS'], 1, 1),
     herdClients: num(['BENCH_HERD_CLIENTS'], 32, 4),
     scaleBlobs: num(['BENCH_SCALE_BLOBS'], 100_000, 500),
     scaleTags,

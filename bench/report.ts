@@ -114,7 +114,7 @@ export function table(r: BenchResults, targets: Target[]): string {
     'memory (VmHWM)',
     ['peak RSS through herd MiB', f(r.rss.ocimirror.herdPeakMiB), f(r.rss.reference.herdPeakMiB), '', 'rss.herd'],
     ['peak RSS over run MiB', f(r.rss.ocimirror.runPeakMiB), f(r.rss.reference.runPeakMiB), ''],
-    `metadata scale (ocimirror): ${f(populated.blobs)} blobs + ${f(populated.tags)} tags vs ${f(empty.blobs)} + ${f(empty.tags)}`,
+    `metadata scale (ocimirror): ${f(populated.blobs)} blobs + ${f(populated.tags)} tags vs ${f(empty.blobs)} + ${f(empty.tags)}; hits over 1 connection`,
     ['start-up ms', f(populated.startupMs), '', `${f(empty.startupMs)} empty`, 'scale.startup'],
     ['manifest hit p99 ms', f(populated.manifestByTag.p99Ms, 2), '', `${f(empty.manifestByTag.p99Ms, 2)} empty`, 'scale.manifestP99'],
     ['blob hit p99 ms', f(populated.blob.p99Ms, 2), '', `${f(empty.blob.p99Ms, 2)} empty`, 'scale.blobP99'],

@@ -3,7 +3,7 @@
  * Phase 7: ocimirror over a data dir pre-populated through its own Metadata class and path layout with many
  * blobs (tiny files whose names are their real sha256) and tags (each a small OCI manifest naming two of those
  * blobs), against a nearly empty one holding only the entries the phase reads. Same reads, same paths in both:
- * start-up time (spawn → listening) and hit latency under wrk.
+ * start-up time (spawn → listening) and hit latency (wrk over one connection, cycling through the same paths).
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -30,6 +30,7 @@ export interface ScaleOptions {
   upstreamUrl: string;
   workDir: string;
   hitSet: number;
+  nodeArgs?: string[];
   wrk: { seconds: number; connections: number; threads: number };
 }
 
@@ -82,7 +83,7 @@ export async function scaleRun(name: string, blobs: number, tags: number, o: Sca
   populate(dataDir, blobs, tags);
   const populateS = (performance.now() - t0) / 1000;
   log(`scale ${name}: ${blobs} blobs, ${tags} tags written in ${populateS.toFixed(1)} s`);
-  const m = await startOcimirror({ name, upstreamUrl: o.upstreamUrl, dataDir, workDir: o.workDir }, cleanup);
+  const m = await startOcimirror({ name, upstreamUrl: o.upstreamUrl, dataDir, workDir: o.workDir, nodeArgs: o.nodeArgs }, cleanup);
   try {
     const blobsAtStart = Number(/"blobs":(\d+)/.exec(m.daemon.logText())?.[1] ?? NaN);
     const n = Array.from({ length: o.hitSet }, (_, i) => i);

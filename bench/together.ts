@@ -22,9 +22,11 @@ export async function runTogether(n: number, cmd: string, args: string[], timeou
     };
     child.stderr!.on('data', watch);
   };
-  const done = Array.from({ length: n }, (_, i) => run(cmd, args, { timeoutMs, onSpawn: onSpawn(i) }).finally(() => settled.add(i)));
+  // Observed at once, so a client failing before the release is reported, not an unhandled rejection.
+  const done = Promise.all(Array.from({ length: n }, (_, i) => run(cmd, args, { timeoutMs, onSpawn: onSpawn(i) }).finally(() => settled.add(i))));
+  done.catch(() => {});
   for (let waited = 0; settled.size < n && waited < 15_000; waited += 5) await sleep(5);
   const releasedAt = performance.now();
   for (const child of children) child.stdin!.end('go\n');
-  return { results: await Promise.all(done), releasedAt };
+  return { results: await done, releasedAt };
 }
