@@ -1,8 +1,10 @@
 /**
  * @module bench/ocimirror
- * ocimirror as its own process (`node bin/ocimirror.js serve --config FILE`), so its RSS is its own and the
- * bench client never shares its event loop. Start-up time is spawn → the "ocimirror listening" log line.
+ * ocimirror as its own process (`node dist/main.js serve --config FILE`, the compiled build operators
+ * run, made once per bench run), so its RSS is its own and the bench client never shares its event
+ * loop. Start-up time is spawn → the "ocimirror listening" log line.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,7 +33,17 @@ export interface OcimirrorOptions {
   nodeArgs?: string[];
 }
 
+let built = false;
+
+/** Compiles src/ to dist/ (tsc -p tsconfig.build.json) once, so the bench measures the current sources. */
+function build(): void {
+  if (built) return;
+  execFileSync(process.execPath, [join(PROJECT_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(PROJECT_ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  built = true;
+}
+
 export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Promise<OcimirrorProc> {
+  build();
   await mkdir(o.dataDir, { recursive: true });
   const configFile = join(o.workDir, `${o.name}.yaml`);
   // JSON is YAML.
@@ -44,7 +56,7 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
-  const daemon = startDaemon(process.execPath, [...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'bin/ocimirror.js'), 'serve', '--config', configFile], logFile);
+  const daemon = startDaemon(process.execPath, [...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/main.js'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };
