@@ -17,7 +17,7 @@
  * sha256) records nothing: it is still cached and served, it just holds on to nothing, so gc
  * treats blobs only it uses as unreferenced after the grace period.
  */
-import { isDigest } from '../registry/digest.ts';
+import { readManifest } from '../registry/manifest.ts';
 import type { Metadata } from './metadata.ts';
 
 export type RefKind = 'manifest' | 'blob' | 'subject';
@@ -35,27 +35,15 @@ const NEEDED: readonly RefKind[] = ['manifest', 'blob'];
  * unknown shapes give an empty list.
  */
 export function manifestReferences(bytes: Buffer): ManifestReference[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return [];
-  }
-  if (!isObject(doc)) return [];
+  const content = readManifest(bytes);
   const out = new Map<string, RefKind>();
-  const add = (digest: unknown, kind: RefKind) => {
-    if (typeof digest === 'string' && isDigest(digest) && !out.has(digest)) out.set(digest, kind);
+  const add = (digest: string, kind: RefKind) => {
+    if (!out.has(digest)) out.set(digest, kind);
   };
-  if (Array.isArray(doc.manifests)) for (const m of doc.manifests) if (isObject(m)) add(m.digest, 'manifest');
-  if (isObject(doc.config)) add(doc.config.digest, 'blob');
-  if (Array.isArray(doc.layers)) for (const l of doc.layers) if (isObject(l)) add(l.digest, 'blob');
-  if (Array.isArray(doc.fsLayers)) for (const l of doc.fsLayers) if (isObject(l)) add(l.blobSum, 'blob');
-  if (isObject(doc.subject)) add(doc.subject.digest, 'subject');
+  if (content.kind === 'index') for (const m of content.manifests) add(m.digest, 'manifest');
+  if (content.kind === 'image') for (const d of content.config ? [content.config, ...content.layers] : content.layers) add(d.digest, 'blob');
+  if (content.kind !== 'other' && content.subject) add(content.subject.digest, 'subject');
   return [...out].map(([digest, kind]) => ({ digest, kind }));
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Queries over the `refs` table. Statements are prepared once. */

@@ -3,7 +3,8 @@
  * What a manifest points at, read from its JSON (OCI image-spec v1.1 image manifest and image
  * index; Docker schema2 manifest and manifest list share the shape): an index lists platform
  * manifests, an image manifest a config and layers (and optionally a `subject`). Anything that
- * does not parse as either is 'other' and points at nothing ocimirror follows.
+ * does not parse as either is 'other' and points at nothing ocimirror follows. A Docker schema1
+ * manifest's `fsLayers[].blobSum` count as an image's layers.
  */
 
 export interface Descriptor {
@@ -29,7 +30,7 @@ function descriptor(value: unknown): Descriptor | undefined {
 }
 
 export function readManifest(bytes: Buffer): ManifestContent {
-  let doc: { manifests?: unknown; layers?: unknown; config?: unknown; subject?: unknown };
+  let doc: { manifests?: unknown; layers?: unknown; config?: unknown; subject?: unknown; fsLayers?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8')) as typeof doc;
   } catch {
@@ -47,6 +48,10 @@ export function readManifest(bytes: Buffer): ManifestContent {
   }
   if (Array.isArray(doc.layers)) {
     return { kind: 'image', config: descriptor(doc.config), layers: doc.layers.map(descriptor).filter((d): d is Descriptor => d !== undefined), subject };
+  }
+  if (Array.isArray(doc.fsLayers)) {
+    const layers = doc.fsLayers.map((l) => descriptor({ digest: (l as { blobSum?: unknown } | null)?.blobSum })).filter((d): d is Descriptor => d !== undefined);
+    return { kind: 'image', config: undefined, layers, subject };
   }
   return { kind: 'other' };
 }
