@@ -165,7 +165,7 @@ export class BlobCache {
       .then(async ({ size, committable }) => {
         if (!committable) {
           await fsp.rm(fill.tempPath, { force: true });
-          this.#log.warn({ digest: key, size, upstream: req.source }, 'blob served to its clients uncached (disk full); nothing committed');
+          this.#log.warn({ digest: key, size, upstream: req.source }, 'blob served to its clients uncached (disk full or failed sync); nothing committed');
           this.onFillDone?.({ upstream: req.source, result: 'uncached', seconds: (Date.now() - started) / 1000, bytes: size });
           return;
         }

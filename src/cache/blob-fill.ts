@@ -139,11 +139,16 @@ export class BlobFill {
           detail: { expected: this.digest.value, actual: `sha256:${actual}` },
         });
       }
-      const committable = this.#fileBytes === undefined;
-      // Durable before it becomes visible under its final name (see BlobStore.commit).
-      if (committable) await new Promise<void>((resolve, reject) => fs.fdatasync(this.#fd as number, (e) => (e ? reject(e) : resolve())));
+      // The bytes are right: release the last byte to the clients now, not after the fsync below
+      // (durability is the cache's concern; correctness of what a client receives is settled).
       this.#state = 'verified';
       this.#notify();
+      let committable = this.#fileBytes === undefined;
+      if (committable) {
+        // Durable before it becomes visible under its final name (see BlobStore.commit). A failed
+        // sync makes the file uncommittable; the clients' bytes were right all the same.
+        committable = await new Promise<boolean>((resolve) => fs.fdatasync(this.#fd as number, (e) => resolve(!e)));
+      }
       return { size: this.#written, committable };
     } catch (err) {
       this.fail(err);
