@@ -7,45 +7,32 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.ts';
 
-const duration = (def: string) =>
+/** A value written with units ('30s', '50GiB', '90%') or as a plain number, parsed by `parse`. */
+const unit = (def: string, parse: (v: string | number) => number | undefined, example: string) =>
   z
     .union([z.string(), z.number()])
     .default(def)
     .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration such as '30s', '5m' or '7d', got '${v}'` });
+      const parsed = parse(v);
+      if (parsed === undefined) {
+        ctx.addIssue({ code: 'custom', message: `expected ${example}, got '${v}'` });
         return z.NEVER;
       }
-      return ms;
+      return parsed;
     });
 
-const size = (def: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const bytes = parseSize(v);
-      if (bytes === undefined) {
-        ctx.addIssue({ code: 'custom', message: `expected a size such as '512MiB' or '50GiB', got '${v}'` });
-        return z.NEVER;
-      }
-      return bytes;
-    });
-
+const duration = (def: string) => unit(def, parseDuration, "a duration such as '30s', '5m' or '7d'");
+const size = (def: string) => unit(def, parseSize, "a size such as '512MiB' or '50GiB'");
 /** A fraction as '90%' or 0.9. */
 const fraction = (def: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
+  unit(
+    def,
+    (v) => {
       const n = typeof v === 'number' ? v : /^\d+(\.\d+)?%$/.test(v.trim()) ? Number(v.trim().slice(0, -1)) / 100 : Number.NaN;
-      if (!(n > 0 && n <= 1)) {
-        ctx.addIssue({ code: 'custom', message: `expected a fraction such as '90%' or 0.9, got '${v}'` });
-        return z.NEVER;
-      }
-      return n;
-    });
+      return n > 0 && n <= 1 ? n : undefined;
+    },
+    "a fraction such as '90%' or 0.9",
+  );
 
 /** Registry host names as clients spell them: 'docker.io', 'ghcr.io', 'registry.local:5000'. */
 const registryName = z

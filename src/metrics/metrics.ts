@@ -56,42 +56,22 @@ export class Metrics {
     this.evictedBytes = new Counter({ name: 'ocimirror_evicted_bytes_total', help: 'Bytes evicted, by reason', labelNames: ['reason'], registers });
 
     const sources = () => this.#sources;
-    new Gauge({
-      name: 'ocimirror_cache_bytes',
-      help: 'Bytes of committed blobs in the cache (exact, from SQLite)',
-      registers,
-      collect() {
-        const u = sources().usage?.();
-        if (u) this.set(u.bytes);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_cache_blobs',
-      help: 'Committed blobs in the cache',
-      registers,
-      collect() {
-        const u = sources().usage?.();
-        if (u) this.set(u.blobs);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_cache_manifests',
-      help: 'Manifests in the cache',
-      registers,
-      collect() {
-        const u = sources().usage?.();
-        if (u) this.set(u.manifests);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_fills_in_flight',
-      help: 'Blob fills copying from an upstream right now',
-      registers,
-      collect() {
-        const n = sources().activeFills?.();
-        if (n !== undefined) this.set(n);
-      },
-    });
+    /** A gauge read at scrape time; left unset while its source is not connected. */
+    const gauge = (name: string, help: string, read: () => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const v = read();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    gauge('ocimirror_cache_bytes', 'Bytes of committed blobs in the cache (exact, from SQLite)', () => sources().usage?.().bytes);
+    gauge('ocimirror_cache_blobs', 'Committed blobs in the cache', () => sources().usage?.().blobs);
+    gauge('ocimirror_cache_manifests', 'Manifests in the cache', () => sources().usage?.().manifests);
+    gauge('ocimirror_fills_in_flight', 'Blob fills copying from an upstream right now', () => sources().activeFills?.());
+    gauge('ocimirror_job_queue_depth', 'Jobs queued or running', () => sources().jobs?.().depth);
     new Gauge({
       name: 'ocimirror_jobs',
       help: 'Background jobs by type and state',
@@ -102,15 +82,6 @@ export class Metrics {
         if (!j) return;
         this.reset();
         for (const [type, states] of Object.entries(j.counts)) for (const [state, n] of Object.entries(states)) this.set({ type, state }, n);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_job_queue_depth',
-      help: 'Jobs queued or running',
-      registers,
-      collect() {
-        const j = sources().jobs?.();
-        if (j) this.set(j.depth);
       },
     });
     // Upstream clients count for themselves; these copy the increase since the last scrape.
