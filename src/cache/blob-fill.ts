@@ -32,6 +32,9 @@ export type FillState = 'running' | 'verified' | 'failed';
  */
 const FILL_READ_CHUNK = 256 << 10;
 
+/** Downloaded bytes that may wait for their temp-file write before the upstream is paused. */
+const WRITE_AHEAD = 4 << 20;
+
 /** Bytes a relaying fill may queue for one reader before it pauses the upstream. */
 const RELAY_QUEUE_MAX = 8 << 20;
 
@@ -110,26 +113,28 @@ export class BlobFill {
         if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
         this.#startRelay(err as Error);
       }
+      // Writes run one at a time in a chain behind the download, so hashing the next chunk overlaps
+      // writing this one; at most WRITE_AHEAD bytes wait in the chain before the upstream is paused.
+      let received = 0;
+      let pending = 0;
+      let chain: Promise<void> = Promise.resolve();
       for await (const chunk of body) {
         if (this.#state === 'failed') throw this.#error;
         hash.update(chunk);
-        if (this.#fileBytes === undefined) {
-          try {
-            await writeAll(this.#fd as number, chunk, this.#written);
-          } catch (err) {
-            if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-            this.#startRelay(err as Error);
-          }
-        }
-        if (this.#fileBytes !== undefined) await this.#relay(chunk, this.#written);
-        else this.#written += chunk.length;
-        if (this.expectedSize !== undefined && this.#written > this.expectedSize) {
+        received += chunk.length;
+        if (this.expectedSize !== undefined && received > this.expectedSize) {
           throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` });
         }
-        this.#notify();
+        pending += chunk.length;
+        chain = chain.then(() => this.#store(chunk)).then(() => {
+          pending -= chunk.length;
+        });
+        chain.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+        if (pending > WRITE_AHEAD) await chain;
       }
-      if (this.expectedSize !== undefined && this.#written !== this.expectedSize) {
-        throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} ended ${this.digest.value} after ${this.#written} of ${this.expectedSize} bytes` });
+      await chain;
+      if (this.expectedSize !== undefined && received !== this.expectedSize) {
+        throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} ended ${this.digest.value} after ${received} of ${this.expectedSize} bytes` });
       }
       const actual = hash.digest('hex');
       if (actual !== this.digest.hex) {
@@ -155,6 +160,23 @@ export class BlobFill {
       await fsp.rm(this.tempPath, { force: true });
       throw this.#error;
     }
+  }
+
+  /** Appends one chunk to the temp file (or, once the disk is full, relays it) and tells the readers. */
+  async #store(chunk: Buffer): Promise<void> {
+    if (this.#state === 'failed') throw this.#error;
+    if (this.#fileBytes === undefined) {
+      try {
+        await writeAll(this.#fd as number, chunk, this.#written);
+        this.#written += chunk.length;
+        this.#notify();
+        return;
+      } catch (err) {
+        if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        this.#startRelay(err as Error);
+      }
+    }
+    await this.#relay(chunk, this.#written);
   }
 
   #startRelay(err: Error): void {
