@@ -88,7 +88,10 @@ export async function spawnMirror(raw: RawConfig, dataDir: string, timeoutMs = 2
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`mirror did not start within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL'); // never leave a half-started mirror behind
+      reject(new Error(`mirror did not start within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     const onData = () => {
       const m = /"url":"(http:\/\/[^"]+)","upstreams"/.exec(out);
       if (m) {
