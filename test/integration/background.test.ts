@@ -22,6 +22,7 @@ import { UsageMeter } from '../../src/cache/usage.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { JOB_STATES, JOB_TYPES } from '../../src/jobs/index.ts';
 import { describeWithTools } from '../helpers/tools.ts';
+import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
@@ -250,21 +251,6 @@ function pausedGet(url: string) {
   });
   done.catch(() => {}); // awaited by the test; a read destroyed in cleanup must not be an unhandled rejection
   return { firstChunk, done, resume: () => res?.resume(), destroy: () => res?.destroy() };
-}
-
-/** node:http GET with the path sent exactly as written (fetch would normalise `..`). */
-function rawGet(base: string, rawPath: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: rawPath, method: 'GET', headers }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

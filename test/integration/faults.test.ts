@@ -9,6 +9,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
+import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
@@ -186,7 +187,7 @@ describeWithTools(['docker-registry'], 'malformed client input', () => {
     for (const [p, status, code] of cases) {
       it(`${p.slice(0, 80)} → ${status} ${code}`, async () => {
         const before = await filesUnder(m.dataDir);
-        const res = await rawRequest(m.url, p);
+        const res = await rawGet(m.url, p);
         expect(res.status).toBe(status);
         expect(JSON.parse(res.body).errors[0].code).toBe(code);
         expect(await filesUnder(m.dataDir)).toEqual(before);
@@ -208,18 +209,3 @@ describeWithTools(['docker-registry'], 'malformed client input', () => {
     expect(res.status).toBe(200);
   });
 });
-
-/** Sends the path exactly as written (fetch would normalise `..`). */
-async function rawRequest(base: string, rawPath: string): Promise<{ status: number; body: string }> {
-  const http = await import('node:http');
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: hostname, port, path: rawPath, method: 'GET' }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}

@@ -4,27 +4,14 @@
  * pulls costing the upstream nothing, one upstream fetch for a herd of concurrent cold GETs.
  */
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
+import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** node:http GET, for headers fetch() will not send (Host). */
-function rawGet(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(new URL(path, base), { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-}
 
 async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
   const res = await fetch(url, { method, headers });
