@@ -154,6 +154,68 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
   });
 });
 
+describeWithTools(['docker-registry'], 'fills detached from their clients', () => {
+  let upstream: Upstream;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+  });
+  afterAll(async () => {
+    await upstream?.stop();
+  });
+
+  async function until(check: () => unknown, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error('timed out');
+      await sleep(25);
+    }
+  }
+
+  it('keeps filling the cache after the only client that asked for the blob goes away', async () => {
+    const m = await startTestMirror(mirrorConfig(upstream.url));
+    try {
+      const blob = upstream.fixtures.image('large').manifest.layers[0]!;
+      upstream.proxy.throttle(16 << 20, { pathIncludes: blob.digest }); // ~0.5 s for 8 MiB
+      const controller = new AbortController();
+      const res = await fetch(`${m.url}/v2/large/blobs/${blob.digest}`, { signal: controller.signal });
+      const reader = res.body!.getReader();
+      await reader.read();
+      controller.abort();
+      await until(() => m.mirror.storage.metadata.getBlob(blob.digest));
+      expect(m.mirror.storage.metadata.getBlob(blob.digest)?.size).toBe(blob.size);
+      expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
+      const again = await get(`${m.url}/v2/large/blobs/${blob.digest}`);
+      expect(again.res.headers.get('x-cache')).toBe('HIT');
+      expect(sha256(again.body)).toBe(blob.digest);
+    } finally {
+      upstream.proxy.clear();
+      upstream.proxy.reset();
+      await m.stop();
+    }
+  });
+
+  it('gives up a fill at its own fillTimeout: the client is cut off and nothing is committed', async () => {
+    const m = await startTestMirror(mirrorConfig(upstream.url, { upstream: { fillTimeout: '300ms' } }));
+    try {
+      const blob = upstream.fixtures.image('large').manifest.layers[0]!;
+      upstream.proxy.throttle(1 << 20, { pathIncludes: blob.digest }); // 8 s for 8 MiB, far past 300 ms
+      const attempt = await get(`${m.url}/v2/large/blobs/${blob.digest}`).then(
+        (r) => r.res.status,
+        (err: Error) => `${err} ${err.cause ?? ''}`,
+      );
+      expect(String(attempt)).toMatch(/terminated|socket|closed|aborted|fetch failed|reset|502|503/i);
+      await sleep(100);
+      expect(m.mirror.storage.metadata.getBlob(blob.digest)).toBeUndefined();
+      expect(await readdir(m.mirror.storage.paths.tmp)).toEqual([]);
+    } finally {
+      upstream.proxy.clear();
+      upstream.proxy.reset();
+      await m.stop();
+    }
+  });
+});
+
 describeWithTools(['docker-registry'], 'malformed client input', () => {
   let upstream: Upstream;
   let m: TestMirror;
