@@ -1,0 +1,60 @@
+/**
+ * One structured JSON line per request: method, path, status, bytes, duration, cache result and
+ * upstream — and never a header value such as the client's Authorization.
+ */
+import { PassThrough } from 'node:stream';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithTools } from '../helpers/tools.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { mirrorConfig } from '../helpers/mirror.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { startMirror, type Mirror } from '../../src/mirror.ts';
+import { createLogger } from '../../src/util/logger.ts';
+
+describeWithTools(['docker-registry'], 'the access log', () => {
+  let upstream: Upstream;
+  let mirror: Mirror;
+  let dataDir: string;
+  let text = '';
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    dataDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-log-'));
+    const sink = new PassThrough();
+    sink.on('data', (d: Buffer) => (text += d.toString()));
+    mirror = await startMirror(parseConfig({ ...mirrorConfig(upstream.url), storage: { path: dataDir } }), createLogger('info', sink));
+  });
+  afterAll(async () => {
+    await mirror?.stop({ graceMs: 2000, drainDelayMs: 0 });
+    await upstream?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('writes one JSON line per request with method, path, status, bytes, duration, cache result and upstream', async () => {
+    const blob = upstream.fixtures.image('small').manifest.layers[0]!;
+    const url = `${mirror.url}/v2/small/blobs/${blob.digest}`;
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(url, { headers: { authorization: 'Bearer client-secret-value' } });
+      await res.arrayBuffer();
+      // The commit (fsync, rename, row) follows the last byte; the second request must find it.
+      for (let n = 0; n < 200 && !mirror.storage.metadata.getBlob(blob.digest); n++) await new Promise((r) => setTimeout(r, 25));
+    }
+    await fetch(`${mirror.url}/v2/Bad/manifests/latest`).then((r) => r.arrayBuffer());
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const access = lines.filter((l) => l.module === 'access');
+    const blobLines = access.filter((l) => l.path === `/v2/small/blobs/${blob.digest}`);
+    expect(blobLines).toHaveLength(2);
+    expect(blobLines[0]).toMatchObject({ method: 'GET', status: 200, cache: 'MISS', upstream: 'test', completed: true });
+    expect(blobLines[1]).toMatchObject({ cache: 'HIT' });
+    for (const l of blobLines) {
+      expect(l.bytes as number).toBeGreaterThan(blob.size);
+      expect(typeof l.ms).toBe('number');
+    }
+    expect(access.find((l) => l.path === '/v2/Bad/manifests/latest')).toMatchObject({ status: 400 });
+    expect(text).not.toContain('client-secret-value');
+  });
+});
