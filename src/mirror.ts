@@ -53,6 +53,7 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
     jobs: () => ({ counts: background.store.counts(), depth: background.store.depth() }),
     upstreams: () => upstreams.counters(),
     activeFills: () => storage.blobs.activeFills,
+    hotCacheBytes: () => storage.hot.bytes,
   });
   // Jobs interrupted by a crash are requeued before anything new is queued.
   background.start();

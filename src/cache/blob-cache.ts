@@ -41,7 +41,7 @@ export class BlobCache {
   readonly #log: Logger;
   readonly #fills = new Map<string, Promise<BlobFill>>();
   /** Fills whose bytes are still being copied or committed, with the means to abort them. */
-  readonly #running = new Set<{ controller: AbortController; done: Promise<void> }>();
+  readonly #running = new Set<{ controller: AbortController; done: Promise<boolean> }>();
   /** digest → committed-file readers open now; eviction never removes a blob being read. */
   readonly #readers = new Map<string, number>();
 
@@ -160,25 +160,30 @@ export class BlobCache {
     };
     controller.signal.addEventListener('abort', onAbort, { once: true });
     const started = Date.now();
-    const done = fill
+    const report = (result: 'committed' | 'uncached' | 'failed', bytes: number) =>
+      this.onFillDone?.({ upstream: req.source, result, seconds: (Date.now() - started) / 1000, bytes });
+    /** Settles true once the blob is committed, false when the fill ended without committing. */
+    const done: Promise<boolean> = fill
       .run(source.body)
       .then(async ({ size, committable }) => {
         if (!committable) {
           await fsp.rm(fill.tempPath, { force: true });
           this.#log.warn({ digest: key, size, upstream: req.source }, 'blob served to its clients uncached (disk full or failed sync); nothing committed');
-          this.onFillDone?.({ upstream: req.source, result: 'uncached', seconds: (Date.now() - started) / 1000, bytes: size });
-          return;
+          report('uncached', size);
+          return false;
         }
         await this.store.commit(fill.tempPath, req.digest.hex);
         this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
         this.#log.info({ digest: req.digest.value, size, ms: Date.now() - started, upstream: req.source }, 'blob committed');
-        this.onFillDone?.({ upstream: req.source, result: 'committed', seconds: (Date.now() - started) / 1000, bytes: size });
+        report('committed', size);
+        return true;
       })
       .catch((err: unknown) => {
         fill.fail(err);
         void fsp.rm(fill.tempPath, { force: true });
         this.#log.warn({ digest: req.digest.value, err: (err as Error).message, upstream: req.source }, 'blob fill failed; nothing committed');
-        this.onFillDone?.({ upstream: req.source, result: 'failed', seconds: (Date.now() - started) / 1000, bytes: fill.written });
+        report('failed', fill.written);
+        return false;
       })
       .finally(() => {
         clearTimeout(timer);
@@ -201,7 +206,7 @@ export class BlobCache {
       });
     const entry = { controller, done };
     this.#running.add(entry);
-    this.#outcome.set(fill, done.then(() => this.metadata.getBlob(key) !== undefined));
+    this.#outcome.set(fill, done);
     return fill;
   }
 

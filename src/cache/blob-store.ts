@@ -5,7 +5,6 @@
  * renamed into place, so a crash at any instant leaves either no file or a whole, correct one.
  * Start-up removes leftover temp files and reconciles SQLite rows with the files on disk.
  */
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { DataPaths } from './paths.ts';
@@ -37,11 +36,6 @@ export class BlobStore {
   /** A fresh temp path for a fill of `hex`; unique per process and fill. */
   tempPath(hex: string): string {
     return this.paths.tempFile(hex, ++this.#sequence);
-  }
-
-  /** A read stream over [start, end] (inclusive) of a committed blob. */
-  createReadStream(hex: string, start?: number, end?: number): fs.ReadStream {
-    return fs.createReadStream(this.paths.blobFile(hex), { start, end, highWaterMark: READ_CHUNK });
   }
 
   /** Moves a verified temp file into place. The caller fsync'd it; the directory is synced too. */

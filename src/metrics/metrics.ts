@@ -12,6 +12,7 @@ export interface MetricsSources {
   jobs?: () => { counts: Record<string, Record<string, number>>; depth: number };
   upstreams?: () => Record<string, { requests: number; errors: number }>;
   activeFills?: () => number;
+  hotCacheBytes?: () => number;
 }
 
 export type CacheLabel = 'HIT' | 'MISS' | 'STALE' | 'NONE';
@@ -70,6 +71,7 @@ export class Metrics {
     gauge('ocimirror_cache_bytes', 'Bytes of committed blobs in the cache (exact, from SQLite)', () => sources().usage?.().bytes);
     gauge('ocimirror_cache_blobs', 'Committed blobs in the cache', () => sources().usage?.().blobs);
     gauge('ocimirror_cache_manifests', 'Manifests in the cache', () => sources().usage?.().manifests);
+    gauge('ocimirror_hot_cache_bytes', 'Bytes held by the in-memory LRU of manifests, tags and links', () => sources().hotCacheBytes?.());
     gauge('ocimirror_fills_in_flight', 'Blob fills copying from an upstream right now', () => sources().activeFills?.());
     gauge('ocimirror_job_queue_depth', 'Jobs queued or running', () => sources().jobs?.().depth);
     new Gauge({
