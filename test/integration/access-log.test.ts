@@ -13,6 +13,7 @@ import { mirrorConfig } from '../helpers/mirror.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describeWithTools(['docker-registry'], 'the access log', () => {
   let upstream: Upstream;
@@ -40,7 +41,7 @@ describeWithTools(['docker-registry'], 'the access log', () => {
       const res = await fetch(url, { headers: { authorization: 'Bearer client-secret-value' } });
       await res.arrayBuffer();
       // The commit (fsync, rename, row) follows the last byte; the second request must find it.
-      for (let n = 0; n < 200 && !mirror.storage.metadata.getBlob(blob.digest); n++) await new Promise((r) => setTimeout(r, 25));
+      await waitFor('the blob to be committed', () => mirror.storage.metadata.getBlob(blob.digest));
     }
     await fetch(`${mirror.url}/v2/Bad/manifests/latest`).then((r) => r.arrayBuffer());
     await new Promise((r) => setTimeout(r, 100));

@@ -27,6 +27,7 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
 import { CLI_ARGS, PROJECT_ROOT, mirrorConfig, spawnMirror, startTestMirror, type SpawnedMirror, type TestMirror } from '../helpers/mirror.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -41,18 +42,6 @@ const QUOTA_CONFIG = { maxSize: '9MiB', lowWatermark: '50%' };
 const SLOW = { timeout: 180_000 };
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns something other than undefined/false, or fails naming `what`. */
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
 
 /** Rejects if `p` has not settled within `ms`. */
 async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {

@@ -12,14 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
-
-async function waitUntil(check: () => unknown, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from '../helpers/wait.ts';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -63,7 +56,7 @@ describeWithTools(disk ? ['docker-registry', 'mount'] : ['docker-registry', 'mou
     for (const layer of upstream.fixtures.image('medium').manifest.layers) {
       expect((await fetch(`${m.url}/v2/medium/blobs/${layer.digest}`)).status).toBe(200);
     }
-    await waitUntil(() => upstream.fixtures.image('medium').manifest.layers.every((l) => m.mirror.storage.metadata.getBlob(l.digest)));
+    await waitFor('the medium layers to be committed', () => upstream.fixtures.image('medium').manifest.layers.every((l) => m.mirror.storage.metadata.getBlob(l.digest)));
     const blob = upstream.fixtures.image('large').manifest.layers[0]!;
     const url = `${m.url}/v2/large/blobs/${blob.digest}`;
     const results = await Promise.all(
@@ -79,7 +72,7 @@ describeWithTools(disk ? ['docker-registry', 'mount'] : ['docker-registry', 'mou
     }
     // Once the relay ends and the temp file's space is really free, an eviction job runs.
     const evicted = () => m.mirror.background.store.list({ type: 'evict' }).find((j) => (j.payload as { diskFull?: boolean } | null)?.diskFull && j.state === 'done');
-    await waitUntil(evicted);
+    await waitFor('a disk-full eviction job to finish', evicted);
     expect((evicted()!.result as { evicted: number }).evicted).toBeGreaterThan(0);
     expect(m.mirror.storage.metadata.getBlob(blob.digest)).toBeUndefined();
     expect(readdirSync(m.mirror.storage.paths.tmp)).toEqual([]);

@@ -14,9 +14,9 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
   const res = await fetch(url, { method, headers });
@@ -164,14 +164,6 @@ describeWithTools(['docker-registry'], 'fills detached from their clients', () =
     await upstream?.stop();
   });
 
-  async function until(check: () => unknown, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error('timed out');
-      await sleep(25);
-    }
-  }
-
   it('keeps filling the cache after the only client that asked for the blob goes away', async () => {
     const m = await startTestMirror(mirrorConfig(upstream.url));
     try {
@@ -182,7 +174,7 @@ describeWithTools(['docker-registry'], 'fills detached from their clients', () =
       const reader = res.body!.getReader();
       await reader.read();
       controller.abort();
-      await until(() => m.mirror.storage.metadata.getBlob(blob.digest));
+      await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
       expect(m.mirror.storage.metadata.getBlob(blob.digest)?.size).toBe(blob.size);
       expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
       const again = await get(`${m.url}/v2/large/blobs/${blob.digest}`);

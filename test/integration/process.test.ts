@@ -16,8 +16,8 @@ import { dataPaths } from '../../src/cache/paths.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { CLI_ARGS, mirrorConfig, spawnMirror } from '../helpers/mirror.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Streams a GET, hashing it; `firstBytes` resolves once `after` bytes arrived. */
 function streamGet(url: string, after = 1) {
@@ -44,16 +44,6 @@ function streamGet(url: string, after = 1) {
     }).on('error', reject);
   });
   return { firstBytes, done };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 describeWithTools(['docker-registry'], 'the mirror process', () => {

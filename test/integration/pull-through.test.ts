@@ -10,6 +10,7 @@ import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -96,7 +97,7 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
     expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
     expect(results.filter((r) => r.res.headers.get('x-cache') === 'MISS').length).toBeGreaterThan(0);
     // Clients get their last byte once the digest checks out; the commit (fsync, rename, row) follows.
-    for (let i = 0; i < 200 && !m.mirror.storage.metadata.getBlob(blob.digest); i++) await new Promise((r) => setTimeout(r, 25));
+    await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
     const again = await get(`${m.url}/v2/large/blobs/${blob.digest}`);
     expect(again.res.headers.get('x-cache')).toBe('HIT');
   });
