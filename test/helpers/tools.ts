@@ -39,12 +39,16 @@ export function requireTools(...names: string[]): { ok: boolean; missing: string
 /** `describe` that runs only when every tool in `names` is on PATH; see the module comment for what happens otherwise. */
 export function describeWithTools(names: string[], title: string, fn: () => void): void {
   const { ok, missing } = requireTools(...names);
+  const packages = [...new Set(missing.map((m) => DEBIAN_PACKAGES[m] ?? m))].join(' ');
+  describeIf(ok, `missing tools: ${missing.join(', ')} (apt-get install -y ${packages})`, title, fn);
+}
+
+/** `describe` that runs only when `ok`; otherwise skipped loudly, or failed when CI is set, saying `why`. */
+export function describeIf(ok: boolean, why: string, title: string, fn: () => void): void {
   if (ok) {
     describe(title, fn);
     return;
   }
-  const packages = [...new Set(missing.map((m) => DEBIAN_PACKAGES[m] ?? m))].join(' ');
-  const why = `missing tools: ${missing.join(', ')} (apt-get install -y ${packages})`;
   if (process.env.CI) {
     describe(title, () => {
       it('has the external tools it needs', () => {

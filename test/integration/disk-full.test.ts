@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithTools } from '../helpers/tools.ts';
+import { describeIf, hasTool } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -31,7 +31,7 @@ function mountSmallDisk(): string | undefined {
 const disk = process.getuid?.() === 0 ? mountSmallDisk() : undefined;
 if (disk) execFileSync('umount', [disk]); // mounted again in beforeAll; this only probes that we can
 
-describeWithTools(disk ? ['docker-registry', 'mount'] : ['docker-registry', 'mount', 'a-root-user-who-can-mount-tmpfs'], 'a disk that fills up during a fill', () => {
+describeIf(disk !== undefined && hasTool('docker-registry'), 'needs docker-registry and a root user who can mount a tmpfs', 'a disk that fills up during a fill', () => {
   let upstream: Upstream;
   let m: TestMirror;
   let mountPoint: string;
