@@ -15,13 +15,16 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# Production dependencies only; better-sqlite3 builds its native addon here.
+# Production dependencies only; better-sqlite3 and our sendfile addon (native/sendfile, built by
+# the install script) compile here.
 FROM node:22-bookworm-slim AS deps
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+COPY native ./native
+RUN npm ci --omit=dev --no-audit --no-fund \
+    && test -f native/sendfile/build/Release/sendfile.node
 
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production \
@@ -29,6 +32,7 @@ ENV NODE_ENV=production \
     OCIMIRROR_LISTEN=0.0.0.0:5000
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /app/native/sendfile/build/Release/sendfile.node ./native/sendfile/build/Release/sendfile.node
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin

@@ -15,6 +15,8 @@ export interface BenchParams {
   /** Each hit read runs this many times; the best run counts. */
   readRepeats: number;
   wrkSeconds: number;
+  /** A wrk run of this length before each measured one (JIT, heap, connections warm); its numbers are kept too. */
+  wrkWarmupSeconds: number;
   wrkConnections: number;
   wrkThreads: number;
   herdClients: number;
@@ -52,6 +54,7 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     reader,
     readRepeats: num(['BENCH_READ_REPEATS'], 3, 1),
     wrkSeconds: num(['BENCH_WRK_SECONDS'], 5, 1),
+    wrkWarmupSeconds: num(['BENCH_WRK_WARMUP_S'], 2, 1),
     wrkConnections: num(['BENCH_WRK_CONNECTIONS'], 64, 8),
     wrkThreads: num(['BENCH_WRK_THREADS'], 1, 1),
     herdClients: num(['BENCH_HERD_CLIENTS'], 32, 4),

@@ -14,7 +14,8 @@ import type { ScaleRun } from './scale.ts';
 import type { WrkResult } from './wrk.ts';
 
 type Mirrors<T> = { ocimirror: T; reference: T };
-export type ManifestWrk = WrkResult & { upstreamRequests: number };
+/** The measured run, and the warm-up run before it (a fresh process's first seconds under load). */
+export type ManifestWrk = WrkResult & { upstreamRequests: number; warmup: WrkResult };
 
 export interface BenchResults {
   startedAt: string;
@@ -30,7 +31,7 @@ export interface BenchResults {
     direct: PullResult[];
   };
   hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };
-  manifestByTag: Mirrors<ManifestWrk> & { upstream: WrkResult };
+  manifestByTag: Mirrors<ManifestWrk> & { upstream: WrkResult & { warmup: WrkResult } };
   herd: Mirrors<HerdResult> & { blobBytes: number };
   rss: Mirrors<{ runPeakMiB: number; herdPeakMiB: number }>;
   scale: { empty: ScaleRun; populated: ScaleRun };
@@ -99,11 +100,12 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['1 client MiB/s', f(hr.ocimirror.one.mibPerS), f(hr.reference.one.mibPerS), `${f(hr.nginx.one.mibPerS)} nginx`, 'read.one'],
     [`${hr.nginx.many.clients} clients MiB/s`, f(hr.ocimirror.many.mibPerS), f(hr.reference.many.mibPerS), `${f(hr.nginx.many.mibPerS)} nginx`, 'read.many'],
     ['reader CPU, 1 client % core', f(hr.ocimirror.one.readerCpuPct), f(hr.reference.one.readerCpuPct), `${f(hr.nginx.one.readerCpuPct)} nginx`],
-    `manifest GET by tag within TTL, wrk -c ${r.params.wrkConnections} ${r.params.wrkSeconds}s`,
+    `manifest GET by tag within TTL, wrk -c ${r.params.wrkConnections} ${r.params.wrkSeconds}s after a ${r.params.wrkWarmupSeconds}s warm-up`,
     ['requests/s', f(mw.ocimirror.requestsPerS), f(mw.reference.requestsPerS), `${f(mw.upstream.requestsPerS)} upstream`, 'manifest.vsReference'],
     ['  … vs upstream', '', '', '', 'manifest.vsUpstream'],
     ['p50 ms', f(mw.ocimirror.p50Ms, 2), f(mw.reference.p50Ms, 2), `${f(mw.upstream.p50Ms, 2)} upstream`],
     ['p99 ms', f(mw.ocimirror.p99Ms, 2), f(mw.reference.p99Ms, 2), `${f(mw.upstream.p99Ms, 2)} upstream`, 'manifest.p99'],
+    [`p99 ms in the ${r.params.wrkWarmupSeconds}s warm-up before`, f(mw.ocimirror.warmup.p99Ms, 2), f(mw.reference.warmup.p99Ms, 2), `${f(mw.upstream.warmup.p99Ms, 2)} upstream`],
     ['upstream requests / request', f(mw.ocimirror.upstreamRequests / mw.ocimirror.requests, 2), f(mw.reference.upstreamRequests / mw.reference.requests, 2), ''],
     `herd: ${h.ocimirror.clients} clients, one uncached ${kMiB(h.blobBytes)} blob`,
     ['upstream GETs', f(h.ocimirror.upstreamGets), f(h.reference.upstreamGets), '', 'herd.gets'],

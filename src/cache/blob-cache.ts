@@ -5,9 +5,9 @@
  * controller and timeout; it is never tied to the client that started it.
  */
 import fsp from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { Logger } from '../util/logger.ts';
 import type { Digest } from '../registry/digest.ts';
+import { CommittedBody, type BlobBody } from './blob-body.ts';
 import { BlobFill } from './blob-fill.ts';
 import type { BlobStore } from './blob-store.ts';
 import { READ_CHUNK } from './blob-store.ts';
@@ -32,7 +32,7 @@ export interface FillRequest {
 
 export interface OpenBlob {
   size: number;
-  stream: Readable;
+  body: BlobBody;
 }
 
 export class BlobCache {
@@ -80,14 +80,13 @@ export class BlobCache {
       return undefined;
     }
     this.metadata.recordBlobHit(row.digest);
-    const stream = handle.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true });
     this.#readers.set(row.digest, (this.#readers.get(row.digest) ?? 0) + 1);
-    stream.once('close', () => {
+    const done = () => {
       const n = (this.#readers.get(row.digest) ?? 1) - 1;
       if (n <= 0) this.#readers.delete(row.digest);
       else this.#readers.set(row.digest, n);
-    });
-    return { size: row.size, stream };
+    };
+    return { size: row.size, body: new CommittedBody(handle, start ?? 0, end ?? row.size - 1, READ_CHUNK, done) };
   }
 
   /** Whether a blob is being read from disk or filled right now: such a blob must not be removed. */

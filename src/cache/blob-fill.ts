@@ -22,6 +22,8 @@ import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
+import { droppedBuffers } from '../util/young-gc.ts';
+import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
 
@@ -31,6 +33,13 @@ export type FillState = 'running' | 'verified' | 'failed';
  * sends them anyway (32 clients × 256 KiB keeps a herd's memory flat).
  */
 const FILL_READ_CHUNK = 256 << 10;
+
+/**
+ * Bytes a reader behind a running fill lets gather before it sends again: each send costs a few
+ * syscalls and callbacks, and a herd of readers woken for every 64 KiB upstream chunk spent more
+ * on that than on the bytes. The first send goes out at once (time to first byte).
+ */
+const FILL_BATCH = 512 << 10;
 
 /** Downloaded bytes that may wait for their temp-file write before the upstream is paused. */
 const WRITE_AHEAD = 4 << 20;
@@ -128,6 +137,7 @@ export class BlobFill {
         pending += chunk.length;
         chain = chain.then(() => this.#store(chunk)).then(() => {
           pending -= chunk.length;
+          droppedBuffers(chunk.length);
         });
         chain.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
         if (pending > WRITE_AHEAD) await chain;
@@ -221,7 +231,7 @@ export class BlobFill {
    * A stream of bytes [start, end] (inclusive; end defaults to the last byte) that follows the
    * fill. Destroyed with the fill's error if the fill fails before the range was delivered.
    */
-  createReader(start = 0, end?: number): Readable {
+  createReader(start = 0, end?: number): Readable & BlobBody {
     if (this.#state === 'failed') throw this.#error;
     if (this.#fileBytes !== undefined && this.#written > this.#fileBytes) {
       // Relayed bytes are gone from memory once their readers took them: this client cannot join.
@@ -278,8 +288,11 @@ export class BlobFill {
   readonly closed: Promise<void> = new Promise((resolve) => (this.#resolveClosed = resolve));
 }
 
-/** Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. */
-class FillReader extends Readable {
+/**
+ * Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. Read
+ * it as a stream, or hand it a socket with `writeTo` (the same rules, without a buffer per chunk).
+ */
+class FillReader extends Readable implements BlobBody {
   readonly #fill: BlobFill;
   readonly #end: number | undefined;
   readonly #release: () => void;
@@ -311,6 +324,80 @@ class FillReader extends Readable {
 
   override _read(): void {
     this.#pump();
+  }
+
+  stream(): Readable {
+    return this;
+  }
+
+  discard(): void {
+    this.destroy();
+  }
+
+  /**
+   * Writes the reader's range straight to `out` as the fill makes bytes available (sendfile from
+   * the temp file where possible), holding back the last byte until the digest is verified, as
+   * the stream does. Rejects with the fill's error if it fails, so the caller aborts the response.
+   */
+  async writeTo(out: BodyTarget): Promise<Written> {
+    const fill = this.#fill;
+    const from = this.#position;
+    let sendfile = 0;
+    // The status and size are settled once the upstream answered: tell the client now rather than
+    // with the first body bytes (clients time out on a response head that is slow to come).
+    out.flushHeaders?.();
+    try {
+      for (;;) {
+        if (fill.state === 'failed') throw fill.error;
+        const verified = fill.state === 'verified';
+        const last = this.#end ?? (verified ? fill.written - 1 : undefined);
+        if (last !== undefined && this.#position > last) return { bytes: this.#position - from, sendfile };
+        const available = verified ? fill.written : fill.written - 1;
+        let limit = last === undefined ? available : Math.min(available, last + 1);
+        const fileBytes = fill.fileBytes;
+        if (fileBytes !== undefined && this.#position >= fileBytes) {
+          await this.#writeQueued(out, limit);
+          continue;
+        }
+        if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
+        const more = !verified && (last === undefined || limit <= last) && (fileBytes === undefined || limit < fileBytes);
+        if (this.#position >= limit || fill.fd === undefined || (more && this.#position > from && limit - this.#position < FILL_BATCH)) {
+          await this.#progress(out);
+          continue;
+        }
+        sendfile += await writeFileRange(fill.fd, this.#position, limit, out, FILL_READ_CHUNK);
+        this.#position = limit;
+      }
+    } finally {
+      this.destroy();
+    }
+  }
+
+  /** Waits for the fill's next progress; rejects if the client goes away first. */
+  async #progress(out: BodyTarget): Promise<void> {
+    const closed = untilClosed(out);
+    try {
+      await Promise.race([new Promise<void>((resolve) => this.#fill.onProgress(resolve)), closed.promise]);
+    } finally {
+      closed.cancel();
+    }
+  }
+
+  /** Relayed bytes (disk full) go out from the queue; waits for the fill when none are releasable. */
+  async #writeQueued(out: BodyTarget, limit: number): Promise<void> {
+    while (this.#queue.length > 0 && this.#queue[0]!.offset + this.#queue[0]!.chunk.length <= this.#position) {
+      this.#queued -= this.#queue.shift()!.chunk.length;
+    }
+    const head = this.#queue[0];
+    if (!head || this.#position >= limit) return this.#progress(out);
+    const part = head.chunk.subarray(this.#position - head.offset, Math.min(head.chunk.length, limit - head.offset));
+    await writeChunk(out, part);
+    this.#position += part.length;
+    if (this.#position >= head.offset + head.chunk.length) {
+      this.#queue.shift();
+      this.#queued -= head.chunk.length;
+      this.#fill.readerDrained();
+    }
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

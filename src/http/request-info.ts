@@ -4,6 +4,7 @@
  * served it), attached to the node request object without widening its type.
  */
 import type { IncomingMessage } from 'node:http';
+import type { CacheStatus } from '../proxy/manifest-proxy.ts';
 
 const INFO = Symbol('ocimirror.request-info');
 
@@ -11,6 +12,10 @@ export interface RequestInfo {
   upstream?: string;
   repo?: string;
   route?: string;
+  /** The X-Cache answer (a response head written in one call is not readable back with getHeader). */
+  cache?: CacheStatus;
+  /** Body bytes the kernel sent from a file (sendfile): the socket's byte counter never sees them. */
+  sendfileBytes?: number;
 }
 
 export function requestInfo(req: IncomingMessage): RequestInfo {

@@ -35,7 +35,10 @@ function routeOf(url: string | undefined): string {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function startServer(app: Hono<any>, opts: { host: string; port: number; log: Logger; metrics?: Metrics }): Promise<RunningServer> {
-  const accessLog = opts.log.child({ module: 'access' });
+  // Access lines carry only the fields below, none of them a credential (request headers other
+  // than User-Agent are never logged), so they skip redaction: it costs ~4 µs a line, most of
+  // the logger's share of a manifest hit.
+  const accessLog = opts.log.child({ module: 'access' }, { redact: [] });
   const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   let inFlight = 0;
   const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
@@ -46,8 +49,8 @@ export async function startServer(app: Hono<any>, opts: { host: string; port: nu
       inFlight--;
       const info = requestInfo(req);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const bytes = req.socket ? req.socket.bytesWritten - socketBytes : 0;
-      const cache = (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
+      const bytes = (req.socket ? req.socket.bytesWritten - socketBytes : 0) + (info.sendfileBytes ?? 0);
+      const cache: CacheLabel = info.cache ?? (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
       accessLog.info({
         method: req.method,
         path: req.url,

@@ -6,7 +6,6 @@
  * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
  */
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -96,10 +95,10 @@ async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): 
   // Stored bytes go out untouched: re-serialising would change the digest.
   const outgoing = c.env?.outgoing;
   if (!outgoing) return c.req.method === 'HEAD' ? c.body(null, 200, headers) : c.body(asBody(result.bytes), 200, headers);
+  requestInfo(c.env.incoming).cache = result.cache;
   // The hottest request a mirror answers: written straight to the socket, skipping the
   // Response/Headers objects a fetch-style return would build and then copy out again.
-  for (const [name, value] of Object.entries(headers)) outgoing.setHeader(name, value);
-  outgoing.writeHead(200);
+  outgoing.writeHead(200, headers);
   outgoing.end(c.req.method === 'HEAD' ? undefined : result.bytes);
   return RESPONSE_ALREADY_SENT;
 }
@@ -125,14 +124,21 @@ async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Pro
   if (!result.body) return c.body(null, status, base);
   const outgoing = c.env?.outgoing;
   if (!outgoing) {
-    const body = Readable.toWeb(result.body, { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
+    const body = Readable.toWeb(result.body.stream(), { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
     return c.body(body, status, base);
   }
-  // Straight onto the socket: no web-stream hop on the hottest path, and a failed fill
-  // destroys the connection (the client sees an abort, never a clean end to a wrong body).
-  for (const [name, value] of Object.entries(base)) outgoing.setHeader(name, value);
-  outgoing.writeHead(status);
-  pipeline(result.body, outgoing).catch(() => outgoing.destroy());
+  // Straight onto the socket (sendfile where it can): no stream hop on the hottest path, and a
+  // failed fill destroys the connection (the client sees an abort, never a clean end to a wrong body).
+  outgoing.writeHead(status, base);
+  const info = requestInfo(c.env.incoming);
+  info.cache = result.cache;
+  result.body.writeTo(outgoing).then(
+    (written) => {
+      info.sendfileBytes = written.sendfile;
+      outgoing.end();
+    },
+    () => outgoing.destroy(),
+  );
   return RESPONSE_ALREADY_SENT;
 }
 

@@ -5,9 +5,9 @@
  * first. A miss joins (or starts) the single fill for that digest and streams as bytes arrive.
  * Range requests (RFC 9110 §14) are answered from the cache and from a fill in progress alike.
  */
-import type { Readable } from 'node:stream';
 import type { Digest } from '../registry/digest.ts';
 import { parseRange } from '../registry/range.ts';
+import type { BlobBody } from '../cache/blob-body.ts';
 import type { BlobCache, FillSource } from '../cache/blob-cache.ts';
 import type { HotCache } from '../cache/hot-cache.ts';
 import { discard } from '../util/read-body.ts';
@@ -23,7 +23,7 @@ export interface BlobResult {
   /** 'unsatisfiable' → 416; a range → 206. */
   readonly range: { start: number; end: number } | 'unsatisfiable' | undefined;
   /** Absent for HEAD. */
-  readonly body: Readable | undefined;
+  readonly body: BlobBody | undefined;
 }
 
 export interface BlobRequest {
@@ -49,7 +49,7 @@ export class BlobProxy {
         return { digest: digest.value, size: row.size, cache, range, body: undefined };
       }
       const opened = await this.#blobs.openCommitted(row, range?.start, range?.end);
-      if (opened) return { digest: digest.value, size: row.size, cache, range, body: opened.stream };
+      if (opened) return { digest: digest.value, size: row.size, cache, range, body: opened.body };
       // The file vanished under us: fall through to a fresh fill.
     }
     if (req.method === 'HEAD') return this.#headUpstream(route, digest);

@@ -56,7 +56,7 @@ describe('Evictor: quota', () => {
     const all = await blobsInOrder(fx, 4);
     const oldest = all[0]!;
     const read = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
-    await text(read!.stream);
+    await text(read!.body.stream());
     const report = await evictor(fx, { maxSize: 350, lowWatermark: 0.5 }).run();
     expect(report.evicted).toBe(3);
     expect(cached(fx, all)).toEqual([oldest]);
@@ -122,6 +122,7 @@ describe('Evictor: what it never evicts', () => {
     const all = await blobsInOrder(fx, 4);
     const oldest = all[0]!;
     const reading = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
+    const stream = reading!.body.stream();
     // The read counts as use: make the blob oldest again so eviction would pick it first.
     fx.metadata.flush();
     fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(oldest);
@@ -129,7 +130,7 @@ describe('Evictor: what it never evicts', () => {
     const report = await e.run();
     expect(report).toMatchObject({ evicted: 2, skippedInUse: 1, usage: 200 });
     expect(cached(fx, all)).toEqual([oldest, all[3]]);
-    expect((await text(reading!.stream)).length).toBe(100);
+    expect((await text(stream)).length).toBe(100);
     // Once the reader is done the blob may go like any other.
     const next = await evictor(fx, { maxSize: 150, lowWatermark: 0.5 }).run();
     expect(next.evicted).toBeGreaterThan(0);

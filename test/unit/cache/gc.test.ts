@@ -144,7 +144,7 @@ describe('GarbageCollector: unreferenced blobs', () => {
     fx.advance(2 * HOUR);
     const report = await collector(fx, () => new Set([pinned])).collectGarbage({ grace: HOUR, now: fx.now() });
     expect(report).toMatchObject({ unreferencedBlobs: 0, skippedPinned: 1, skippedInUse: 1 });
-    stream!.stream.destroy();
+    stream!.body.discard();
   });
 
   it('treats blobs only a foreign manifest uses as unreferenced', async () => {

@@ -174,6 +174,6 @@ describe('ImageDeleter: pins and readers', () => {
     const report = await deleter(fx).deleteImage({ upstream: 'hub', repo: 'org/a', reference: 'v1' });
     expect(report.blobsRemoved).toBe(2);
     expect(fx.fileExists(l)).toBe(false);
-    expect((await text(reading!.stream)).length).toBe(64 * 1024);
+    expect((await text(reading!.body.stream())).length).toBe(64 * 1024);
   });
 });

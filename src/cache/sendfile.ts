@@ -1,0 +1,173 @@
+/**
+ * @module cache/sendfile
+ * Sends a range of a file straight from the page cache to a client's TCP socket with Linux
+ * sendfile(2), through the small native addon in native/sendfile (built by `npm run build:native`,
+ * and by `npm ci`'s install script when a compiler is there). Node's stream path copies every
+ * byte through JavaScript buffers and tops out well below what the kernel can do (nginx serves
+ * static files this way); the addon runs the copy non-blocking on the main event loop, a few MiB
+ * per turn, so other sockets are still served.
+ *
+ * Where the addon is missing (not Linux, no compiler at install, OCIMIRROR_SENDFILE=0)
+ * `sendfileAvailable()` is false and callers stream instead.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's interface (native/sendfile/sendfile.c). */
+interface Binding {
+  start(socketFd: number, fileFd: number, offset: number, length: number, callback: (err: Error | null, sent: number) => void): object;
+  cancel(handle: object): void;
+}
+
+let binding: Binding | undefined;
+let loadError: string | undefined;
+let loaded = false;
+
+/**
+ * The package root: the nearest directory above this module holding package.json. This module
+ * runs as src/cache/sendfile.ts (tsx, vitest) and as dist/cache/sendfile.js, both two levels down,
+ * but walking up does not depend on that.
+ */
+function packageRoot(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function load(): Binding | undefined {
+  if (loaded) return binding;
+  loaded = true;
+  if (process.platform !== 'linux') {
+    loadError = `sendfile(2) is used on Linux only, not ${process.platform}`;
+    return undefined;
+  }
+  const root = packageRoot();
+  const file = root && path.join(root, 'native', 'sendfile', 'build', 'Release', 'sendfile.node');
+  if (!file || !existsSync(file)) {
+    loadError = `the sendfile addon is not built (npm run build:native)${file ? `: no ${file}` : ''}`;
+    return undefined;
+  }
+  try {
+    binding = createRequire(import.meta.url)(file) as Binding;
+  } catch (err) {
+    loadError = `the sendfile addon failed to load: ${(err as Error).message}`;
+  }
+  return binding;
+}
+
+function disabled(): boolean {
+  return process.env.OCIMIRROR_SENDFILE === '0';
+}
+
+/** Whether `sendFileRange` can be used here (Linux, addon built and loadable, not switched off). */
+export function sendfileAvailable(): boolean {
+  return !disabled() && load() !== undefined;
+}
+
+/** Why `sendfileAvailable()` is false (for a start-up log line), or undefined when it is true. */
+export function sendfileUnavailableReason(): string | undefined {
+  if (disabled()) return 'switched off by OCIMIRROR_SENDFILE=0';
+  load();
+  return loadError;
+}
+
+function codeError(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * Resolves once everything already written to `socket` (e.g. the HTTP head ServerResponse wrote on
+ * `flushHeaders()`) is in the kernel. Writable runs writes and their callbacks in order, and net
+ * calls a write's callback only when libuv has handed its bytes to the kernel, so an empty write's
+ * callback comes after every earlier write's bytes. Bytes sendfile puts on the socket after that
+ * cannot overtake them.
+ */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.write('', (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * Sends bytes [start, start + length) of the file open as `fd` on `socket`, and resolves with the
+ * bytes sent (always `length`) once the kernel has them all. The caller writes nothing else to
+ * the socket until then; headers must already be written (`res.flushHeaders()`).
+ *
+ * Rejects with:
+ * - code 'ENOTSOCK' when the socket is not one sendfile can write to (TLS, no fd, already
+ *   destroyed): nothing was sent and the caller can stream instead;
+ * - the socket's errno ('EPIPE', 'ECONNRESET', ...) when the client goes away;
+ * - 'ECANCELED' when `signal` aborts, or the socket is closed from JavaScript (e.g. a timeout);
+ * - 'ESHORT' when the file ends before the range does.
+ * After any rejection but 'ENOTSOCK' some bytes may be on the wire (`err.bytesSent`): the response
+ * is broken and the socket should be destroyed.
+ */
+export async function sendFileRange(socket: Socket, fd: number, start: number, length: number, signal?: AbortSignal): Promise<number> {
+  const native = sendfileAvailable() ? load() : undefined;
+  if (!native) throw codeError('ENOTSOCK', `sendfile unavailable: ${sendfileUnavailableReason()}`);
+  // A TLS socket's fd carries ciphertext: sendfile would write plaintext around the TLS layer.
+  if ((socket as { encrypted?: boolean }).encrypted) throw codeError('ENOTSOCK', 'sendfile cannot write to a TLS socket');
+  if (socket.destroyed || !socket.writable || socketFd(socket) === undefined) throw codeError('ENOTSOCK', 'the socket has no file descriptor to sendfile to');
+  if (signal?.aborted) throw codeError('ECANCELED', 'sendfile aborted before it started');
+
+  await abortable(drained(socket), signal);
+  const socketFdNow = socketFd(socket);
+  if (socket.destroyed || socketFdNow === undefined) throw codeError('ECONNRESET', 'the socket closed before sendfile started');
+  // Someone wrote after the head: sendfile's bytes would overtake theirs.
+  if (socket.writableLength > 0) throw codeError('ENOTSOCK', 'the socket has writes queued; sendfile would reorder bytes');
+  if (length === 0) return 0;
+
+  return new Promise<number>((resolve, reject) => {
+    let closedByPeer: Error | undefined;
+    const cancel = () => native.cancel(handle);
+    // The addon holds its own dup of the socket's fd, which keeps the connection open even after
+    // net closes the original: when the socket closes (a timeout, a read error), stop too.
+    const onClose = () => {
+      const errored = socket.errored as NodeJS.ErrnoException | null;
+      if (errored?.code) closedByPeer = codeError(errored.code, `the socket closed during sendfile: ${errored.message}`);
+      cancel();
+    };
+    const handle = native.start(socketFdNow, fd, start, length, (err, sent) => {
+      socket.off('close', onClose);
+      signal?.removeEventListener('abort', cancel);
+      if (!err) return resolve(sent);
+      // Cancelled because the socket failed (reset by the client): report the socket's error.
+      const reported = (err as NodeJS.ErrnoException).code === 'ECANCELED' && closedByPeer ? closedByPeer : err;
+      reject(Object.assign(reported, { bytesSent: sent }));
+    });
+    socket.once('close', onClose);
+    signal?.addEventListener('abort', cancel, { once: true });
+  });
+}
+
+/** The socket's fd (a TCP or pipe handle on Unix), or undefined when it has none. */
+function socketFd(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+/** `promise`, or a rejection with code 'ECANCELED' as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(codeError('ECANCELED', 'sendfile aborted before it started'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
