@@ -56,7 +56,8 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
-  const daemon = startDaemon(process.execPath, [...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/main.js'), 'serve', '--config', configFile], logFile);
+  // The node flags the image and bin/ocimirror.js run it with (README "Memory").
+  const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/main.js'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };
