@@ -22,7 +22,6 @@ import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
-import { droppedBuffers } from '../util/young-gc.ts';
 import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
@@ -137,7 +136,6 @@ export class BlobFill {
         pending += chunk.length;
         chain = chain.then(() => this.#store(chunk)).then(() => {
           pending -= chunk.length;
-          droppedBuffers(chunk.length);
         });
         chain.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
         if (pending > WRITE_AHEAD) await chain;
