@@ -36,6 +36,13 @@ export interface BlobBody {
   discard(): void;
 }
 
+/**
+ * Ranges up to this size take the buffered copy even where sendfile could: one read and one write
+ * cost less than sendfile's set-up (two dups, an epoll registration, a round trip to flush the
+ * head), and most blobs a pull asks for (configs, small layers) are this small.
+ */
+const SENDFILE_MIN = 64 << 10;
+
 /** Read buffers kept per size for the next response (the fallback path's only allocation). */
 const BUFFERS_KEPT = 16;
 const pool = new Map<number, Buffer[]>();
@@ -89,14 +96,14 @@ export function untilClosed(out: BodyTarget): { promise: Promise<never>; cancel:
 }
 
 /**
- * Copies bytes [start, end) of `fd` to `out`: sendfile when the addon is there and `out` sits on
- * a TCP socket, else double-buffered reads in `chunk`-sized buffers from a small pool. Resolves
- * with the bytes sendfile moved (0 when the buffered copy ran).
+ * Copies bytes [start, end) of `fd` to `out`: sendfile when the addon is there, `out` sits on a
+ * TCP socket and the range is larger than {@link SENDFILE_MIN}, else double-buffered reads into
+ * pooled buffers. Resolves with the bytes sendfile moved (0 when the buffered copy ran).
  */
 export async function writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number): Promise<number> {
   if (start >= end) return 0;
   const socket = out.socket;
-  if (socket && sendfileAvailable()) {
+  if (socket && end - start > SENDFILE_MIN && sendfileAvailable()) {
     out.flushHeaders?.();
     const closed = new AbortController();
     const onClose = () => closed.abort();
@@ -112,15 +119,17 @@ export async function writeFileRange(fd: number, start: number, end: number, out
       out.off('close', onClose);
     }
   }
-  const buffers: [Buffer, Buffer] = [takeBuffer(chunk), takeBuffer(chunk)];
+  // A small range needs one small buffer; a large one two of `chunk`, the second taken on first use.
+  const size = end - start <= SENDFILE_MIN ? SENDFILE_MIN : chunk;
+  const buffers: Buffer[] = [];
   const writes: [Promise<void> | undefined, Promise<void> | undefined] = [undefined, undefined];
   let failed = false;
   try {
     let position = start;
     for (let k: 0 | 1 = 0; position < end; k = k === 0 ? 1 : 0) {
       await writes[k]; // this buffer's previous chunk is in the kernel: it may be reused
-      const buffer = buffers[k];
-      const n = await readAt(fd, buffer, Math.min(chunk, end - position), position);
+      const buffer = (buffers[k] ??= takeBuffer(size));
+      const n = await readAt(fd, buffer, Math.min(size, end - position), position);
       if (n === 0) throw Object.assign(new Error(`file ended at ${position}, before ${end}`), { code: 'ESHORT' });
       const write = writeChunk(out, n === buffer.length ? buffer : buffer.subarray(0, n));
       write.catch(() => {}); // awaited on the next use of this buffer or below

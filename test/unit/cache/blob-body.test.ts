@@ -98,7 +98,8 @@ for (const mode of modes) {
       await waitFor('both bodies to settle', () => a!.written && b!.written, 5000);
       expect(a!.released).toBe(1);
       expect(a!.written).toEqual({ bytes: SIZE, sendfile: mode.flag === '1' ? SIZE : 0 });
-      expect(b!.written?.bytes).toBe(10);
+      // A range this small is cheaper to read and write than to set sendfile up for.
+      expect(b!.written).toEqual({ bytes: 10, sendfile: 0 });
     });
 
     it('delivers an odd range from the middle exactly', async () => {
