@@ -8,14 +8,13 @@
  *   reads into two buffers of its own and reuses them as the socket takes each one (the write
  *   callback says the kernel has it), so a herd of clients allocates nothing per chunk and
  *   leaves no garbage for the collector to find late (which is what made a herd's RSS grow).
- * - `stream()`: a plain Readable, for anything that is not a node socket.
  *
- * A body is consumed once, by exactly one of `writeTo`, `stream` or `discard`.
+ * A body is consumed once, by exactly one of `writeTo` or `discard`.
  */
 import fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { sendFileRange, sendfileAvailable } from './sendfile.ts';
 
 /** Where a body goes: a node:http ServerResponse (any Writable; `socket` enables sendfile). */
@@ -30,8 +29,6 @@ export interface Written {
 export interface BlobBody {
   /** Writes every byte to `out`; resolves once the kernel has them all. */
   writeTo(out: BodyTarget): Promise<Written>;
-  /** The bytes as a Readable. */
-  stream(): Readable;
   /** Gives the body up unread. */
   discard(): void;
 }
@@ -178,13 +175,6 @@ export class CommittedBody implements BlobBody {
       await this.#handle.close().catch(() => {});
       this.#onDone();
     }
-  }
-
-  stream(): Readable {
-    this.#consume();
-    const stream = this.#handle.createReadStream({ start: this.#start, end: this.#end, highWaterMark: this.#chunk, autoClose: true });
-    stream.once('close', this.#onDone);
-    return stream;
   }
 
   discard(): void {

@@ -19,7 +19,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
 import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
@@ -27,9 +26,9 @@ import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget
 export type FillState = 'running' | 'verified' | 'failed';
 
 /**
- * Read size and buffer of a reader following a fill. Smaller than a committed read's 1 MiB: a
- * herd of clients each holds one of these, and a fill's bytes arrive no faster than the upstream
- * sends them anyway (32 clients × 256 KiB keeps a herd's memory flat).
+ * Buffer size of a reader following a fill when it copies through buffers (no sendfile). Smaller
+ * than a committed read's 1 MiB: a herd of clients each holds two of these, and a fill's bytes
+ * arrive no faster than the upstream sends them anyway.
  */
 const FILL_READ_CHUNK = 256 << 10;
 
@@ -226,10 +225,10 @@ export class BlobFill {
   }
 
   /**
-   * A stream of bytes [start, end] (inclusive; end defaults to the last byte) that follows the
-   * fill. Destroyed with the fill's error if the fill fails before the range was delivered.
+   * The body of bytes [start, end] (inclusive; end defaults to the last byte), following the
+   * fill. Writing it fails with the fill's error if the fill fails before the range was delivered.
    */
-  createReader(start = 0, end?: number): Readable & BlobBody {
+  createReader(start = 0, end?: number): BlobBody {
     if (this.#state === 'failed') throw this.#error;
     if (this.#fileBytes !== undefined && this.#written > this.#fileBytes) {
       // Relayed bytes are gone from memory once their readers took them: this client cannot join.
@@ -286,27 +285,21 @@ export class BlobFill {
   readonly closed: Promise<void> = new Promise((resolve) => (this.#resolveClosed = resolve));
 }
 
-/**
- * Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. Read
- * it as a stream, or hand it a socket with `writeTo` (the same rules, without a buffer per chunk).
- */
-class FillReader extends Readable implements BlobBody {
+/** Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. */
+class FillReader implements BlobBody {
   readonly #fill: BlobFill;
   readonly #end: number | undefined;
   readonly #release: () => void;
   #position: number;
-  #busy = false;
-  /** Relayed chunks not yet pushed, in offset order (only after the disk filled up). */
+  /** Relayed chunks not yet sent, in offset order (only after the disk filled up). */
   readonly #queue: Array<{ offset: number; chunk: Buffer }> = [];
   #queued = 0;
 
   constructor(fill: BlobFill, start: number, end: number | undefined, release: () => void) {
-    super({ highWaterMark: FILL_READ_CHUNK });
     this.#fill = fill;
     this.#position = start;
     this.#end = end;
     this.#release = release;
-    this.once('end', release);
   }
 
   get queuedBytes(): number {
@@ -320,25 +313,16 @@ class FillReader extends Readable implements BlobBody {
     this.#queued += chunk.length;
   }
 
-  override _read(): void {
-    this.#pump();
-  }
-
-  stream(): Readable {
-    return this;
-  }
-
   discard(): void {
-    this.destroy();
+    this.#release();
   }
 
   /**
    * Writes the reader's range straight to `out` as the fill makes bytes available (sendfile from
-   * the temp file where possible), holding back the last byte until the digest is verified, as
-   * the stream does. Rejects with the fill's error if it fails, so the caller aborts the response.
+   * the temp file where possible), under the rules of {@link #window}. Rejects
+   * with the fill's error if it fails, so the caller aborts the response.
    */
   async writeTo(out: BodyTarget): Promise<Written> {
-    const fill = this.#fill;
     const from = this.#position;
     let sendfile = 0;
     // The status and size are settled once the upstream answered: tell the client now rather than
@@ -346,29 +330,50 @@ class FillReader extends Readable implements BlobBody {
     out.flushHeaders?.();
     try {
       for (;;) {
-        if (fill.state === 'failed') throw fill.error;
-        const verified = fill.state === 'verified';
-        const last = this.#end ?? (verified ? fill.written - 1 : undefined);
-        if (last !== undefined && this.#position > last) return { bytes: this.#position - from, sendfile };
-        const available = verified ? fill.written : fill.written - 1;
-        let limit = last === undefined ? available : Math.min(available, last + 1);
-        const fileBytes = fill.fileBytes;
-        if (fileBytes !== undefined && this.#position >= fileBytes) {
-          await this.#writeQueued(out, limit);
-          continue;
-        }
-        if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
-        const more = !verified && (last === undefined || limit <= last) && (fileBytes === undefined || limit < fileBytes);
-        if (this.#position >= limit || fill.fd === undefined || (more && this.#position > from && limit - this.#position < FILL_BATCH)) {
+        const w = this.#window();
+        if (w.kind === 'failed') throw w.error;
+        if (w.kind === 'done') return { bytes: this.#position - from, sendfile };
+        if (w.kind === 'queue') {
+          const part = this.#takeQueued(w.limit);
+          if (part) await writeChunk(out, part);
+          else await this.#progress(out);
+        } else if (w.kind === 'wait' || (w.more && this.#position > from && w.limit - this.#position < FILL_BATCH)) {
           await this.#progress(out);
-          continue;
+        } else {
+          sendfile += await writeFileRange(w.fd, this.#position, w.limit, out, FILL_READ_CHUNK);
+          this.#position = w.limit;
         }
-        sendfile += await writeFileRange(fill.fd, this.#position, limit, out, FILL_READ_CHUNK);
-        this.#position = limit;
       }
     } finally {
-      this.destroy();
+      this.#release();
     }
+  }
+
+  /**
+   * What this reader may take now. Until the fill is verified the final byte is held back: a wrong
+   * body must end in an abort, never cleanly. Once the disk filled up (relaying), bytes past what
+   * reached the file come from the in-memory queue.
+   */
+  #window():
+    | { kind: 'failed'; error: Error | undefined }
+    | { kind: 'done' }
+    | { kind: 'wait' }
+    | { kind: 'queue'; limit: number }
+    | { kind: 'file'; fd: number; limit: number; more: boolean } {
+    const fill = this.#fill;
+    if (fill.state === 'failed') return { kind: 'failed', error: fill.error };
+    const verified = fill.state === 'verified';
+    const last = this.#end ?? (verified ? fill.written - 1 : undefined);
+    if (last !== undefined && this.#position > last) return { kind: 'done' };
+    const available = verified ? fill.written : fill.written - 1;
+    let limit = last === undefined ? available : Math.min(available, last + 1);
+    const fileBytes = fill.fileBytes;
+    if (fileBytes !== undefined && this.#position >= fileBytes) return { kind: 'queue', limit };
+    if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
+    if (this.#position >= limit || fill.fd === undefined) return { kind: 'wait' };
+    // More bytes of this range are still to come from the fill (a reader may wait to batch them).
+    const more = !verified && (last === undefined || limit <= last) && (fileBytes === undefined || limit < fileBytes);
+    return { kind: 'file', fd: fill.fd, limit, more };
   }
 
   /** Waits for the fill's next progress; rejects if the client goes away first. */
@@ -381,98 +386,25 @@ class FillReader extends Readable implements BlobBody {
     }
   }
 
-  /** Relayed bytes (disk full) go out from the queue; waits for the fill when none are releasable. */
-  async #writeQueued(out: BodyTarget, limit: number): Promise<void> {
+  /**
+   * The next relayed bytes (disk full) up to `limit`, taken off the queue and counted as sent;
+   * undefined when none are releasable yet.
+   */
+  #takeQueued(limit: number): Buffer | undefined {
     while (this.#queue.length > 0 && this.#queue[0]!.offset + this.#queue[0]!.chunk.length <= this.#position) {
       this.#queued -= this.#queue.shift()!.chunk.length;
     }
     const head = this.#queue[0];
-    if (!head || this.#position >= limit) return this.#progress(out);
-    const part = head.chunk.subarray(this.#position - head.offset, Math.min(head.chunk.length, limit - head.offset));
-    await writeChunk(out, part);
-    this.#position += part.length;
-    if (this.#position >= head.offset + head.chunk.length) {
-      this.#queue.shift();
-      this.#queued -= head.chunk.length;
-      this.#fill.readerDrained();
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.#release();
-    cb(err);
-  }
-
-  #pump(): void {
-    if (this.#busy || this.destroyed) return;
-    const fill = this.#fill;
-    if (fill.state === 'failed') {
-      this.destroy(fill.error);
-      return;
-    }
-    const verified = fill.state === 'verified';
-    const last = this.#end ?? (verified ? fill.written - 1 : undefined);
-    if (last !== undefined && this.#position > last) {
-      this.push(null);
-      return;
-    }
-    // Until verified, hold back the final byte: a wrong body must end in an abort, not cleanly.
-    const available = verified ? fill.written : fill.written - 1;
-    let limit = last === undefined ? available : Math.min(available, last + 1);
-    const fileBytes = fill.fileBytes;
-    if (fileBytes !== undefined && this.#position >= fileBytes) {
-      this.#pumpQueue(limit);
-      return;
-    }
-    if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
-    if (this.#position >= limit || fill.fd === undefined) {
-      this.#busy = true;
-      fill.onProgress(() => {
-        this.#busy = false;
-        this.#pump();
-      });
-      return;
-    }
-    const length = Math.min(FILL_READ_CHUNK, limit - this.#position);
-    const buffer = Buffer.allocUnsafe(length);
-    this.#busy = true;
-    fs.read(fill.fd, buffer, 0, length, this.#position, (err, n) => {
-      this.#busy = false;
-      if (this.destroyed) return;
-      if (err || n === 0) {
-        this.destroy(err ?? new Error('temp file shorter than its written length'));
-        return;
-      }
-      this.#position += n;
-      if (this.push(n === length ? buffer : buffer.subarray(0, n))) this.#pump();
-    });
-  }
-
-  /** Pushes relayed bytes from the in-memory queue, holding back what `limit` does not release. */
-  #pumpQueue(limit: number): void {
-    const fill = this.#fill;
-    while (this.#queue.length > 0 && (this.#queue[0] as { offset: number; chunk: Buffer }).offset + (this.#queue[0] as { chunk: Buffer }).chunk.length <= this.#position) {
-      this.#queued -= (this.#queue.shift() as { chunk: Buffer }).chunk.length;
-    }
-    const head = this.#queue[0];
-    if (!head || this.#position >= limit) {
-      this.#busy = true;
-      fill.onProgress(() => {
-        this.#busy = false;
-        this.#pump();
-      });
-      return;
-    }
-    const from = this.#position - head.offset;
+    if (!head || this.#position >= limit) return undefined;
     const to = Math.min(head.chunk.length, limit - head.offset);
-    const part = head.chunk.subarray(from, to);
+    const part = head.chunk.subarray(this.#position - head.offset, to);
     this.#position += part.length;
     if (to === head.chunk.length) {
       this.#queue.shift();
       this.#queued -= head.chunk.length;
-      fill.readerDrained();
+      this.#fill.readerDrained();
     }
-    if (this.push(part)) this.#pump();
+    return part;
   }
 }
 

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { abortable } from '../util/abortable.ts';
 
 /** The addon's interface (native/sendfile/sendfile.c). */
 interface Binding {
@@ -117,7 +118,7 @@ export async function sendFileRange(socket: Socket, fd: number, start: number, l
   if (socket.destroyed || !socket.writable || socketFd(socket) === undefined) throw codeError('ENOTSOCK', 'the socket has no file descriptor to sendfile to');
   if (signal?.aborted) throw codeError('ECANCELED', 'sendfile aborted before it started');
 
-  await abortable(drained(socket), signal);
+  await abortable(drained(socket), signal, () => codeError('ECANCELED', 'sendfile aborted before it started'));
   const socketFdNow = socketFd(socket);
   if (socket.destroyed || socketFdNow === undefined) throw codeError('ECONNRESET', 'the socket closed before sendfile started');
   // Someone wrote after the head: sendfile's bytes would overtake theirs.
@@ -151,23 +152,4 @@ export async function sendFileRange(socket: Socket, fd: number, start: number, l
 function socketFd(socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
-}
-
-/** `promise`, or a rejection with code 'ECANCELED' as soon as `signal` aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(codeError('ECANCELED', 'sendfile aborted before it started'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -5,7 +5,6 @@
  * upstream, and turns proxy results into responses. Pull endpoints only; push and delete
  * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
  */
-import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -33,12 +32,13 @@ export interface V2Deps {
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
 
-/** Chunks queued between the file stream and the socket: 4 × 1 MiB keeps memory flat (stack.md). */
-const WEB_STREAM_STRATEGY = { highWaterMark: 4 };
-
 export function createV2Handler(deps: V2Deps) {
   return async (c: Ctx): Promise<Response> => {
-    const rawUrl = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
+    // Manifests and blobs are written straight to the node:http response (startServer serves
+    // this app); there is no fetch-style fallback to keep in step with it.
+    const incoming = c.env?.incoming;
+    if (!incoming?.url || !c.env.outgoing) throw new Error('the /v2 API needs the node:http request and response (serve the app with startServer)');
+    const rawUrl = incoming.url;
     const q = rawUrl.indexOf('?');
     const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
     const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
@@ -56,12 +56,10 @@ export function createV2Handler(deps: V2Deps) {
     if (endpoint.kind === 'upload' || !readOnly) throw unsupported(method);
 
     const route = deps.router.resolve(endpoint.name, { ns: query.get('ns') ?? undefined, host: c.req.header('host') });
-    if (c.env?.incoming) {
-      const info = requestInfo(c.env.incoming);
-      info.upstream = route.upstream.name;
-      info.repo = route.repo;
-      info.route = endpoint.kind;
-    }
+    const info = requestInfo(incoming);
+    info.upstream = route.upstream.name;
+    info.repo = route.repo;
+    info.route = endpoint.kind;
     switch (endpoint.kind) {
       case 'manifest':
         return manifest(c, deps, route, endpoint.reference);
@@ -93,11 +91,10 @@ async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): 
   if (result.cache === 'MISS') deps.onManifestMiss?.(route, result.digest);
   const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
   // Stored bytes go out untouched: re-serialising would change the digest.
-  const outgoing = c.env?.outgoing;
-  if (!outgoing) return c.req.method === 'HEAD' ? c.body(null, 200, headers) : c.body(asBody(result.bytes), 200, headers);
-  requestInfo(c.env.incoming).cache = result.cache;
   // The hottest request a mirror answers: written straight to the socket, skipping the
   // Response/Headers objects a fetch-style return would build and then copy out again.
+  const outgoing = c.env.outgoing;
+  requestInfo(c.env.incoming).cache = result.cache;
   outgoing.writeHead(200, headers);
   outgoing.end(c.req.method === 'HEAD' ? undefined : result.bytes);
   return RESPONSE_ALREADY_SENT;
@@ -121,17 +118,16 @@ async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Pro
     base['Content-Range'] = contentRange(result.range.start, result.range.end, result.size);
     base['Content-Length'] = String(result.range.end - result.range.start + 1);
   }
-  if (!result.body) return c.body(null, status, base);
-  const outgoing = c.env?.outgoing;
-  if (!outgoing) {
-    const body = Readable.toWeb(result.body.stream(), { strategy: WEB_STREAM_STRATEGY }) as unknown as ReadableStream<Uint8Array>;
-    return c.body(body, status, base);
+  const outgoing = c.env.outgoing;
+  const info = requestInfo(c.env.incoming);
+  info.cache = result.cache;
+  outgoing.writeHead(status, base);
+  if (!result.body) {
+    outgoing.end(); // HEAD
+    return RESPONSE_ALREADY_SENT;
   }
   // Straight onto the socket (sendfile where it can): no stream hop on the hottest path, and a
   // failed fill destroys the connection (the client sees an abort, never a clean end to a wrong body).
-  outgoing.writeHead(status, base);
-  const info = requestInfo(c.env.incoming);
-  info.cache = result.cache;
   result.body.writeTo(outgoing).then(
     (written) => {
       info.sendfileBytes = written.sendfile;

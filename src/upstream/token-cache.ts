@@ -8,6 +8,7 @@
  * 60 when omitted; counted from `issued_at` (RFC 3339) when given, else from when the exchange
  * completed.
  */
+import { abortable } from '../util/abortable.ts';
 
 /** A token as the cache keeps it. Never log `token`. */
 export interface BearerToken {
@@ -113,7 +114,7 @@ export class TokenCache {
         () => this.#inflight.get(key) === shared && this.#inflight.delete(key),
       );
     }
-    return (await waitFor(pending, signal)).token;
+    return (await abortable(pending, signal)).token;
   }
 
   /**
@@ -147,24 +148,4 @@ export class TokenCache {
 
 function nonEmptyString(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
-/** `promise`, unless `signal` aborts first; then rejects with the signal's reason. */
-function waitFor<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -22,6 +22,7 @@ import { UsageMeter } from '../../src/cache/usage.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { JOB_STATES, JOB_TYPES } from '../../src/jobs/index.ts';
 import { describeWithTools } from '../helpers/tools.ts';
+import { get, pullImage, sha256 } from '../helpers/pull.ts';
 import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
@@ -41,7 +42,6 @@ const QUOTA_CONFIG = { maxSize: '9MiB', lowWatermark: '50%' };
 /** Generous per-test budget: the machine may be loaded; every wait inside has its own deadline. */
 const SLOW = { timeout: 180_000 };
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Rejects if `p` has not settled within `ms`. */
 async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
@@ -51,11 +51,6 @@ async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
-  const res = await fetch(url, { method, headers });
-  return { res, body: Buffer.from(await res.arrayBuffer()) };
 }
 
 interface AdminAnswer {
@@ -105,28 +100,6 @@ async function settle(m: TestMirror, timeoutMs = 60_000): Promise<void> {
   }, timeoutMs);
 }
 
-/**
- * Pulls an image the way containerd does (the tag, the platform manifests by digest, every
- * config and layer), checking every byte. Returns nothing: any difference fails the test.
- */
-async function pullImage(base: string, upstream: Upstream, image: FixtureImage, tag = image.tags[0] as string): Promise<void> {
-  const repo = `${base}/v2/${image.repo}`;
-  const top = await get(`${repo}/manifests/${tag}`, { accept: MANIFEST_ACCEPT });
-  expect(top.res.status, `${image.repo}:${tag}`).toBe(200);
-  expect(top.res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
-  expect(top.body.equals(image.manifest.bytes)).toBe(true);
-  for (const child of image.manifest.children ?? []) {
-    const c = await get(`${repo}/manifests/${child.digest}`, { accept: child.mediaType });
-    expect(c.res.status).toBe(200);
-    expect(c.body.equals(child.bytes)).toBe(true);
-  }
-  for (const blob of upstream.fixtures.allBlobs(image)) {
-    const b = await get(`${repo}/blobs/${blob.digest}`);
-    expect(b.res.status, `${image.repo} blob ${blob.digest}`).toBe(200);
-    expect(b.body.length).toBe(blob.size);
-    expect(sha256(b.body)).toBe(blob.digest);
-  }
-}
 
 /** Every digest an image needs: its manifests and its blobs. */
 function manifestDigests(image: FixtureImage): string[] {
@@ -279,8 +252,8 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       const large = image('large');
       const bigLayer = large.manifest.layers[0]!;
       // large first: it becomes the least recently used blob once the rest arrive.
-      await pullImage(m.url, upstream, large);
-      for (const ref of SMALLER) await pullImage(m.url, upstream, image(ref));
+      await pullImage(m.url, upstream.fixtures, large);
+      for (const ref of SMALLER) await pullImage(m.url, upstream.fixtures, image(ref));
       await settle(m);
 
       const usage = usageOf(m);
@@ -301,7 +274,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
 
       // Re-pulling the evicted image goes back to the upstream for the tag and the layer, once.
       upstream.proxy.reset();
-      await pullImage(m.url, upstream, large);
+      await pullImage(m.url, upstream.fixtures, large);
       expect(upstream.proxy.count({ pathIncludes: '/v2/large/manifests/latest' })).toBeGreaterThan(0);
       expect(upstream.proxy.count({ method: 'GET', pathIncludes: bigLayer.digest })).toBe(1);
       await settle(m);
@@ -309,7 +282,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       expectConsistent(m);
 
       // And so does everything the second round evicted.
-      for (const ref of SMALLER) await pullImage(m.url, upstream, image(ref));
+      for (const ref of SMALLER) await pullImage(m.url, upstream.fixtures, image(ref));
       await settle(m);
       expect(usageOf(m).bytes).toBeLessThanOrEqual(QUOTA);
       expectConsistent(m);
@@ -330,7 +303,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
         // Held here: the mirror's read stream has the file open until the client takes the rest.
         const inUseWhilePaused = m.mirror.storage.blobs.inUse(bigLayer.digest);
 
-        for (const ref of SMALLER) await pullImage(m.url, upstream, image(ref));
+        for (const ref of SMALLER) await pullImage(m.url, upstream.fixtures, image(ref));
         const evict = await admin(m.url, 'POST', '/evict');
         expect(evict.status).toBe(202);
         expect(evict.json).toMatchObject({ type: 'evict' });
@@ -365,9 +338,9 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
      * the quota; then checks the pinned image is whole and `other` lost exactly its own content.
      */
     async function pinnedSurvivesPressure(m: TestMirror, pinned: FixtureImage, other: FixtureImage): Promise<void> {
-      await pullImage(m.url, upstream, pinned);
-      await pullImage(m.url, upstream, other);
-      for (const ref of ['medium', 'many', 'multi', 'library/alpine', 'large']) await pullImage(m.url, upstream, image(ref));
+      await pullImage(m.url, upstream.fixtures, pinned);
+      await pullImage(m.url, upstream.fixtures, other);
+      for (const ref of ['medium', 'many', 'multi', 'library/alpine', 'large']) await pullImage(m.url, upstream.fixtures, image(ref));
       await settle(m);
 
       const reports = evictionReports(m);
@@ -391,7 +364,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
 
       // Served from the cache, every byte, without asking the upstream.
       upstream.proxy.reset();
-      await pullImage(m.url, upstream, pinned);
+      await pullImage(m.url, upstream.fixtures, pinned);
       expect(upstream.proxy.records).toEqual([]);
     }
 
@@ -447,7 +420,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
         expect(second.output()).toContain('requeued jobs interrupted by the last exit');
 
         upstream.proxy.reset();
-        await pullImage(second.url, upstream, medium);
+        await pullImage(second.url, upstream.fixtures, medium);
         expect(upstream.proxy.records).toEqual([]);
       } finally {
         upstream.proxy.clear();
@@ -473,7 +446,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
 
       // Node 2: the whole image, both platforms.
       upstream.proxy.reset();
-      await pullImage(m.url, upstream, multi);
+      await pullImage(m.url, upstream.fixtures, multi);
       expect(upstream.proxy.count()).toBe(0);
     });
 
@@ -508,7 +481,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       expect(run.stdout).toContain(medium.manifest.digest);
       for (const blob of upstream.fixtures.allBlobs(medium)) expect(blobCached(m, blob.digest), blob.digest).toBe(true);
       upstream.proxy.reset();
-      await pullImage(m.url, upstream, medium);
+      await pullImage(m.url, upstream.fixtures, medium);
       expect(upstream.proxy.records).toEqual([]);
     });
 
@@ -541,8 +514,8 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       const m = await mirror();
       const v1 = image('small:v1');
       const v2 = image('small:v2');
-      await pullImage(m.url, upstream, v1);
-      await pullImage(m.url, upstream, v2);
+      await pullImage(m.url, upstream.fixtures, v1);
+      await pullImage(m.url, upstream.fixtures, v2);
       await settle(m);
       const before = await admin(m.url, 'GET', '/repositories');
       expect(before.json.repositories).toEqual([expect.objectContaining({ upstream: 'test', repo: 'small', tags: [expect.objectContaining({ tag: 'v1' }), expect.objectContaining({ tag: 'v2' })] })]);
@@ -573,7 +546,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
 
       // Pulling v1 again fetches just what was deleted: the shared base layers are still here.
       upstream.proxy.reset();
-      await pullImage(m.url, upstream, v1);
+      await pullImage(m.url, upstream.fixtures, v1);
       for (const base of v1.manifest.layers.slice(0, 2)) expect(upstream.proxy.count({ pathIncludes: base.digest })).toBe(0);
       for (const blob of own) expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
     });
@@ -632,7 +605,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       expect(hit.res.headers.get('x-cache')).toBe('HIT');
       expect(sha256(hit.body)).toBe(blob.digest);
       // Over the quota: medium's three 256 KiB layers.
-      await pullImage(m.url, upstream, image('medium'));
+      await pullImage(m.url, upstream.fixtures, image('medium'));
       await settle(m);
       expect(evictionReports(m).reduce((n, r) => n + r.evicted, 0)).toBeGreaterThan(0);
 
@@ -669,7 +642,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
         const v1 = image('small:v1');
         const m = await startTestMirror(mirrorConfig(upstream.url), { dataDir });
         try {
-          await pullImage(m.url, upstream, v1);
+          await pullImage(m.url, upstream.fixtures, v1);
           await settle(m);
         } finally {
           await m.stop();

@@ -3,18 +3,17 @@
  * they get the whole, verified blob relayed from the upstream, nothing partial is committed,
  * the temp file is gone and the next request tries again.
  */
-import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeIf, hasTool } from '../helpers/tools.ts';
+import { sha256 } from '../helpers/pull.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A 3 MiB tmpfs: SQLite fits, the 8 MiB `large` layer does not. */
 function mountSmallDisk(): string | undefined {

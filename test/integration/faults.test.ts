@@ -4,7 +4,6 @@
  * client input. Each must end in a clear OCI error (or an aborted connection, never a clean end
  * to a wrong body) and leave nothing corrupt in the cache.
  */
-import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,14 +13,9 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { get, sha256 } from '../helpers/pull.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
-  const res = await fetch(url, { method, headers });
-  return { res, body: Buffer.from(await res.arrayBuffer()) };
-}
 
 async function errorOf(url: string, headers: Record<string, string> = {}) {
   const { res, body } = await get(url, headers);

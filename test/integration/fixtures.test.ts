@@ -4,15 +4,14 @@
  * intact, the three auth modes behave like registries in the wild, and the fault proxy counts requests and
  * injects the faults it promises. Every other integration suite builds on these helpers.
  */
-import { createHash } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeFixtures, MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
 import { startRegistry } from '../helpers/registry-server.ts';
 import { describeWithTools } from '../helpers/tools.ts';
+import { sha256 } from '../helpers/pull.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const sha256 = (buf: Buffer) => `sha256:${createHash('sha256').update(buf).digest('hex')}`;
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
 async function get(url: string, headers: Record<string, string> = {}) {

@@ -8,7 +8,6 @@
  * for token responses), so the tests know every token the issuer handed out and every header the
  * mirror sent, without touching the mirror's code.
  */
-import { createHash } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,12 +18,12 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
+import { MANIFEST_ACCEPT } from '../helpers/images.ts';
+import { get, pullImage, sha256 } from '../helpers/pull.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const basicHeader = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 /** Anything shaped like a JWT (header.payload.signature, base64url, header starting `{"`). */
 const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/g;
@@ -71,11 +70,6 @@ function originOf(request: UndiciRequestLike): string {
   }
 }
 
-async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
-  const res = await fetch(url, { method, headers });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { res, body };
-}
 
 /** Status line, every header and the body, as the client received them, for secret scanning. */
 function transcript({ res, body }: { res: Response; body: Buffer }): Buffer {
@@ -137,28 +131,6 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
     return m;
   }
 
-  /** Pulls an image the way containerd does: tag, then child manifests and blobs by digest; checks every digest. */
-  async function pullImage(mirrorUrl: string, up: Upstream, image: FixtureImage, tag = image.tags[0] as string, prefix = '') {
-    const base = `${mirrorUrl}/v2/${prefix}${image.repo}`;
-    const manifest = await get(`${base}/manifests/${tag}`, { accept: MANIFEST_ACCEPT });
-    expect(manifest.res.status, `${image.repo}:${tag} ${manifest.body.toString().slice(0, 300)}`).toBe(200);
-    expect(manifest.res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
-    expect(sha256(manifest.body)).toBe(image.manifest.digest);
-    for (const child of image.manifest.children ?? []) {
-      const c = await get(`${base}/manifests/${child.digest}`, { accept: child.mediaType });
-      expect(c.res.status).toBe(200);
-      expect(sha256(c.body)).toBe(child.digest);
-    }
-    const blobs = [];
-    for (const desc of up.fixtures.allBlobs(image)) {
-      const b = await get(`${base}/blobs/${desc.digest}`);
-      expect(b.res.status).toBe(200);
-      expect(sha256(b.body)).toBe(desc.digest);
-      blobs.push(b);
-    }
-    return { manifest, blobs };
-  }
-
   beforeAll(async () => {
     diagnostics.subscribe('undici:request:create', onCreate);
     diagnostics.subscribe('undici:request:bodyChunkReceived', onChunk);
@@ -182,8 +154,8 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       const m = await mirrorFor(mirrorConfig(basicUp.url, { upstream: authFor(basicUp) }), envFor(basicUp));
       basicUp.proxy.reset();
       const from = wire.length;
-      await pullImage(m.url, basicUp, basicUp.fixtures.image('multi'));
-      await pullImage(m.url, basicUp, basicUp.fixtures.image('small:v1'));
+      await pullImage(m.url, basicUp.fixtures, basicUp.fixtures.image('multi'));
+      await pullImage(m.url, basicUp.fixtures, basicUp.fixtures.image('small:v1'));
 
       const upstreamOrigin = new URL(basicUp.url).origin;
       const sent = wire.slice(from).filter((r) => r.origin === upstreamOrigin);
@@ -225,18 +197,18 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       const start = issuer().requests;
       const from = wire.length;
 
-      await pullImage(m.url, tokenUp, tokenUp.fixtures.image('small:v1'));
+      await pullImage(m.url, tokenUp.fixtures, tokenUp.fixtures.image('small:v1'));
       // The first upstream request meets a 401 challenge (scope repository:small:pull): one token
       // request; every later request in the repository sends the cached token up front.
       const afterFirst = issuer().requests - start;
       expect(afterFirst).toBe(1);
 
-      await pullImage(m.url, tokenUp, tokenUp.fixtures.image('small:v2'));
+      await pullImage(m.url, tokenUp.fixtures, tokenUp.fixtures.image('small:v2'));
       expect(issuer().requests - start - afterFirst).toBe(0);
 
       // A second repository is a second scope: exactly one more token, fetched up front (no 401 first).
       const fixture = tokenUp.fixtures.image('library/alpine');
-      await pullImage(m.url, tokenUp, fixture);
+      await pullImage(m.url, tokenUp.fixtures, fixture);
       expect(issuer().requests - start).toBe(2);
 
       const scopes = wire
@@ -277,7 +249,7 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       const m = await mirrorFor(mirrorConfig(tokenUp.url, { upstream: authFor(tokenUp) }), envFor(tokenUp));
       const start = issuer().requests;
       const from = wire.length;
-      await pullImage(m.url, tokenUp, tokenUp.fixtures.image('medium'));
+      await pullImage(m.url, tokenUp.fixtures, tokenUp.fixtures.image('medium'));
 
       const expected = basicHeader(creds(tokenUp).username, creds(tokenUp).password);
       const sent = wire.slice(from);
@@ -305,7 +277,7 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       const seen: Array<[string, Buffer]> = [];
       const image = tokenUp.fixtures.image('small:v3');
       for (const [name, m, up] of [['token', tokenMirror, tokenUp], ['basic', basicMirror, basicUp]] as const) {
-        const { manifest, blobs } = await pullImage(m.url, up, image, 'latest');
+        const { manifest, blobs } = await pullImage(m.url, up.fixtures, image, { tag: 'latest' });
         seen.push([`${name} manifest`, transcript(manifest)]);
         seen.push([`${name} blob`, transcript(blobs[0]!)]);
         seen.push([`${name} HEAD manifest`, transcript(await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT }, 'HEAD'))]);
@@ -352,7 +324,7 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
         mirrorConfig(viaLocalhost, { upstream: { ...authFor(tokenUp), realmHosts: ['127.0.0.1'] } }),
         envFor(tokenUp),
       );
-      await pullImage(allowed.url, tokenUp, tokenUp.fixtures.image('small:v1'));
+      await pullImage(allowed.url, tokenUp.fixtures, tokenUp.fixtures.image('small:v1'));
       expect(issuer().requests - start).toBe(1);
     });
   });
@@ -397,8 +369,8 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       } as RawConfig;
       const m = await loggingMirror(raw, envFor(tokenUp));
 
-      await pullImage(m.url, tokenUp, tokenUp.fixtures.image('medium'));
-      await pullImage(m.url, basicUp, basicUp.fixtures.image('medium'), 'latest', 'basic.test/');
+      await pullImage(m.url, tokenUp.fixtures, tokenUp.fixtures.image('medium'));
+      await pullImage(m.url, basicUp.fixtures, basicUp.fixtures.image('medium'), { tag: 'latest', prefix: 'basic.test/' });
       const failures: Array<[string, number]> = [
         ['wrong.test/small/manifests/v1', 403],
         ['far.test/small/manifests/v1', 502],

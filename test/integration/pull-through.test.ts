@@ -3,22 +3,16 @@
  * 2.8) behind a counting forwarder: every kind of manifest, blobs with and without Range, warm
  * pulls costing the upstream nothing, one upstream fetch for a herd of concurrent cold GETs.
  */
-import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
+import { get, pullImage, sha256 } from '../helpers/pull.ts';
 import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
+import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
-  const res = await fetch(url, { method, headers });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { res, body };
-}
 
 describeWithTools(['docker-registry'], 'pull-through from a real upstream registry', () => {
   let upstream: Upstream;
@@ -33,26 +27,6 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
     await upstream?.stop();
   });
   beforeEach(() => upstream.proxy.reset());
-
-  /** Pulls an image the way containerd does: tag, then manifests and blobs by digest. */
-  async function pullImage(image: FixtureImage, tag = image.tags[0] as string, prefix = '') {
-    const base = `${m.url}/v2/${prefix}${image.repo}`;
-    const { res, body } = await get(`${base}/manifests/${tag}`, { accept: MANIFEST_ACCEPT });
-    expect(res.status).toBe(200);
-    expect(res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
-    expect(body.equals(image.manifest.bytes)).toBe(true);
-    for (const child of image.manifest.children ?? []) {
-      const c = await get(`${base}/manifests/${child.digest}`, { accept: child.mediaType });
-      expect(c.res.status).toBe(200);
-      expect(c.body.equals(child.bytes)).toBe(true);
-    }
-    for (const blob of upstream.fixtures.allBlobs(image)) {
-      const b = await get(`${base}/blobs/${blob.digest}`);
-      expect(b.res.status).toBe(200);
-      expect(sha256(b.body)).toBe(blob.digest);
-      expect(b.res.headers.get('content-length')).toBe(String(blob.size));
-    }
-  }
 
   it('serves every manifest kind byte-for-byte with digest, type, length and ETag headers', async () => {
     for (const name of ['small', 'medium', 'multi', 'library/alpine', 'many', 'large']) {
@@ -78,11 +52,11 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
 
   it('makes zero upstream requests for blobs and manifests by digest on a warm pull', async () => {
     const images = ['small', 'medium', 'multi', 'library/alpine', 'many'].map((n) => upstream.fixtures.image(n));
-    for (const image of images) await pullImage(image);
+    for (const image of images) await pullImage(m.url, upstream.fixtures, image);
     const cold = upstream.proxy.count();
     expect(cold).toBeGreaterThan(0);
     upstream.proxy.reset();
-    for (const image of images) await pullImage(image);
+    for (const image of images) await pullImage(m.url, upstream.fixtures, image);
     expect(upstream.proxy.records).toEqual([]);
   });
 
@@ -137,7 +111,7 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
 
   it('routes by ?ns=, by /v2/<registry>/ path prefix and by Host to one upstream and one cache', async () => {
     const image = upstream.fixtures.image('library/alpine');
-    await pullImage(image, 'latest', 'docker.io/');
+    await pullImage(m.url, upstream.fixtures, image, { tag: 'latest', prefix: 'docker.io/' });
     expect(upstream.proxy.count()).toBeGreaterThan(0);
     upstream.proxy.reset();
     const viaNs = await get(`${m.url}/v2/library/alpine/manifests/${image.manifest.digest}?ns=docker.io`, { accept: MANIFEST_ACCEPT });

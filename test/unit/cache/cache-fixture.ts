@@ -10,6 +10,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { BlobBody } from '../../../src/cache/blob-body.ts';
 import { BlobCache } from '../../../src/cache/blob-cache.ts';
 import { BlobStore } from '../../../src/cache/blob-store.ts';
 import { HotCache } from '../../../src/cache/hot-cache.ts';
@@ -110,4 +112,17 @@ export async function openCacheFixture(): Promise<CacheFixture> {
       await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Every byte of a blob body, written to an in-memory sink (the buffered copy; no socket here). */
+export async function readBody(body: BlobBody): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(Buffer.from(chunk)); // the body reuses its buffers once a write is done
+      done();
+    },
+  });
+  await body.writeTo(sink);
+  return Buffer.concat(chunks);
 }

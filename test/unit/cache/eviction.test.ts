@@ -5,12 +5,11 @@
  * being read or pinned never goes; and whatever needed an evicted blob (its manifests, the
  * indexes above them, their tags, links and hot-cache entries) goes with it, in one step.
  */
-import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Evictor, type EvictorOptions } from '../../../src/cache/eviction.ts';
 import { Pins } from '../../../src/cache/pins.ts';
 import { UsageMeter } from '../../../src/cache/usage.ts';
-import { OCI_MANIFEST, openCacheFixture, type CacheFixture } from './cache-fixture.ts';
+import { OCI_MANIFEST, openCacheFixture, readBody, type CacheFixture } from './cache-fixture.ts';
 
 const MINUTE = 60_000;
 
@@ -56,7 +55,7 @@ describe('Evictor: quota', () => {
     const all = await blobsInOrder(fx, 4);
     const oldest = all[0]!;
     const read = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
-    await text(read!.body.stream());
+    await readBody(read!.body);
     const report = await evictor(fx, { maxSize: 350, lowWatermark: 0.5 }).run();
     expect(report.evicted).toBe(3);
     expect(cached(fx, all)).toEqual([oldest]);
@@ -122,7 +121,6 @@ describe('Evictor: what it never evicts', () => {
     const all = await blobsInOrder(fx, 4);
     const oldest = all[0]!;
     const reading = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
-    const stream = reading!.body.stream();
     // The read counts as use: make the blob oldest again so eviction would pick it first.
     fx.metadata.flush();
     fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(oldest);
@@ -130,7 +128,7 @@ describe('Evictor: what it never evicts', () => {
     const report = await e.run();
     expect(report).toMatchObject({ evicted: 2, skippedInUse: 1, usage: 200 });
     expect(cached(fx, all)).toEqual([oldest, all[3]]);
-    expect((await text(stream)).length).toBe(100);
+    expect((await readBody(reading!.body)).length).toBe(100);
     // Once the reader is done the blob may go like any other.
     const next = await evictor(fx, { maxSize: 150, lowWatermark: 0.5 }).run();
     expect(next.evicted).toBeGreaterThan(0);

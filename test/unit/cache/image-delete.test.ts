@@ -4,12 +4,11 @@
  * and exactly the blobs no other cached manifest references; pinned content stays and is
  * reported; a blob being read is removed while its reader finishes from the open file.
  */
-import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ImageDeleter } from '../../../src/cache/image-delete.ts';
 import { Pins } from '../../../src/cache/pins.ts';
 import { UsageMeter } from '../../../src/cache/usage.ts';
-import { OCI_MANIFEST, openCacheFixture, type CacheFixture } from './cache-fixture.ts';
+import { OCI_MANIFEST, openCacheFixture, readBody, type CacheFixture } from './cache-fixture.ts';
 
 let fx: CacheFixture | undefined;
 afterEach(async () => {
@@ -174,6 +173,6 @@ describe('ImageDeleter: pins and readers', () => {
     const report = await deleter(fx).deleteImage({ upstream: 'hub', repo: 'org/a', reference: 'v1' });
     expect(report.blobsRemoved).toBe(2);
     expect(fx.fileExists(l)).toBe(false);
-    expect((await text(reading!.body.stream())).length).toBe(64 * 1024);
+    expect((await readBody(reading!.body)).length).toBe(64 * 1024);
   });
 });

@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { RegistryError } from '../../../src/registry/errors.ts';
 import { checkRealm } from '../../../src/upstream/realm-policy.ts';
+import { thrown } from '../../helpers/thrown.ts';
 
 const upstream = (url: string, realmHosts: string[] = []) => ({ name: 'up', url, realmHosts });
 const anon = { withCredentials: false };
 const creds = { withCredentials: true };
-
-function refusal(fn: () => unknown): RegistryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected checkRealm to refuse');
-}
 
 describe('checkRealm', () => {
   it('allows a realm on the upstream’s own host, on any port', () => {
@@ -27,7 +17,7 @@ describe('checkRealm', () => {
   });
 
   it('refuses a realm on another host and explains realmHosts', () => {
-    const err = refusal(() => checkRealm('https://evil.example/token', upstream('https://registry.example'), anon));
+    const err = thrown(() => checkRealm('https://evil.example/token', upstream('https://registry.example'), anon));
     expect(err.status).toBe(502);
     expect(err.message).toContain('evil.example');
     expect(err.message).toContain('realmHosts');
@@ -35,7 +25,7 @@ describe('checkRealm', () => {
   });
 
   it('does not extend the built-in Docker Hub realm to other upstreams', () => {
-    refusal(() => checkRealm('https://auth.docker.io/token', upstream('https://registry.example'), anon));
+    thrown(() => checkRealm('https://auth.docker.io/token', upstream('https://registry.example'), anon));
   });
 
   it('allows hosts listed in realmHosts, matching any port unless the entry names one', () => {
@@ -43,26 +33,26 @@ describe('checkRealm', () => {
     expect(checkRealm('https://gitlab.com/jwt/auth', u, creds).hostname).toBe('gitlab.com');
     expect(checkRealm('https://gitlab.com:444/jwt/auth', u, creds).hostname).toBe('gitlab.com');
     expect(checkRealm('https://auth.example:8443/t', u, creds).host).toBe('auth.example:8443');
-    refusal(() => checkRealm('https://auth.example/t', u, creds));
+    thrown(() => checkRealm('https://auth.example/t', u, creds));
   });
 
   it('does not treat a look-alike suffix as the upstream’s host', () => {
-    refusal(() => checkRealm('https://registry.example.evil.test/t', upstream('https://registry.example'), anon));
-    refusal(() => checkRealm('https://xgitlab.com/t', upstream('https://registry.gitlab.com', ['gitlab.com']), anon));
+    thrown(() => checkRealm('https://registry.example.evil.test/t', upstream('https://registry.example'), anon));
+    thrown(() => checkRealm('https://xgitlab.com/t', upstream('https://registry.gitlab.com', ['gitlab.com']), anon));
   });
 
   it('refuses realms that are not http(s) URLs', () => {
     for (const realm of ['ftp://registry.example/t', 'file:///etc/passwd', 'not a url', '/relative/token']) {
-      expect(refusal(() => checkRealm(realm, upstream('https://registry.example'), anon)).status).toBe(502);
+      expect(thrown(() => checkRealm(realm, upstream('https://registry.example'), anon)).status).toBe(502);
     }
   });
 
   it('refuses a realm carrying user info', () => {
-    refusal(() => checkRealm('https://u:p@registry.example/t', upstream('https://registry.example'), anon));
+    thrown(() => checkRealm('https://u:p@registry.example/t', upstream('https://registry.example'), anon));
   });
 
   it('sends credentials of an https upstream only over https', () => {
-    const err = refusal(() => checkRealm('http://registry.example/t', upstream('https://registry.example'), creds));
+    const err = thrown(() => checkRealm('http://registry.example/t', upstream('https://registry.example'), creds));
     expect(err.message).toContain('https');
     expect(checkRealm('http://registry.example/t', upstream('https://registry.example'), anon).protocol).toBe('http:');
   });
