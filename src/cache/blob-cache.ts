@@ -5,6 +5,7 @@
  * controller and timeout; it is never tied to the client that started it.
  */
 import fsp from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../util/logger.ts';
 import type { Digest } from '../registry/digest.ts';
 import { CommittedBody, type BlobBody } from './blob-body.ts';
@@ -17,7 +18,7 @@ import type { BlobRow, Metadata } from './metadata.ts';
 export interface FillSource {
   size: number | undefined;
   mediaType: string | undefined;
-  body: AsyncIterable<Buffer> & { destroy?: (err?: Error) => void };
+  body: Readable;
 }
 
 export interface FillRequest {
@@ -155,7 +156,7 @@ export class BlobCache {
     this.#active.set(key, fill);
     const onAbort = () => {
       fill.fail(controller.signal.reason);
-      source.body.destroy?.(controller.signal.reason as Error);
+      source.body.destroy(controller.signal.reason as Error);
     };
     controller.signal.addEventListener('abort', onAbort, { once: true });
     const started = Date.now();
