@@ -3,8 +3,9 @@
  * The body of a blob response, kept as what it is — a range of a file (a committed blob, or a
  * fill's temp file) — until the moment it is written, so it can take the cheapest way out:
  *
- * - `writeTo(response)`: straight onto the client's socket. With the sendfile addon (Linux) the
- *   kernel copies page cache → socket and no byte enters JavaScript; without it, each response
+ * - `writeTo(response)`: straight onto the client's socket. With the sendfile addon (Linux; by
+ *   default for fills' followers only, see cache/sendfile) the kernel copies page cache → socket
+ *   and no byte enters JavaScript; otherwise each response
  *   reads into two buffers of its own and reuses them as the socket takes each one (the write
  *   callback says the kernel has it), so a herd of clients allocates nothing per chunk and
  *   leaves no garbage for the collector to find late (which is what made a herd's RSS grow).
@@ -15,7 +16,7 @@ import fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { sendFileRange, sendfileAvailable } from './sendfile.ts';
+import { sendFileRange, sendfileFor } from './sendfile.ts';
 
 /** Where a body goes: a node:http ServerResponse (any Writable; `socket` enables sendfile). */
 export type BodyTarget = Writable & { socket?: Socket | null; flushHeaders?: () => void };
@@ -93,14 +94,15 @@ export function untilClosed(out: BodyTarget): { promise: Promise<never>; cancel:
 }
 
 /**
- * Copies bytes [start, end) of `fd` to `out`: sendfile when the addon is there, `out` sits on a
- * TCP socket and the range is larger than {@link SENDFILE_MIN}, else double-buffered reads into
- * pooled buffers. Resolves with the bytes sendfile moved (0 when the buffered copy ran).
+ * Copies bytes [start, end) of `fd` to `out`: sendfile when `kind` may use it (cache/sendfile's
+ * `sendfileFor`), `out` sits on a TCP socket and the range is larger than {@link SENDFILE_MIN},
+ * else double-buffered reads into pooled buffers. Resolves with the bytes sendfile moved (0 when
+ * the buffered copy ran).
  */
-export async function writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number): Promise<number> {
+export async function writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number, kind: 'fill' | 'cached'): Promise<number> {
   if (start >= end) return 0;
   const socket = out.socket;
-  if (socket && end - start > SENDFILE_MIN && sendfileAvailable()) {
+  if (socket && end - start > SENDFILE_MIN && sendfileFor(kind)) {
     out.flushHeaders?.();
     const closed = new AbortController();
     const onClose = () => closed.abort();
@@ -169,7 +171,7 @@ export class CommittedBody implements BlobBody {
   async writeTo(out: BodyTarget): Promise<Written> {
     this.#consume();
     try {
-      const sendfile = await writeFileRange(this.#handle.fd, this.#start, this.#end + 1, out, this.#chunk);
+      const sendfile = await writeFileRange(this.#handle.fd, this.#start, this.#end + 1, out, this.#chunk, 'cached');
       return { bytes: this.#end + 1 - this.#start, sendfile };
     } finally {
       await this.#handle.close().catch(() => {});

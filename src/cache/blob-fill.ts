@@ -389,7 +389,7 @@ class FillReader implements BlobBody {
         } else if (w.kind === 'wait' || (w.more && this.#position > from && w.limit - this.#position < FILL_BATCH)) {
           await this.#progress(out);
         } else {
-          sendfile += await writeFileRange(w.fd, this.#position, w.limit, out, FILL_READ_CHUNK);
+          sendfile += await writeFileRange(w.fd, this.#position, w.limit, out, FILL_READ_CHUNK, 'fill');
           this.#position = w.limit;
         }
       }

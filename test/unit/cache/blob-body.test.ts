@@ -7,7 +7,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommittedBody, type Written } from '../../../src/cache/blob-body.ts';
-import { sendfileAvailable } from '../../../src/cache/sendfile.ts';
+import { sendfileAvailable, sendfileFor } from '../../../src/cache/sendfile.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 const SIZE = 5 * 1024 * 1024 + 123;
@@ -36,13 +36,13 @@ beforeAll(async () => {
   await writeFile(file, content);
   big = path.join(dir, 'big');
   await writeFile(big, Buffer.alloc(BIG, 'ocimirror'));
-  // GET /?start=&end=&chunk=&sendfile=0|1 answers bytes [start, end] of the file through CommittedBody.
+  // GET /?start=&end=&chunk=&sendfile=0|fills|all (OCIMIRROR_SENDFILE) answers bytes [start, end] of the file through CommittedBody.
   server = http.createServer(async (req, res) => {
     const q = new URL(req.url!, 'http://x').searchParams;
     const start = Number(q.get('start') ?? 0);
     const which = q.get('file') === 'big' ? big : file;
     const end = Number(q.get('end') ?? (which === big ? BIG : SIZE) - 1);
-    process.env.OCIMIRROR_SENDFILE = q.get('sendfile') ?? '1';
+    process.env.OCIMIRROR_SENDFILE = q.get('sendfile') ?? 'all';
     const record: Served = { released: 0 };
     served.push(record);
     const body = new CommittedBody(await open(which, 'r'), start, end, Number(q.get('chunk') ?? 1 << 20), () => record.released++);
@@ -83,7 +83,7 @@ function get(url: string, agent?: http.Agent): Promise<{ body: Buffer; socket: u
 }
 
 const modes = [
-  { name: 'sendfile', flag: '1', available: sendfileAvailable() },
+  { name: 'sendfile', flag: 'all', available: sendfileAvailable() },
   { name: 'buffered copy', flag: '0', available: true },
 ];
 
@@ -104,7 +104,7 @@ for (const mode of modes) {
       // The client can have every byte before the server's write callbacks have run.
       await waitFor('both bodies to settle', () => a!.written && b!.written, 5000);
       expect(a!.released).toBe(1);
-      expect(a!.written).toEqual({ bytes: SIZE, sendfile: mode.flag === '1' ? SIZE : 0 });
+      expect(a!.written).toEqual({ bytes: SIZE, sendfile: mode.flag === 'all' ? SIZE : 0 });
       // A range this small is cheaper to read and write than to set sendfile up for.
       expect(b!.written).toEqual({ bytes: 10, sendfile: 0 });
     });
@@ -156,6 +156,20 @@ describe('a committed blob body', () => {
     process.env.OCIMIRROR_SENDFILE = '0';
     await expect(body.writeTo(sink)).rejects.toMatchObject({ code: 'ESHORT' });
     expect(released).toBe(1);
+  });
+
+  it('goes out through buffers by default: only a fill\'s followers use sendfile unless OCIMIRROR_SENDFILE=all', async () => {
+    delete process.env.OCIMIRROR_SENDFILE;
+    expect(sendfileFor('cached')).toBe(false);
+    expect(sendfileFor('fill')).toBe(sendfileAvailable());
+    const { body } = await get(`${base}/?sendfile=fills&chunk=65536`);
+    expect(hex(body)).toBe(hex(content));
+    await waitFor('the body to settle', () => served.at(-1)!.written, 5000);
+    expect(served.at(-1)!.written).toEqual({ bytes: SIZE, sendfile: 0 });
+    process.env.OCIMIRROR_SENDFILE = 'all';
+    expect(sendfileFor('cached')).toBe(sendfileAvailable());
+    process.env.OCIMIRROR_SENDFILE = '0';
+    expect(sendfileFor('fill')).toBe(false);
   });
 
   it('can be consumed only once', async () => {
