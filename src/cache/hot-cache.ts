@@ -15,6 +15,11 @@ export interface HotTag {
   readonly digest: string;
   readonly mediaType: string;
   readonly fetchedAt: number;
+  /**
+   * Set after a revalidation found the upstream out: until then (epoch ms) the tag is served STALE
+   * without asking again. Kept here only, so a restart retries at once.
+   */
+  readonly retryAt?: number;
 }
 
 type Entry = { kind: 'manifest'; value: HotManifest } | { kind: 'tag'; value: HotTag } | { kind: 'link' };

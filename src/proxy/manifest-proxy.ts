@@ -15,7 +15,7 @@ import { parseDigest, type Digest } from '../registry/digest.ts';
 import type { Reference } from '../registry/reference.ts';
 import { DEFAULT_ACCEPT, acceptsMediaType, declaredMediaType } from '../registry/media-types.ts';
 import type { Metadata } from '../cache/metadata.ts';
-import type { HotCache, HotManifest } from '../cache/hot-cache.ts';
+import type { HotCache, HotManifest, HotTag } from '../cache/hot-cache.ts';
 import { SingleFlight } from '../cache/single-flight.ts';
 import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { Logger } from '../util/logger.ts';
@@ -27,6 +27,13 @@ export type CacheStatus = 'HIT' | 'MISS' | 'STALE';
 export interface ManifestResult extends HotManifest {
   readonly cache: CacheStatus;
 }
+
+/**
+ * After a failed revalidation, the longest a tag is served STALE before the upstream is asked again
+ * (never longer than the tag's own TTL). Without it every request for an expired tag would send
+ * its own doomed HEAD to an upstream that is down, and log a warning for it.
+ */
+export const STALE_RETRY_MS = 10_000;
 
 /** The spec asks registries to accept manifests of at least 4 MiB; refuse anything past twice that. */
 export const MANIFEST_MAX_BYTES = 8 << 20;
@@ -135,11 +142,13 @@ export class ManifestProxy {
     }
     const cached = known ? this.cached(known.digest) : undefined;
     if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
-      if (this.#now() - known.fetchedAt < route.upstream.config.tagTTL) {
+      const now = this.#now();
+      if (now - known.fetchedAt < route.upstream.config.tagTTL) {
         this.#metadata.recordManifestHit(cached.digest);
         return { ...cached, cache: 'HIT' };
       }
-      return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached));
+      if (known.retryAt !== undefined && now < known.retryAt) return { ...cached, cache: 'STALE' };
+      return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known));
     }
     const result = await this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag));
     if (acceptsMediaType(accept, result.mediaType)) return result;
@@ -150,7 +159,7 @@ export class ManifestProxy {
     return { ...negotiated, cache: 'MISS' };
   }
 
-  async #revalidate(route: Route, tag: string, cached: HotManifest): Promise<ManifestResult> {
+  async #revalidate(route: Route, tag: string, cached: HotManifest, known?: HotTag): Promise<ManifestResult> {
     const name = route.upstream.name;
     try {
       const res = await route.upstream.request({
@@ -175,7 +184,12 @@ export class ManifestProxy {
       }
     } catch (err) {
       if (!isUpstreamOutage(err)) throw err;
-      this.#log.warn({ upstream: name, repo: route.repo, tag, err: (err as Error).message }, 'tag revalidation failed; serving stale');
+      const backoff = Math.min(STALE_RETRY_MS, route.upstream.config.tagTTL);
+      if (known) {
+        const { digest, mediaType, fetchedAt } = known;
+        this.#hot.setTag(name, route.repo, tag, { digest, mediaType, fetchedAt, retryAt: this.#now() + backoff });
+      }
+      this.#log.warn({ upstream: name, repo: route.repo, tag, err: (err as Error).message, retryInMs: backoff }, 'tag revalidation failed; serving stale');
       return { ...cached, cache: 'STALE' };
     }
     return this.#fetchTag(route, tag);

@@ -104,6 +104,28 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
     expect(blob.status).toBe(503);
   });
 
+  it('asks a failing upstream about an expired tag at most once per backoff, serving STALE in between', async () => {
+    await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    await sleep(400); // past tagTTL (300 ms), which also bounds the backoff here
+    upstream.proxy.status(503, {}, { pathIncludes: '/manifests/' });
+    upstream.proxy.reset();
+    const caches: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { res } = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
+      caches.push(`${res.status} ${res.headers.get('x-cache')}`);
+    }
+    expect(caches).toEqual(Array(5).fill('200 STALE'));
+    expect(upstream.proxy.count({ pathIncludes: '/manifests/' })).toBe(1);
+    await sleep(350); // past the backoff: the next request asks again
+    const again = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(again.res.headers.get('x-cache')).toBe('STALE');
+    expect(upstream.proxy.count({ pathIncludes: '/manifests/' })).toBe(2);
+    upstream.proxy.clear(); // the upstream is back; the tag is fresh again once the backoff is over
+    await sleep(350);
+    const back = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(back.res.headers.get('x-cache')).toBe('HIT');
+  });
+
   it('lists cached tags when the upstream is down', async () => {
     await get(`${m.url}/v2/small/manifests/v1`, { accept: MANIFEST_ACCEPT });
     await get(`${m.url}/v2/small/manifests/v2`, { accept: MANIFEST_ACCEPT });
