@@ -3,7 +3,7 @@
  * Phase 5: N clients ask for one uncached blob at the same instant (bench/together.ts releases them). Each
  * client is `curl URL | sha256sum`: curl reports its own time to first byte, sha256sum proves the bytes.
  */
-import type { FaultProxy } from '../test/helpers/fault-proxy.ts';
+import type { UpstreamLog } from './access-log.ts';
 import { runTogether } from './together.ts';
 import { settled } from './upstream.ts';
 
@@ -29,11 +29,11 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
-export async function herd(url: string, digest: string, clients: number, forwarder: FaultProxy, timeoutMs: number): Promise<HerdResult> {
-  forwarder.reset();
+export async function herd(url: string, digest: string, clients: number, upstream: UpstreamLog, timeoutMs: number): Promise<HerdResult> {
+  upstream.reset();
   const { results, releasedAt } = await runTogether(clients, 'bash', ['-c', CLIENT, url], timeoutMs);
   const wallS = (performance.now() - releasedAt) / 1000;
-  await settled(forwarder);
+  await settled(upstream);
 
   const ttfb: number[] = [];
   const failures: string[] = [];
@@ -48,8 +48,8 @@ export async function herd(url: string, digest: string, clients: number, forward
   const gets = { method: 'GET', pathIncludes: digest };
   return {
     clients,
-    upstreamGets: forwarder.count(gets),
-    upstreamBytes: forwarder.bytes(gets),
+    upstreamGets: upstream.count(gets),
+    upstreamBytes: upstream.bytes(gets),
     ttfbMedianS: ttfb.length ? median(ttfb) : NaN,
     ttfbMaxS: ttfb.length ? Math.max(...ttfb) : NaN,
     wallS,

@@ -2,11 +2,11 @@
  * @module bench/pull
  * Phases 1 and 2: `skopeo copy --all docker://HOST/REF dir:TMP` of every image of the set, one after another.
  * Wall is the sum of the copies (the temp dirs are removed between them, outside the clock); upstream requests
- * and bytes are what the forwarder saw during the phase.
+ * and bytes are what the upstream logged during the phase.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FaultProxy } from '../test/helpers/fault-proxy.ts';
+import type { UpstreamLog } from './access-log.ts';
 import { mustRun } from './proc.ts';
 import { settled } from './upstream.ts';
 
@@ -17,8 +17,8 @@ export interface PullResult {
   upstreamBytes: number;
 }
 
-export async function pullSet(host: string, refs: string[], forwarder: FaultProxy, tmp: string, timeoutMs: number): Promise<PullResult> {
-  forwarder.reset();
+export async function pullSet(host: string, refs: string[], upstream: UpstreamLog, tmp: string, timeoutMs: number): Promise<PullResult> {
+  upstream.reset();
   let ms = 0;
   for (const ref of refs) {
     const dir = await mkdtemp(join(tmp, 'pull-'));
@@ -31,11 +31,11 @@ export async function pullSet(host: string, refs: string[], forwarder: FaultProx
       await rm(dir, { recursive: true, force: true });
     }
   }
-  await settled(forwarder);
+  await settled(upstream);
   return {
     wallS: ms / 1000,
-    upstreamRequests: forwarder.count(),
-    upstreamBlobGets: forwarder.count({ method: 'GET', pathIncludes: '/blobs/' }),
-    upstreamBytes: forwarder.bytes(),
+    upstreamRequests: upstream.count(),
+    upstreamBlobGets: upstream.count({ method: 'GET', pathIncludes: '/blobs/' }),
+    upstreamBytes: upstream.bytes(),
   };
 }

@@ -27,7 +27,7 @@ export interface BenchResults {
   pull: Mirrors<{ cold: PullResult; warm: PullResult }> & {
     images: string[];
     contentBytes: number;
-    /** The same copies straight from the upstream (through the forwarder), twice: no cache, so both are baselines. */
+    /** The same copies straight from the upstream , twice: no cache, so both are baselines. */
     direct: PullResult[];
   };
   hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };

@@ -42,23 +42,23 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   log(`fixtures (${params.largeMiB} MiB large + herd layers) → upstream`);
   const up = await startUpstream(params.largeMiB, cleanup);
-  const { forwarder } = up;
+  const upstream = up.log;
   const nginx = await startNginx(join(up.fixtures.dir, 'blobs'), work, cleanup);
-  const refStarting = startRegistry({ proxy: { remoteurl: forwarder.url } });
+  const refStarting = startRegistry({ proxy: { remoteurl: upstream.url } });
   cleanup.defer('reference', async () => (await refStarting).stop());
   const reference = await refStarting;
   // Profiles are named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the largest of a pid is its main thread.
   const nodeArgs = params.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(dirname(outFile), `${stamp}-cpuprofile`)] : [];
-  const om = await startOcimirror({ name: 'ocimirror', upstreamUrl: forwarder.url, dataDir: join(work, 'ocimirror-data'), workDir: work, nodeArgs }, cleanup);
+  const om = await startOcimirror({ name: 'ocimirror', upstreamUrl: upstream.url, dataDir: join(work, 'ocimirror-data'), workDir: work, nodeArgs }, cleanup);
   const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
-  log(`upstream ${up.registry.url} via forwarder ${forwarder.url}; reference ${reference.url}; nginx ${nginx.url}; ocimirror ${om.url} (pid ${om.pid})`);
+  log(`upstream ${upstream.url}; reference ${reference.url}; nginx ${nginx.url}; ocimirror ${om.url} (pid ${om.pid})`);
 
   // 1 + 2: pulls. The direct baseline runs before and after the cold pulls: it has no cache, both runs count.
-  const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, forwarder, work, timeoutMs));
-  const direct1 = await pull(forwarder.host, 'direct');
+  const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, upstream, work, timeoutMs));
+  const direct1 = await pull(upstream.host, 'direct');
   const omCold = await pull(om.host, 'ocimirror cold');
   const refCold = await pull(reference.host, 'reference cold');
-  const direct2 = await pull(forwarder.host, 'direct again');
+  const direct2 = await pull(upstream.host, 'direct again');
   const omWarm = await pull(om.host, 'ocimirror warm');
   const refWarm = await pull(reference.host, 'reference warm');
 
@@ -70,9 +70,9 @@ async function main(cleanup: Cleanup): Promise<void> {
     const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, params.reader, timeoutMs);
     return { one, many };
   };
-  forwarder.reset();
+  upstream.reset();
   const hitRead = { blobBytes: up.large.size, nginx: await reads(nginx.url, 'nginx'), ocimirror: await reads(om.url, 'ocimirror'), reference: await reads(reference.url, 'reference') };
-  const missed = forwarder.count({ pathIncludes: up.large.digest });
+  const missed = upstream.count({ pathIncludes: up.large.digest });
   if (missed > 0) log(`warning: cache-hit reads reached the upstream ${missed} times`);
 
   // 4: manifest by tag within its TTL (the pulls above cached small:latest).
@@ -85,11 +85,11 @@ async function main(cleanup: Cleanup): Promise<void> {
   const mirrorWrk = async (base: string, what: string) => {
     log(`manifest by tag: ${what}`);
     const warmup = await wrk(base + manifestPath, warmOpts);
-    await settled(forwarder);
-    forwarder.reset();
+    await settled(upstream);
+    upstream.reset();
     const result = await wrk(base + manifestPath, wrkOpts);
-    await settled(forwarder);
-    return { ...result, upstreamRequests: forwarder.count(), warmup };
+    await settled(upstream);
+    return { ...result, upstreamRequests: upstream.count(), warmup };
   };
   const upstreamWrk = async () => {
     log('manifest by tag: upstream');
@@ -106,7 +106,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const herdPath = `/v2/${up.herd.repo}/blobs/${up.herd.digest}`;
   const herdOf = (base: string, what: 'ocimirror' | 'reference') => {
     log(`herd: ${what}, ${params.herdClients} clients`);
-    return rss[what].during(() => herd(base + herdPath, up.herd.digest, params.herdClients, forwarder, timeoutMs));
+    return rss[what].during(() => herd(base + herdPath, up.herd.digest, params.herdClients, upstream, timeoutMs));
   };
   const herdOm = await herdOf(om.url, 'ocimirror');
   const herdRef = await herdOf(reference.url, 'reference');
@@ -119,7 +119,7 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   // 7: metadata scale.
   // One connection: hit latency as a lookup costs it, not queueing behind 63 other requests.
-  const scaleOpts = { upstreamUrl: forwarder.url, workDir: work, hitSet: params.scaleHitSet, nodeArgs, wrk: { seconds: params.wrkSeconds, connections: 1, threads: 1 } };
+  const scaleOpts = { upstreamUrl: upstream.url, workDir: work, hitSet: params.scaleHitSet, nodeArgs, wrk: { seconds: params.wrkSeconds, connections: 1, threads: 1 } };
   const empty = await scaleRun('scale-empty', 2 * params.scaleHitSet, params.scaleHitSet, scaleOpts, cleanup);
   const populated = await scaleRun('scale-populated', params.scaleBlobs, params.scaleTags, scaleOpts, cleanup);
 

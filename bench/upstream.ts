@@ -1,14 +1,14 @@
 /**
  * @module bench/upstream
- * The real upstream: docker-registry loaded with the fixture images, behind the counting forwarder. Every mirror
- * and the direct baseline reach the upstream through the same forwarder, so requests and bytes are counted
- * the same way for each. The herd blob is a second large layer (another seed) that no other phase reads.
+ * The real upstream: docker-registry loaded with the fixture images. Every mirror and the direct baseline talk to it
+ * straight, and requests and bytes are counted from its own access log (bench/access-log.ts), the same way for each.
+ * The herd blob is a second large layer (another seed) that no other phase reads.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeFixtures, type BlobDesc, type FixtureImage, type FixtureSet } from '../test/helpers/images.ts';
-import { startFaultProxy, type FaultProxy } from '../test/helpers/fault-proxy.ts';
 import { pushFixtures } from '../test/helpers/push.ts';
 import { startRegistry, type RegistryServer } from '../test/helpers/registry-server.ts';
+import { UpstreamLog } from './access-log.ts';
 import type { Cleanup } from './proc.ts';
 
 /** What every pull phase copies: one tag per fixture repository. */
@@ -16,7 +16,8 @@ export const PULL_SET = ['small:latest', 'medium:latest', 'large:latest', 'many:
 
 export interface BenchUpstream {
   registry: RegistryServer;
-  forwarder: FaultProxy;
+  /** The upstream's access log: what each phase asked of it. */
+  log: UpstreamLog;
   fixtures: FixtureSet;
   /** The pull set's distinct content (manifests, configs, layers of every platform), bytes. */
   contentBytes: number;
@@ -46,13 +47,11 @@ export async function startUpstream(largeMiB: number, cleanup: Cleanup): Promise
   const herdImage: FixtureImage = { ...herdSet.image('large'), repo: 'herd', tags: ['latest'] };
   await pushFixtures(registry.url, fixtures);
   await pushFixtures(registry.url, herdSet, [herdImage]);
-  const forwarder = await startFaultProxy(registry.url);
-  cleanup.defer('forwarder', () => forwarder.stop());
   const large = fixtures.image('large').manifest.layers[0]!;
   const herd = herdImage.manifest.layers[0]!;
   return {
     registry,
-    forwarder,
+    log: new UpstreamLog(registry),
     fixtures,
     contentBytes: contentOf(PULL_SET.map((ref) => fixtures.image(ref)), fixtures),
     large,
@@ -60,11 +59,16 @@ export async function startUpstream(largeMiB: number, cleanup: Cleanup): Promise
   };
 }
 
-/** Waits (at most 10 s) until the forwarder moves no more bytes: a mirror may finish a fetch after its client is served. */
-export async function settled(forwarder: FaultProxy): Promise<void> {
-  for (let i = 0, last = -1; i < 40; i++) {
-    const now = forwarder.bytes() + forwarder.count();
-    if (now === last) return;
+/**
+ * Waits (at most 10 s) until the upstream has logged nothing new for 1 s: a mirror may finish a fetch after its
+ * client is served. A response is logged when it ends, so the window is longer than between a forwarder's bytes.
+ */
+export async function settled(upstream: UpstreamLog): Promise<void> {
+  let last = -1;
+  let quiet = 0;
+  for (let i = 0; i < 40 && quiet < 4; i++) {
+    const now = upstream.records().length;
+    quiet = now === last ? quiet + 1 : 0;
     last = now;
     await sleep(250);
   }
