@@ -9,7 +9,7 @@ import { openStorage, type Storage } from './cache/storage.ts';
 import { sendfileUnavailableReason } from './cache/sendfile.ts';
 import { UsageMeter } from './cache/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
-import { Router } from './proxy/router.ts';
+import { Router, type Route } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';
 import { BlobProxy } from './proxy/blob-proxy.ts';
 import { ListProxy } from './proxy/list-proxy.ts';
@@ -19,6 +19,7 @@ import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { createApp } from './http/app.ts';
 import { startServer, type RunningServer } from './http/server.ts';
+import { createManifestFastPath } from './http/v2-routes.ts';
 import type { Logger } from './util/logger.ts';
 
 export interface Mirror {
@@ -60,20 +61,17 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
   background.start();
 
   let draining = false;
+  const v2 = { router, manifests, blobs, lists, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
   const app = createApp({
     log,
-    router,
-    manifests,
-    blobs,
-    lists,
-    onManifestMiss: (route, digest) => background.prefetchOnPull(route, digest),
+    ...v2,
     readiness: { check: async () => (draining ? 'draining' : storage.check()) },
     admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token },
     ...(metrics ? { metrics } : {}),
   });
   let server: RunningServer;
   try {
-    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, ...(metrics ? { metrics } : {}) });
+    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, fast: createManifestFastPath(v2), ...(metrics ? { metrics } : {}) });
   } catch (err) {
     await background.stop(0);
     storage.close();

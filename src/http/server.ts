@@ -34,7 +34,16 @@ function routeOf(url: string | undefined): string {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function startServer(app: Hono<any>, opts: { host: string; port: number; log: Logger; metrics?: Metrics }): Promise<RunningServer> {
+export interface ServerOptions {
+  host: string;
+  port: number;
+  log: Logger;
+  metrics?: Metrics;
+  /** Answers what it can before the app sees the request (see v2-routes' manifest fast path); false passes it on. */
+  fast?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+}
+
+export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<RunningServer> {
   // Access lines carry only the fields below, none of them a credential (request headers other
   // than User-Agent are never logged), so they skip redaction: it costs ~4 µs a line, most of
   // the logger's share of a manifest hit.
@@ -64,6 +73,7 @@ export async function startServer(app: Hono<any>, opts: { host: string; port: nu
       });
       opts.metrics?.observeRequest({ route: info.route ?? routeOf(req.url), method: req.method ?? 'GET', status: res.statusCode, cache, bytes, seconds: ms / 1000 });
     });
+    if (opts.fast?.(req, res)) return;
     void listener(req, res);
   });
   server.on('clientError', (err, socket) => {

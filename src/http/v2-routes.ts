@@ -5,6 +5,7 @@
  * upstream, and turns proxy results into responses. Pull endpoints only; push and delete
  * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -15,7 +16,7 @@ import { parseReference } from '../registry/reference.ts';
 import { parseAccept } from '../registry/media-types.ts';
 import { contentRange } from '../registry/range.ts';
 import type { Router, Route } from '../proxy/router.ts';
-import type { ManifestProxy } from '../proxy/manifest-proxy.ts';
+import type { ManifestProxy, ManifestResult } from '../proxy/manifest-proxy.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
 import type { ListProxy } from '../proxy/list-proxy.ts';
 import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
@@ -89,15 +90,52 @@ async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): 
   const ref = parseReference(reference);
   const result = await deps.manifests.get(route, ref, parseAccept(c.req.header('accept')));
   if (result.cache === 'MISS') deps.onManifestMiss?.(route, result.digest);
-  const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
-  // Stored bytes go out untouched: re-serialising would change the digest.
-  // The hottest request a mirror answers: written straight to the socket, skipping the
-  // Response/Headers objects a fetch-style return would build and then copy out again.
-  const outgoing = c.env.outgoing;
-  requestInfo(c.env.incoming).cache = result.cache;
-  outgoing.writeHead(200, headers);
-  outgoing.end(c.req.method === 'HEAD' ? undefined : result.bytes);
+  sendManifest(c.env.incoming, c.env.outgoing, result);
   return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * Writes a manifest straight to the socket, skipping the Response/Headers objects a fetch-style
+ * return would build and then copy out again. Stored bytes go out untouched: re-serialising
+ * would change the digest.
+ */
+function sendManifest(incoming: IncomingMessage, outgoing: ServerResponse, result: ManifestResult): void {
+  const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
+  requestInfo(incoming).cache = result.cache;
+  outgoing.writeHead(200, headers);
+  outgoing.end(incoming.method === 'HEAD' ? undefined : result.bytes);
+}
+
+/**
+ * The request a mirror answers most — a manifest the cache holds fresh — answered before it
+ * reaches hono, whose request, context and middleware chain were a large share of a hit's cost.
+ * Returns false for anything else (a miss, an expired tag, a malformed name: any error), which
+ * then takes the normal way, so every error still has its one renderer.
+ */
+export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const url = req.url;
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || url === undefined || !url.startsWith('/v2/')) return false;
+    const q = url.indexOf('?');
+    let route: Route;
+    let result: ManifestResult | undefined;
+    try {
+      const endpoint = parseV2Path(q === -1 ? url : url.slice(0, q));
+      if (endpoint.kind !== 'manifest') return false;
+      const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
+      route = deps.router.resolve(endpoint.name, { ns, host: req.headers.host });
+      result = deps.manifests.hit(route, parseReference(endpoint.reference), parseAccept(req.headers.accept));
+    } catch {
+      return false;
+    }
+    if (!result) return false;
+    const info = requestInfo(req);
+    info.upstream = route.upstream.name;
+    info.repo = route.repo;
+    info.route = 'manifest';
+    sendManifest(req, res, result);
+    return true;
+  };
 }
 
 async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Promise<Response> {

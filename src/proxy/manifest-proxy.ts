@@ -60,7 +60,39 @@ export class ManifestProxy {
   }
 
   async get(route: Route, ref: Reference, accept: readonly string[]): Promise<ManifestResult> {
-    return ref.kind === 'digest' ? this.#byDigest(route, ref.digest) : this.#byTag(route, ref.tag, accept);
+    return this.hit(route, ref, accept) ?? (ref.kind === 'digest' ? this.#byDigest(route, ref.digest) : this.#byTag(route, ref.tag, accept));
+  }
+
+  /**
+   * The answer when it needs nothing but memory and the database — a digest this repository is
+   * known to hold, or a tag within its TTL — synchronously; undefined when the upstream may have
+   * to be asked (then {@link get} takes it from the start).
+   */
+  hit(route: Route, ref: Reference, accept: readonly string[]): ManifestResult | undefined {
+    let cached: HotManifest | undefined;
+    if (ref.kind === 'digest') {
+      cached = this.cached(ref.digest.value);
+      if (!cached || !this.#linked(route, ref.digest.value)) return undefined;
+    } else {
+      const known = this.#knownTag(route, ref.tag);
+      if (!known || this.#now() - known.fetchedAt >= route.upstream.config.tagTTL) return undefined;
+      cached = this.cached(known.digest);
+      if (!cached || !acceptsMediaType(accept, cached.mediaType)) return undefined;
+    }
+    this.#metadata.recordManifestHit(cached.digest);
+    return { ...cached, cache: 'HIT' };
+  }
+
+  /** The tag's cached mapping (hot cache, else the database, then kept hot). */
+  #knownTag(route: Route, tag: string): HotTag | undefined {
+    const name = route.upstream.name;
+    const hot = this.#hot.getTag(name, route.repo, tag);
+    if (hot) return hot;
+    const row = this.#metadata.getTag(name, route.repo, tag);
+    if (!row) return undefined;
+    const known = { digest: row.digest, mediaType: row.mediaType, fetchedAt: row.fetchedAt };
+    this.#hot.setTag(name, route.repo, tag, known);
+    return known;
   }
 
   /**
@@ -94,12 +126,9 @@ export class ManifestProxy {
     return true;
   }
 
+  /** A digest {@link hit} could not answer: not cached, or cached for another repository. */
   async #byDigest(route: Route, digest: Digest): Promise<ManifestResult> {
     const cached = this.cached(digest.value);
-    if (cached && this.#linked(route, digest.value)) {
-      this.#metadata.recordManifestHit(digest.value);
-      return { ...cached, cache: 'HIT' };
-    }
     const key = `${route.upstream.name}\0${route.repo}\0${digest.value}`;
     return this.#flights.do(key, async () => {
       if (cached) {
@@ -130,24 +159,13 @@ export class ManifestProxy {
     });
   }
 
+  /** A tag {@link hit} could not answer: unknown, past its TTL, or of a type this client cannot take. */
   async #byTag(route: Route, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const name = route.upstream.name;
-    let known = this.#hot.getTag(name, route.repo, tag);
-    if (!known) {
-      const row = this.#metadata.getTag(name, route.repo, tag);
-      if (row) {
-        known = row;
-        this.#hot.setTag(name, route.repo, tag, row);
-      }
-    }
+    const known = this.#knownTag(route, tag);
     const cached = known ? this.cached(known.digest) : undefined;
     if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
-      const now = this.#now();
-      if (now - known.fetchedAt < route.upstream.config.tagTTL) {
-        this.#metadata.recordManifestHit(cached.digest);
-        return { ...cached, cache: 'HIT' };
-      }
-      if (known.retryAt !== undefined && now < known.retryAt) return { ...cached, cache: 'STALE' };
+      if (known.retryAt !== undefined && this.#now() < known.retryAt) return { ...cached, cache: 'STALE' };
       return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known));
     }
     const result = await this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag));
