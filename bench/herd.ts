@@ -30,6 +30,12 @@ export interface HerdResult {
  * second, and counted towards nothing the server did).
  */
 const CLIENT = 'echo ready >&2; set -o pipefail; curl -sS --fail -w "%{stderr}ttfb=%{time_starttransfer} code=%{http_code}\\n" -K - | sha256sum';
+/**
+ * `--norc`: Node gives a child's stdin as a socketpair, and bash, seeing a socket, takes itself for a remote
+ * shell and sources ~/.bashrc even with -c. Here that ran `pyenv init`, whose rehash lock serialised 32 shells
+ * with sleeps: the herd's requests arrived over 38 s and the release went out on the 15 s barrier timeout.
+ */
+const SHELL_ARGS = ['--norc', '--noprofile', '-c'];
 /** Time for the last announced curl to load and block on stdin before the release. */
 const CURL_SETTLE_MS = 1000;
 
@@ -41,7 +47,7 @@ const median = (xs: number[]): number => {
 
 export async function herd(url: string, digest: string, clients: number, upstream: UpstreamLog, timeoutMs: number): Promise<HerdResult> {
   upstream.reset();
-  const { results, releasedAt } = await runTogether(clients, 'nice', ['-n', '10', 'bash', '-c', CLIENT], timeoutMs, {
+  const { results, releasedAt } = await runTogether(clients, 'nice', ['-n', '10', 'bash', ...SHELL_ARGS, CLIENT], timeoutMs, {
     release: `url = "${url}"\n`,
     settleMs: CURL_SETTLE_MS,
   });

@@ -30,6 +30,8 @@ export interface BenchParams {
   out: string | undefined;
   /** Run ocimirror under `node --cpu-prof`; profiles go next to the JSON. */
   cpuProf: boolean;
+  /** Keep the work dir's logs (each server's log, wrk scripts) after the run; the caches are removed. */
+  keepLogs: boolean;
 }
 
 export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
@@ -64,5 +66,6 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
     out: env.BENCH_OUT || undefined,
     cpuProf: env.BENCH_CPU_PROF === '1',
+    keepLogs: env.BENCH_KEEP_LOGS === '1',
   };
 }

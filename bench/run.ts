@@ -5,7 +5,7 @@
  * stopped here, also on failure and on SIGINT/SIGTERM. Prints one table; writes JSON to bench/results/.
  * Sizes and counts: bench/params.ts (BENCH_PROFILE=smoke for a tiny run).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +37,11 @@ async function main(cleanup: Cleanup): Promise<void> {
   log(`profile ${params.profile}: ${JSON.stringify(params)}`);
 
   const work = await mkdtemp(join(tmpdir(), 'ocimirror-bench-'));
-  cleanup.defer('work dir', () => rm(work, { recursive: true, force: true }));
+  cleanup.defer('work dir', async () => {
+    if (!params.keepLogs) return rm(work, { recursive: true, force: true });
+    for (const entry of await readdir(work)) if (entry.endsWith('-data')) await rm(join(work, entry), { recursive: true, force: true });
+    log(`logs kept in ${work}`);
+  });
   const machine = await machineInfo();
 
   log(`fixtures (${params.largeMiB} MiB large + herd layers) → upstream`);

@@ -7,7 +7,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run, type Ran } from './proc.ts';
+import { log, run, type Ran } from './proc.ts';
 
 export async function runTogether(
   n: number,
@@ -34,6 +34,7 @@ export async function runTogether(
   const done = Promise.all(Array.from({ length: n }, (_, i) => run(cmd, args, { timeoutMs, onSpawn: onSpawn(i) }).finally(() => settled.add(i))));
   done.catch(() => {});
   for (let waited = 0; settled.size < n && waited < 15_000; waited += 5) await sleep(5);
+  if (settled.size < n) log(`warning: ${n - settled.size} of ${n} clients not ready after 15 s; releasing the others`);
   if (settleMs > 0) await sleep(settleMs);
   const releasedAt = performance.now();
   for (const child of children) child.stdin!.end(release);
