@@ -41,6 +41,14 @@ export interface BlobBody {
  */
 const SENDFILE_MIN = 64 << 10;
 
+/**
+ * Cached-blob responses copied through buffers at once before the next one goes by sendfile even
+ * under OCIMIRROR_SENDFILE=fills: each holds two 1 MiB buffers, so a fan-out to hundreds of nodes
+ * would otherwise grow memory with the clients (see cache/sendfile).
+ */
+export const BUFFERED_CACHED_MAX = 8;
+let bufferedCached = 0;
+
 /** Read buffers kept per size for the next response (the fallback path's only allocation). */
 const BUFFERS_KEPT = 16;
 const pool = new Map<number, Buffer[]>();
@@ -102,7 +110,7 @@ export function untilClosed(out: BodyTarget): { promise: Promise<never>; cancel:
 export async function writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number, kind: 'fill' | 'cached'): Promise<number> {
   if (start >= end) return 0;
   const socket = out.socket;
-  if (socket && end - start > SENDFILE_MIN && sendfileFor(kind)) {
+  if (socket && end - start > SENDFILE_MIN && sendfileFor(kind, kind === 'cached' && bufferedCached >= BUFFERED_CACHED_MAX)) {
     out.flushHeaders?.();
     const closed = new AbortController();
     const onClose = () => closed.abort();
@@ -123,6 +131,8 @@ export async function writeFileRange(fd: number, start: number, end: number, out
   const buffers: Buffer[] = [];
   const writes: [Promise<void> | undefined, Promise<void> | undefined] = [undefined, undefined];
   let failed = false;
+  const counted = kind === 'cached' && size > SENDFILE_MIN;
+  if (counted) bufferedCached++;
   try {
     let position = start;
     for (let k: 0 | 1 = 0; position < end; k = k === 0 ? 1 : 0) {
@@ -141,6 +151,7 @@ export async function writeFileRange(fd: number, start: number, end: number, out
     failed = true;
     throw err;
   } finally {
+    if (counted) bufferedCached--;
     // A buffer whose write never completed may still be referenced by the socket: never reuse it.
     if (!failed) for (const b of buffers) giveBuffer(b);
   }

@@ -16,7 +16,9 @@
  * than from buffered writes (2.83 s against 2.57 s, 5 interleaved runs; straight from the upstream
  * 2.48 s), their own CPU up by ~0.3 s, while buffered reads still beat nginx's sendfile 1.65x. A
  * fill's followers keep sendfile: there it was no slower for skopeo, and a herd of 32 peaked at
- * 131-136 MiB RSS against 156 MiB with two read buffers per client.
+ * 131-136 MiB RSS against 156 MiB with two read buffers per client. Past a few concurrent buffered
+ * cached reads (cache/blob-body's BUFFERED_CACHED_MAX) the next goes by sendfile as well: 32 warm
+ * readers of one blob, all buffered, took peak RSS from 119 to 164 MiB; by sendfile to 131.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -84,10 +86,15 @@ export function sendfileUse(): SendfileUse {
   return v === 'all' ? 'all' : 'fills';
 }
 
-/** Whether a body of this kind should go out by sendfile (and can, see {@link sendfileAvailable}). */
-export function sendfileFor(kind: 'fill' | 'cached'): boolean {
+/**
+ * Whether a body of this kind should go out by sendfile (and can, see {@link sendfileAvailable}).
+ * `busy`: enough cached blobs are already being copied through buffers that another would cost
+ * more memory (two buffers per response) than a Go client gains from it; under 'fills' it then
+ * goes by sendfile too.
+ */
+export function sendfileFor(kind: 'fill' | 'cached', busy = false): boolean {
   const use = sendfileUse();
-  return (use === 'all' || (use === 'fills' && kind === 'fill')) && sendfileAvailable();
+  return (use === 'all' || (use === 'fills' && (kind === 'fill' || busy))) && sendfileAvailable();
 }
 
 /** Whether `sendFileRange` can be used here (Linux, addon built and loadable, not switched off). */

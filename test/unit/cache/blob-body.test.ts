@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommittedBody, type Written } from '../../../src/cache/blob-body.ts';
+import { BUFFERED_CACHED_MAX, CommittedBody, type Written } from '../../../src/cache/blob-body.ts';
 import { sendfileAvailable, sendfileFor } from '../../../src/cache/sendfile.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
@@ -170,6 +170,36 @@ describe('a committed blob body', () => {
     expect(sendfileFor('cached')).toBe(sendfileAvailable());
     process.env.OCIMIRROR_SENDFILE = '0';
     expect(sendfileFor('fill')).toBe(false);
+  });
+
+  it.skipIf(!sendfileAvailable())('sends a cached blob by sendfile once BUFFERED_CACHED_MAX others are being copied through buffers, and buffers again after', async () => {
+    const before = served.length;
+    const held: http.ClientRequest[] = [];
+    try {
+      // Clients that take a first chunk and stop reading keep their buffered responses in flight.
+      await Promise.all(
+        Array.from({ length: BUFFERED_CACHED_MAX }, () =>
+          new Promise<void>((resolve, reject) => {
+            const req = http.get(`${base}/?sendfile=fills&file=big`, (res) => res.once('data', () => (res.pause(), resolve())));
+            req.on('error', () => {});
+            held.push(req);
+            setTimeout(() => reject(new Error('no data')), 5000).unref();
+          }),
+        ),
+      );
+      const { body } = await get(`${base}/?sendfile=fills`);
+      expect(hex(body)).toBe(hex(content));
+      const busy = served[before + BUFFERED_CACHED_MAX]!;
+      await waitFor('the body to settle', () => busy.written, 5000);
+      expect(busy.written).toEqual({ bytes: SIZE, sendfile: SIZE });
+    } finally {
+      for (const req of held) req.destroy();
+    }
+    await waitFor('the held bodies to end', () => served.slice(before, before + BUFFERED_CACHED_MAX).every((r) => r.released === 1), 5000);
+    await get(`${base}/?sendfile=fills`);
+    const after = served.at(-1)!;
+    await waitFor('the body to settle', () => after.written, 5000);
+    expect(after.written).toEqual({ bytes: SIZE, sendfile: 0 });
   });
 
   it('can be consumed only once', async () => {
