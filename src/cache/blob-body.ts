@@ -5,10 +5,10 @@
  *
  * - `writeTo(response)`: straight onto the client's socket. With the sendfile addon (Linux; by
  *   default for fills' followers only, see cache/sendfile) the kernel copies page cache → socket
- *   and no byte enters JavaScript; otherwise each response
- *   reads into two buffers of its own and reuses them as the socket takes each one (the write
- *   callback says the kernel has it), so a herd of clients allocates nothing per chunk and
- *   leaves no garbage for the collector to find late (which is what made a herd's RSS grow).
+ *   and no byte enters JavaScript; otherwise each response reads into two buffers of its own and
+ *   reuses them as the socket takes each one (the write callback says the kernel has it), so a
+ *   herd of clients allocates nothing per chunk and leaves no garbage for the collector to find
+ *   late (which is what made a herd's RSS grow).
  *
  * A body is consumed once, by exactly one of `writeTo` or `discard`.
  */

@@ -73,14 +73,8 @@ function load(): Binding | undefined {
   return binding;
 }
 
-function disabled(): boolean {
-  return process.env.OCIMIRROR_SENDFILE === '0';
-}
-
 /** The bodies that may use sendfile: OCIMIRROR_SENDFILE=fills (default), all, or 0 (none). */
-export type SendfileUse = 'fills' | 'all' | 'none';
-
-export function sendfileUse(): SendfileUse {
+function sendfileUse(): 'fills' | 'all' | 'none' {
   const v = process.env.OCIMIRROR_SENDFILE;
   if (v === '0') return 'none';
   return v === 'all' ? 'all' : 'fills';
@@ -99,12 +93,12 @@ export function sendfileFor(kind: 'fill' | 'cached', busy = false): boolean {
 
 /** Whether `sendFileRange` can be used here (Linux, addon built and loadable, not switched off). */
 export function sendfileAvailable(): boolean {
-  return !disabled() && load() !== undefined;
+  return sendfileUse() !== 'none' && load() !== undefined;
 }
 
 /** Why `sendfileAvailable()` is false (for a start-up log line), or undefined when it is true. */
 export function sendfileUnavailableReason(): string | undefined {
-  if (disabled()) return 'switched off by OCIMIRROR_SENDFILE=0';
+  if (sendfileUse() === 'none') return 'switched off by OCIMIRROR_SENDFILE=0';
   load();
   return loadError;
 }

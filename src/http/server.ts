@@ -33,7 +33,6 @@ function routeOf(url: string | undefined): string {
   return path.startsWith('/v2/') ? 'invalid' : 'other';
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export interface ServerOptions {
   host: string;
   port: number;
@@ -43,6 +42,7 @@ export interface ServerOptions {
   fast?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<RunningServer> {
   // Access lines carry only the fields below, none of them a credential (request headers other
   // than User-Agent are never logged), so they skip redaction: it costs ~4 µs a line, most of

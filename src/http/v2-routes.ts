@@ -10,7 +10,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
-import { parseV2Path } from '../registry/v2-path.ts';
+import { parseV2Path, type V2Endpoint } from '../registry/v2-path.ts';
 import { parseDigest } from '../registry/digest.ts';
 import { parseReference } from '../registry/reference.ts';
 import { parseAccept } from '../registry/media-types.ts';
@@ -39,11 +39,7 @@ export function createV2Handler(deps: V2Deps) {
     // this app); there is no fetch-style fallback to keep in step with it.
     const incoming = c.env?.incoming;
     if (!incoming?.url || !c.env.outgoing) throw new Error('the /v2 API needs the node:http request and response (serve the app with startServer)');
-    const rawUrl = incoming.url;
-    const q = rawUrl.indexOf('?');
-    const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
-    const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
-    const endpoint = parseV2Path(rawPath);
+    const { endpoint, query } = parseTarget(incoming.url);
     const method = c.req.method;
     const readOnly = method === 'GET' || method === 'HEAD';
 
@@ -56,11 +52,7 @@ export function createV2Handler(deps: V2Deps) {
     }
     if (endpoint.kind === 'upload' || !readOnly) throw unsupported(method);
 
-    const route = deps.router.resolve(endpoint.name, { ns: query.get('ns') ?? undefined, host: c.req.header('host') });
-    const info = requestInfo(incoming);
-    info.upstream = route.upstream.name;
-    info.repo = route.repo;
-    info.route = endpoint.kind;
+    const route = routeOf(deps, incoming, endpoint, query);
     switch (endpoint.kind) {
       case 'manifest':
         return manifest(c, deps, route, endpoint.reference);
@@ -77,6 +69,25 @@ export function createV2Handler(deps: V2Deps) {
       }
     }
   };
+}
+
+/**
+ * The raw request target (not the normalised URL, so `..` and encoded characters reach the
+ * grammar check instead of being silently rewritten) as an endpoint and its query.
+ */
+function parseTarget(url: string): { endpoint: V2Endpoint; query: URLSearchParams } {
+  const q = url.indexOf('?');
+  return { endpoint: parseV2Path(q === -1 ? url : url.slice(0, q)), query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)) };
+}
+
+/** The upstream and repository that serve a request (noted for the access log and metrics). */
+function routeOf(deps: V2Deps, req: IncomingMessage, endpoint: V2Endpoint & { name: string }, query: URLSearchParams): Route {
+  const route = deps.router.resolve(endpoint.name, { ns: query.get('ns') ?? undefined, host: req.headers.host });
+  const info = requestInfo(req);
+  info.upstream = route.upstream.name;
+  info.repo = route.repo;
+  info.route = endpoint.kind;
+  return route;
 }
 
 function unsupported(method: string): RegistryError {
@@ -116,23 +127,16 @@ export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res
   return (req, res) => {
     const url = req.url;
     if ((req.method !== 'GET' && req.method !== 'HEAD') || url === undefined || !url.startsWith('/v2/')) return false;
-    const q = url.indexOf('?');
-    let route: Route;
     let result: ManifestResult | undefined;
     try {
-      const endpoint = parseV2Path(q === -1 ? url : url.slice(0, q));
+      const { endpoint, query } = parseTarget(url);
       if (endpoint.kind !== 'manifest') return false;
-      const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
-      route = deps.router.resolve(endpoint.name, { ns, host: req.headers.host });
+      const route = routeOf(deps, req, endpoint, query);
       result = deps.manifests.hit(route, parseReference(endpoint.reference), parseAccept(req.headers.accept));
     } catch {
       return false;
     }
     if (!result) return false;
-    const info = requestInfo(req);
-    info.upstream = route.upstream.name;
-    info.repo = route.repo;
-    info.route = 'manifest';
     sendManifest(req, res, result);
     return true;
   };
