@@ -4,14 +4,15 @@
 #   docker run -p 5000:5000 -v ocimirror-data:/data ocimirror
 # Node 22 LTS at run time (CI tests on Node 20; both are supported, see package.json engines).
 
-# Compile TypeScript to dist/ (typescript is a dev dependency).
+# Bundle src/ into dist/ocimirror.mjs with esbuild (a dev dependency; scripts/build.ts).
 FROM node:22-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build.ts ./scripts/build.ts
 COPY src ./src
 RUN npm run build
 
@@ -46,5 +47,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
 # SIGTERM drains (readiness 503, in-flight pulls finish within server.shutdownGrace) and exits 0.
 STOPSIGNAL SIGTERM
 # --max-semi-space-size=8: a smaller young generation (README "Memory").
-ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/ocimirror.mjs"]
 CMD ["serve"]

@@ -20,7 +20,10 @@ export class Inventory {
   readonly #repos: Statement<[], { upstream: string; repo: string; blobs: number; bytes: number; lastAccess: number | null; hits: number }>;
   readonly #tags: Statement<[], { upstream: string; repo: string; tag: string; digest: string; mediaType: string; fetchedAt: number }>;
 
+  readonly #metadata: Metadata;
+
   constructor(metadata: Metadata) {
+    this.#metadata = metadata;
     this.#repos = metadata.db.prepare(`
       SELECT r.upstream, r.repo, COUNT(b.digest) AS blobs, COALESCE(SUM(b.size), 0) AS bytes,
              MAX(b.last_access) AS lastAccess, COALESCE(SUM(b.hits), 0) AS hits
@@ -32,6 +35,7 @@ export class Inventory {
   }
 
   repositories(): RepositoryView[] {
+    this.#metadata.flush(); // hits and access times batched since the last flush count too
     const byKey = new Map<string, RepositoryView>();
     for (const r of this.#repos.all()) {
       byKey.set(`${r.upstream}\0${r.repo}`, {

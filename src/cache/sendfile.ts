@@ -24,8 +24,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { abortable } from '../util/abortable.ts';
+import { packageRoot } from '../util/package-root.ts';
 
 /** The addon's interface (native/sendfile/sendfile.c). */
 interface Binding {
@@ -36,21 +36,6 @@ interface Binding {
 let binding: Binding | undefined;
 let loadError: string | undefined;
 let loaded = false;
-
-/**
- * The package root: the nearest directory above this module holding package.json. This module
- * runs as src/cache/sendfile.ts (tsx, vitest) and as dist/cache/sendfile.js, both two levels down,
- * but walking up does not depend on that.
- */
-function packageRoot(): string | undefined {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
 
 function load(): Binding | undefined {
   if (loaded) return binding;

@@ -4,16 +4,16 @@
  * `unknown` into a deeply frozen {@link Config}. Every problem is reported with its key path.
  */
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './config-error.ts';
 import { configSchema, type Config, type UpstreamConfig } from './schema.ts';
 import { parseDuration } from './units.ts';
+import { packageRoot } from '../util/package-root.ts';
 
 /** The config shipped in the package, used when no --config / OCIMIRROR_CONFIG is given. */
-export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/ocimirror.yaml', import.meta.url));
+export const DEFAULT_CONFIG_FILE = path.join(packageRoot() ?? process.cwd(), 'config', 'ocimirror.yaml');
 
 /** Docker Hub's API hosts; clients call the registry itself 'docker.io'. */
 const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);

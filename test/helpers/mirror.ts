@@ -78,10 +78,19 @@ export interface SpawnedMirror {
 export async function spawnMirror(raw: RawConfig, dataDir: string, timeoutMs = 20_000): Promise<SpawnedMirror> {
   const file = path.join(dataDir, '..', `${path.basename(dataDir)}.yaml`);
   await writeFile(file, stringify({ ...raw, storage: { ...raw.storage, path: dataDir } }));
-  const proc = spawn(process.execPath, [...CLI_ARGS, 'serve', '--config', file], {
-    cwd: PROJECT_ROOT,
+  return spawnServe([...CLI_ARGS, 'serve', '--config', file], { timeoutMs });
+}
+
+/**
+ * Runs node with `args` (an `ocimirror serve` command line) and waits for the listening line.
+ * `env` replaces the environment except for PATH; `cwd` defaults to the project root.
+ */
+export async function spawnServe(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<SpawnedMirror> {
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const proc = spawn(process.execPath, args, {
+    cwd: opts.cwd ?? PROJECT_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, OCIMIRROR_LOG_LEVEL: 'info' },
+    env: opts.env ? { PATH: process.env.PATH, ...opts.env } : { ...process.env, OCIMIRROR_LOG_LEVEL: 'info' },
   });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -5,17 +5,18 @@
  * refusing a bad config with a message that names the key.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it, onTestFinished } from 'vitest';
 import { Metadata } from '../../src/cache/metadata.ts';
 import { dataPaths } from '../../src/cache/paths.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { CLI_ARGS, mirrorConfig, spawnMirror } from '../helpers/mirror.ts';
+import { CLI_ARGS, PROJECT_ROOT, mirrorConfig, spawnMirror, spawnServe } from '../helpers/mirror.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 
@@ -104,6 +105,32 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
     } finally {
       metadata.close();
     }
+  });
+
+  it('runs as the built bundle: finds the shipped config and the sendfile addon from the package root, and serves a pull', async () => {
+    // Built one level below the project root, as dist/ocimirror.mjs is (and git-ignored like it).
+    const outDir = path.join(PROJECT_ROOT, `.tmp-bundle-${process.pid}`);
+    const bundle = path.join(outDir, 'ocimirror.mjs');
+    onTestFinished(() => rm(outDir, { recursive: true, force: true }));
+    const built = spawnSync(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/build.ts'), bundle], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+    expect(built.status, built.stderr).toBe(0);
+    // No --config and no --data, from a directory without config/: the shipped config/ocimirror.yaml
+    // must be the one read, its storage.path ./data resolved against the working directory.
+    const mirror = await spawnServe(['--max-semi-space-size=8', bundle, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream.url], { cwd: dir, env: {} });
+    try {
+      const ready = JSON.parse(mirror.output().split('\n').find((l) => l.includes('"storage ready"')) ?? '{}');
+      expect(ready.path, mirror.output()).toBe(path.join(dir, 'data'));
+      const addonBuilt = existsSync(path.join(PROJECT_ROOT, 'native/sendfile/build/Release/sendfile.node'));
+      expect(mirror.output().includes('copied through buffers instead of sendfile'), mirror.output()).toBe(!addonBuilt);
+      const blob = upstream.fixtures.image('medium').manifest.layers[0]!;
+      const pulled = await streamGet(`${mirror.url}/v2/medium/blobs/${blob.digest}`).done;
+      expect(pulled).toMatchObject({ status: 200, bytes: blob.size, digest: blob.digest, complete: true });
+      const committed = dataPaths(path.join(dir, 'data')).blobFile(blob.digest.slice('sha256:'.length));
+      await waitFor('the blob committed under ./data', async () => existsSync(committed) || undefined);
+    } finally {
+      mirror.kill('SIGTERM');
+    }
+    expect(await mirror.exited).toBe(0);
   });
 
   it('drains on SIGTERM: readiness turns 503, the pull in flight finishes, then it exits 0', async () => {

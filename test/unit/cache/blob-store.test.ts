@@ -140,10 +140,6 @@ describe('BlobStore.reconcile', () => {
     expect(metadata.hasLink('hub', 'r', `sha256:${hexOf(9)}`)).toBe(true);
   });
 
-  // BUG (src/cache/blob-store.ts, not owned here): reconcile indexes files by name only, so a
-  // blob file in the wrong fan-out directory counts as the row's file; the row survives while
-  // paths.blobFile(hex) does not exist, and the file itself is never removed. Remove `.fails`
-  // once reconcile compares full paths.
   it('does not accept a blob file found in the wrong fan-out directory', async () => {
     const hex = hexOf(1); // belongs in blobs/sha256/01/
     metadata.putBlob({ digest: `sha256:${hex}`, size: 1, mediaType: null });
@@ -151,6 +147,19 @@ describe('BlobStore.reconcile', () => {
     await writeFile(path.join(paths.blobsRoot, 'ff', hex), 'x');
     expect(await store.reconcile(metadata)).toMatchObject({ rowsWithoutFile: 1, filesWithoutRow: 1, blobs: 0 });
     expect(metadata.getBlob(`sha256:${hex}`)).toBeUndefined();
+  });
+
+  it('checks all 256 fan-out ranges: rows under a missing directory are dropped, files in a directory no digest names are removed', async () => {
+    for (let n = 0; n < 512; n++) await blobFile(hexOf(n), { row: true }); // two blobs in every prefix
+    await rm(path.join(paths.blobsRoot, 'a7'), { recursive: true });
+    await rm(path.join(paths.blobsRoot, 'ff'), { recursive: true });
+    await mkdir(path.join(paths.blobsRoot, 'zz'));
+    await writeFile(path.join(paths.blobsRoot, 'zz', `zz${'0'.repeat(62)}`), 'x');
+    expect(await store.reconcile(metadata)).toEqual({ tempFilesRemoved: 0, rowsWithoutFile: 4, filesWithoutRow: 1, blobs: 508 });
+    expect(metadata.getBlob(`sha256:${hexOf(0xa7)}`)).toBeUndefined();
+    expect(metadata.getBlob(`sha256:${hexOf(0xff + 256)}`)).toBeUndefined();
+    expect(metadata.getBlob(`sha256:${hexOf(0xfe)}`)).toBeDefined();
+    expect(await readdir(path.join(paths.blobsRoot, 'zz'))).toEqual([]);
   });
 
   it('survives a stray file where a fan-out directory should be', async () => {
