@@ -1,6 +1,6 @@
 /**
  * @module bench/ocimirror
- * ocimirror as its own process (`node dist/main.js serve --config FILE`, the compiled build operators
+ * ocimirror as its own process (`node dist/ocimirror.mjs serve --config FILE`, the bundled build operators
  * run, made once per bench run), so its RSS is its own and the bench client never shares its event
  * loop. Start-up time is spawn → the "ocimirror listening" log line.
  */
@@ -31,14 +31,16 @@ export interface OcimirrorOptions {
   workDir: string;
   /** Extra node flags, e.g. `--cpu-prof --cpu-prof-dir DIR` (one profile per thread: tsx's loader hooks have their own). */
   nodeArgs?: string[];
+  /** Extra environment variables. */
+  env?: NodeJS.ProcessEnv;
 }
 
 let built = false;
 
-/** Compiles src/ to dist/ (tsc -p tsconfig.build.json) once, so the bench measures the current sources. */
+/** Bundles src/ into dist/ocimirror.mjs (`npm run build`) once, so the bench measures the current sources. */
 function build(): void {
   if (built) return;
-  execFileSync(process.execPath, [join(PROJECT_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(PROJECT_ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'scripts/build.ts')], { stdio: 'inherit', cwd: PROJECT_ROOT });
   built = true;
 }
 
@@ -57,7 +59,7 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
   // The node flags the image and bin/ocimirror.js run it with (README "Memory").
-  const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/main.js'), 'serve', '--config', configFile], logFile);
+  const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/ocimirror.mjs'), 'serve', '--config', configFile], logFile, o.env);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };

@@ -9,6 +9,8 @@ export interface BenchParams {
   profile: 'full' | 'smoke';
   /** Payload of the large (and herd) layer, MiB. */
   largeMiB: number;
+  /** Alternating rounds of direct and ocimirror pulls (cold, each on a fresh cache, then warm); medians count. */
+  pullRounds: number;
   readClients: number;
   /** Client for hit reads: bench/reader.mjs (lean) or curl. */
   reader: Reader;
@@ -24,6 +26,8 @@ export interface BenchParams {
   scaleTags: number;
   /** Distinct tags and blobs the scale phase reads, present in both the empty and the populated cache. */
   scaleHitSet: number;
+  /** Alternating hit-latency rounds of the scale phase (empty, populated, then the other way round...); the median round counts. */
+  scaleRounds: number;
   /** Upper bound for any one command (a skopeo copy, a herd, a wrk run). */
   stepTimeoutMs: number;
   /** JSON output file; default bench/results/<timestamp>.json. */
@@ -52,6 +56,7 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
   return {
     profile: smoke ? 'smoke' : 'full',
     largeMiB: num(['BENCH_LARGE_MIB', 'IMG_LARGE_MIB'], 512, 1),
+    pullRounds: num(['BENCH_PULL_ROUNDS'], 3, 1),
     readClients: num(['BENCH_READ_CLIENTS'], 8, 8),
     reader,
     readRepeats: num(['BENCH_READ_REPEATS'], 3, 1),
@@ -63,6 +68,7 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     scaleBlobs: num(['BENCH_SCALE_BLOBS'], 100_000, 500),
     scaleTags,
     scaleHitSet: Math.min(scaleTags, num(['BENCH_SCALE_HIT_SET'], 200, 20)),
+    scaleRounds: num(['BENCH_SCALE_ROUNDS'], 5, 1),
     stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
     out: env.BENCH_OUT || undefined,
     cpuProf: env.BENCH_CPU_PROF === '1',

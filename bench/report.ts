@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import type { HerdResult } from './herd.ts';
 import type { MachineInfo } from './machine.ts';
 import type { BenchParams } from './params.ts';
-import type { PullResult } from './pull.ts';
+import { medianByWall, type PullResult } from './pull.ts';
 import type { ReadResult } from './read.ts';
 import type { ScaleRun } from './scale.ts';
 import type { WrkResult } from './wrk.ts';
@@ -24,10 +24,11 @@ export interface BenchResults {
   machine: MachineInfo;
   /** 1-minute load average when the run started and ended: other work on the machine skews every number. */
   loadAvg: { start: number; end: number };
-  pull: Mirrors<{ cold: PullResult; warm: PullResult }> & {
+  /** ocimirror's cold and warm are its median round, with every round in `rounds`; the reference's are one run. */
+  pull: Mirrors<{ cold: PullResult & { rounds?: PullResult[] }; warm: PullResult & { rounds?: PullResult[] } }> & {
     images: string[];
     contentBytes: number;
-    /** The same copies straight from the upstream , twice: no cache, so both are baselines. */
+    /** The same copies straight from the upstream, alternating with ocimirror's rounds: no cache, so every one is a baseline. */
     direct: PullResult[];
   };
   hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };
@@ -46,8 +47,8 @@ export interface Target {
   met: boolean;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-export const directWallS = (r: BenchResults) => mean(r.pull.direct.map((d) => d.wallS));
+/** The baseline of the pull ratios: the median of the direct runs. */
+export const directWallS = (r: BenchResults) => medianByWall(r.pull.direct).wallS;
 
 /** The issue's margins, each as a ratio or value from this run. */
 export function judge(r: BenchResults): Target[] {

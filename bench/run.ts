@@ -14,14 +14,14 @@ import { startRegistry } from '../test/helpers/registry-server.ts';
 import { herd } from './herd.ts';
 import { machineInfo } from './machine.ts';
 import { startNginx } from './nginx.ts';
-import { startOcimirror } from './ocimirror.ts';
+import { startOcimirror, type OcimirrorProc } from './ocimirror.ts';
 import { readParams } from './params.ts';
 import { Cleanup, killRunning, log } from './proc.ts';
-import { pullSet } from './pull.ts';
+import { medianByWall, pullSet, type PullResult } from './pull.ts';
 import { readThroughput } from './read.ts';
 import { judge, table, writeJson, type BenchResults } from './report.ts';
 import { PeakRss, pidWithArg } from './rss.ts';
-import { scaleRun } from './scale.ts';
+import { scaleRuns } from './scale.ts';
 import { PULL_SET, settled, startUpstream } from './upstream.ts';
 import { wrk } from './wrk.ts';
 
@@ -53,18 +53,38 @@ async function main(cleanup: Cleanup): Promise<void> {
   const reference = await refStarting;
   // Profiles are named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the largest of a pid is its main thread.
   const nodeArgs = params.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(dirname(outFile), `${stamp}-cpuprofile`)] : [];
-  const om = await startOcimirror({ name: 'ocimirror', upstreamUrl: upstream.url, dataDir: join(work, 'ocimirror-data'), workDir: work, nodeArgs }, cleanup);
-  const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
-  log(`upstream ${upstream.url}; reference ${reference.url}; nginx ${nginx.url}; ocimirror ${om.url} (pid ${om.pid})`);
+  const startMirror = (name: string) => startOcimirror({ name, upstreamUrl: upstream.url, dataDir: join(work, `${name}-data`), workDir: work, nodeArgs }, cleanup);
+  log(`upstream ${upstream.url}; reference ${reference.url}; nginx ${nginx.url}`);
 
-  // 1 + 2: pulls. The direct baseline runs before and after the cold pulls: it has no cache, both runs count.
+  // 1 + 2: pulls, in rounds that alternate with the direct baseline (no cache, so every direct run
+  // counts), so that a slow stretch of this shared machine lands on both sides of a ratio; each side
+  // reports its median. Every cold round runs on a freshly started ocimirror with an empty cache;
+  // the last one stays up for the phases after. The reference is pulled once, cold then warm.
   const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, upstream, work, timeoutMs));
-  const direct1 = await pull(upstream.host, 'direct');
-  const omCold = await pull(om.host, 'ocimirror cold');
+  const direct: PullResult[] = [];
+  const coldRounds: PullResult[] = [];
+  let om: OcimirrorProc | undefined;
+  for (let r = 1; r <= params.pullRounds; r++) {
+    direct.push(await pull(upstream.host, `direct (${r}/${params.pullRounds})`));
+    if (om) {
+      await om.daemon.stop();
+      await rm(om.dataDir, { recursive: true, force: true });
+    }
+    om = await startMirror(r === params.pullRounds ? 'ocimirror' : `ocimirror-cold${r}`);
+    coldRounds.push(await pull(om.host, `ocimirror cold (${r}/${params.pullRounds})`));
+  }
+  if (!om) throw new Error('BENCH_PULL_ROUNDS must be at least 1');
+  log(`ocimirror ${om.url} (pid ${om.pid}) stays up for the phases after the pulls`);
+  const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
   const refCold = await pull(reference.host, 'reference cold');
-  const direct2 = await pull(upstream.host, 'direct again');
-  const omWarm = await pull(om.host, 'ocimirror warm');
+  const warmRounds: PullResult[] = [];
+  for (let r = 1; r <= params.pullRounds; r++) {
+    warmRounds.push(await pull(om.host, `ocimirror warm (${r}/${params.pullRounds})`));
+    direct.push(await pull(upstream.host, `direct (${params.pullRounds + r}/${2 * params.pullRounds})`));
+  }
   const refWarm = await pull(reference.host, 'reference warm');
+  const omCold = { ...medianByWall(coldRounds), rounds: coldRounds };
+  const omWarm = { ...medianByWall(warmRounds), rounds: warmRounds };
 
   // 3: cache-hit reads of the large blob.
   const blobPath = `/v2/large/blobs/${up.large.digest}`;
@@ -123,9 +143,13 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   // 7: metadata scale.
   // One connection: hit latency as a lookup costs it, not queueing behind 63 other requests.
-  const scaleOpts = { upstreamUrl: upstream.url, workDir: work, hitSet: params.scaleHitSet, nodeArgs, wrk: { seconds: params.wrkSeconds, connections: 1, threads: 1 } };
-  const empty = await scaleRun('scale-empty', 2 * params.scaleHitSet, params.scaleHitSet, scaleOpts, cleanup);
-  const populated = await scaleRun('scale-populated', params.scaleBlobs, params.scaleTags, scaleOpts, cleanup);
+  const scaleOpts = { upstreamUrl: upstream.url, workDir: work, hitSet: params.scaleHitSet, nodeArgs, wrk: { seconds: params.wrkSeconds, connections: 1, threads: 1 }, warmupSeconds: params.wrkWarmupSeconds };
+  const { empty, populated } = await scaleRuns(
+    { empty: { blobs: 2 * params.scaleHitSet, tags: params.scaleHitSet }, populated: { blobs: params.scaleBlobs, tags: params.scaleTags } },
+    params.scaleRounds,
+    scaleOpts,
+    cleanup,
+  );
 
   const results: BenchResults = {
     startedAt: startedAt.toISOString(),
@@ -133,7 +157,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     params,
     machine,
     loadAvg: { start: loadAtStart, end: loadavg()[0]! },
-    pull: { images: PULL_SET, contentBytes: up.contentBytes, direct: [direct1, direct2], ocimirror: { cold: omCold, warm: omWarm }, reference: { cold: refCold, warm: refWarm } },
+    pull: { images: PULL_SET, contentBytes: up.contentBytes, direct, ocimirror: { cold: omCold, warm: omWarm }, reference: { cold: refCold, warm: refWarm } },
     hitRead,
     manifestByTag,
     herd: { blobBytes: up.herd.size, ocimirror: herdOm.result, reference: herdRef.result },

@@ -3,7 +3,8 @@
  * Phase 7: ocimirror over a data dir pre-populated through its own Metadata class and path layout with many
  * blobs (tiny files whose names are their real sha256) and tags (each a small OCI manifest naming two of those
  * blobs), against a nearly empty one holding only the entries the phase reads. Same reads, same paths in both:
- * start-up time (spawn → listening) and hit latency (wrk over one connection, cycling through the same paths).
+ * start-up time (spawn → listening) and hit latency (wrk over one connection, cycling through the same paths,
+ * in alternating rounds).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { Metadata } from '../src/cache/metadata.ts';
 import { dataPaths } from '../src/cache/paths.ts';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../test/helpers/images.ts';
-import { startOcimirror, UPSTREAM_NAME } from './ocimirror.ts';
+import { startOcimirror, UPSTREAM_NAME, type OcimirrorProc } from './ocimirror.ts';
 import { log, type Cleanup } from './proc.ts';
 import { wrk, type WrkResult } from './wrk.ts';
 
@@ -23,8 +24,10 @@ export interface ScaleRun {
   startupMs: number;
   /** Committed blobs ocimirror reported at start-up (its reconcile pass). */
   blobsAtStart: number;
+  /** The median round (by p99) of each measure. */
   manifestByTag: WrkResult;
   blob: WrkResult;
+  rounds: { manifestByTag: WrkResult[]; blob: WrkResult[] };
 }
 
 export interface ScaleOptions {
@@ -33,6 +36,7 @@ export interface ScaleOptions {
   hitSet: number;
   nodeArgs?: string[];
   wrk: { seconds: number; connections: number; threads: number };
+  warmupSeconds: number;
 }
 
 const REPOS = 100;
@@ -78,23 +82,75 @@ function populate(dir: string, blobs: number, tags: number): void {
   }
 }
 
-export async function scaleRun(name: string, blobs: number, tags: number, o: ScaleOptions, cleanup: Cleanup): Promise<ScaleRun> {
-  const dataDir = join(o.workDir, `${name}-data`);
+interface Prepared {
+  name: string;
+  blobs: number;
+  tags: number;
+  dataDir: string;
+  populateS: number;
+}
+
+function prepare(name: string, blobs: number, tags: number, workDir: string): Prepared {
+  const dataDir = join(workDir, `${name}-data`);
   const t0 = performance.now();
   populate(dataDir, blobs, tags);
-  // Written back before the mirror starts: otherwise the kernel flushes 100k fresh files during the
-  // populated run's measurement (and hardly anything during the empty one's).
-  execFileSync('sync');
   const populateS = (performance.now() - t0) / 1000;
   log(`scale ${name}: ${blobs} blobs, ${tags} tags written in ${populateS.toFixed(1)} s`);
-  const m = await startOcimirror({ name, upstreamUrl: o.upstreamUrl, dataDir, workDir: o.workDir, nodeArgs: o.nodeArgs }, cleanup);
+  return { name, blobs, tags, dataDir, populateS };
+}
+
+/** The round whose p99 is the median of the rounds' (the middle one of an odd count). */
+function medianByP99(rounds: WrkResult[]): WrkResult {
+  return [...rounds].sort((a, b) => a.p99Ms - b.p99Ms)[Math.floor((rounds.length - 1) / 2)]!;
+}
+
+/**
+ * Both caches are written first (and synced, so the kernel is not flushing 100k fresh files during
+ * one side's measurement), then each mirror is started alone for its start-up time. Hits are
+ * measured in `rounds` alternating rounds (empty, populated, then populated, empty, ...), both
+ * mirrors running throughout, after a warm-up run each, so a slow stretch of this shared machine
+ * lands on both sides; each side reports its median round.
+ */
+export async function scaleRuns(sizes: { empty: { blobs: number; tags: number }; populated: { blobs: number; tags: number } }, rounds: number, o: ScaleOptions, cleanup: Cleanup): Promise<{ empty: ScaleRun; populated: ScaleRun }> {
+  const prepared = [prepare('scale-empty', sizes.empty.blobs, sizes.empty.tags, o.workDir), prepare('scale-populated', sizes.populated.blobs, sizes.populated.tags, o.workDir)] as const;
+  execFileSync('sync');
+  const mirrors: OcimirrorProc[] = [];
   try {
-    const blobsAtStart = Number(/"blobs":(\d+)/.exec(m.daemon.logText())?.[1] ?? NaN);
+    for (const p of prepared) mirrors.push(await startOcimirror({ name: p.name, upstreamUrl: o.upstreamUrl, dataDir: p.dataDir, workDir: o.workDir, nodeArgs: o.nodeArgs }, cleanup));
     const n = Array.from({ length: o.hitSet }, (_, i) => i);
-    const manifestByTag = await wrk(m.url, { ...o.wrk, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: n.map((t) => `/v2/${repoOf(t)}/manifests/t${t}`) });
-    const blob = await wrk(m.url, { ...o.wrk, tmp: o.workDir, paths: n.map((i) => `/v2/${repoOf(i)}/blobs/sha256:${hexOf(blobBytes(i))}`) });
-    return { blobs, tags, populateS, startupMs: m.startupMs, blobsAtStart, manifestByTag, blob };
+    const manifestPaths = n.map((t) => `/v2/${repoOf(t)}/manifests/t${t}`);
+    const blobPaths = n.map((i) => `/v2/${repoOf(i)}/blobs/sha256:${hexOf(blobBytes(i))}`);
+    const results = prepared.map(() => ({ manifestByTag: [] as WrkResult[], blob: [] as WrkResult[] }));
+    // A warm-up run of each measure on each mirror first (JIT, caches, connections), not counted:
+    // the first round was the slowest of both sides in every trial run.
+    for (const m of mirrors) {
+      await wrk(m.url, { ...o.wrk, seconds: o.warmupSeconds, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: manifestPaths });
+      await wrk(m.url, { ...o.wrk, seconds: o.warmupSeconds, tmp: o.workDir, paths: blobPaths });
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const side of r % 2 === 0 ? [0, 1] : [1, 0]) {
+        const m = mirrors[side]!;
+        results[side]!.manifestByTag.push(await wrk(m.url, { ...o.wrk, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: manifestPaths }));
+        results[side]!.blob.push(await wrk(m.url, { ...o.wrk, tmp: o.workDir, paths: blobPaths }));
+      }
+    }
+    const run = (i: 0 | 1): ScaleRun => {
+      const p = prepared[i];
+      const m = mirrors[i]!;
+      const res = results[i]!;
+      return {
+        blobs: p.blobs,
+        tags: p.tags,
+        populateS: p.populateS,
+        startupMs: m.startupMs,
+        blobsAtStart: Number(/"blobs":(\d+)/.exec(m.daemon.logText())?.[1] ?? NaN),
+        manifestByTag: medianByP99(res.manifestByTag),
+        blob: medianByP99(res.blob),
+        rounds: { manifestByTag: res.manifestByTag, blob: res.blob },
+      };
+    };
+    return { empty: run(0), populated: run(1) };
   } finally {
-    await m.daemon.stop();
+    for (const m of mirrors) await m.daemon.stop();
   }
 }

@@ -55,7 +55,8 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl'], 'bench 
 
     // 1 + 2: pulls
     positive('pull.contentBytes', r.pull.contentBytes);
-    expect(r.pull.direct).toHaveLength(2);
+    expect(r.pull.direct, 'direct runs alternate with the cold and then the warm rounds').toHaveLength(2 * r.params.pullRounds);
+    expect(r.pull.ocimirror.cold.rounds).toHaveLength(r.params.pullRounds);
     for (const d of r.pull.direct) {
       positive('direct wall', d.wallS);
       expect(d.upstreamBytes, 'a direct pull moves at least the content').toBeGreaterThanOrEqual(r.pull.contentBytes);
@@ -107,6 +108,7 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl'], 'bench 
     for (const run of [r.scale.empty, r.scale.populated]) {
       positive('scale start-up', run.startupMs);
       expect(run.blobsAtStart, 'ocimirror saw every pre-populated blob').toBe(run.blobs);
+      expect(run.rounds.blob, 'one result per alternating round').toHaveLength(r.params.scaleRounds);
       for (const w of [run.manifestByTag, run.blob]) {
         positive('scale req/s', w.requestsPerS);
         positive('scale p99', w.p99Ms);
