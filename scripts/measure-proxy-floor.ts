@@ -1,0 +1,105 @@
+/**
+ * The floor under a cold pull through any mirror on this machine: the bench's pull set copied by
+ * skopeo straight from the upstream, through a bare Node.js pass-through (node:http piping each
+ * upstream response to the client: no cache, no hash, no disk), through nginx `proxy_pass` (no
+ * cache), and through a freshly started, empty ocimirror, in alternating rounds; medians and their
+ * ratios to the direct pull. A mirror must do at least what the pass-throughs do (one more process
+ * and one more loopback hop for every byte), so their ratio is what no caching work can get under.
+ *   node --import tsx scripts/measure-proxy-floor.ts [layerMiB=512] [rounds=3]
+ */
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startOcimirror } from '../bench/ocimirror.ts';
+import { answers, Cleanup, log, startDaemon, waitFor } from '../bench/proc.ts';
+import { medianByWall, pullSet, type PullResult } from '../bench/pull.ts';
+import { PULL_SET, startUpstream } from '../bench/upstream.ts';
+import { freePort } from '../test/helpers/ports.ts';
+
+/** Child mode: the bare pass-through, on `port`, to `upstream`. */
+if (process.argv[2] === '--pass-through') {
+  const [upstream, port] = [new URL(process.argv[3]!), Number(process.argv[4])];
+  const agent = new http.Agent({ keepAlive: true });
+  http
+    .createServer((req, res) => {
+      const headers = { ...req.headers, host: upstream.host };
+      const up = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers, agent }, (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    })
+    .listen(port, '127.0.0.1');
+} else {
+  const layerMiB = Number(process.argv[2] ?? 512);
+  const rounds = Number(process.argv[3] ?? 3);
+  const cleanup = new Cleanup();
+  try {
+    const work = await mkdtemp(join(tmpdir(), 'ocimirror-floor-'));
+    cleanup.defer('work dir', () => rm(work, { recursive: true, force: true }));
+    const up = await startUpstream(layerMiB, cleanup);
+    const upstreamUrl = up.log.url;
+
+    const nodePort = await freePort();
+    const passThrough = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(nodePort)], { stdio: 'ignore' });
+    cleanup.defer('pass-through', () => void passThrough.kill());
+    const nodeHost = `127.0.0.1:${nodePort}`;
+
+    const nginxDir = join(work, 'nginx');
+    await mkdir(nginxDir, { recursive: true });
+    const nginxPort = await freePort();
+    await writeFile(join(nginxDir, 'nginx.conf'), `daemon off;
+worker_processes auto;
+pid ${nginxDir}/nginx.pid;
+error_log ${nginxDir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${nginxDir}/body;
+  proxy_temp_path ${nginxDir}/proxy;
+  fastcgi_temp_path ${nginxDir}/fastcgi;
+  uwsgi_temp_path ${nginxDir}/uwsgi;
+  scgi_temp_path ${nginxDir}/scgi;
+  upstream registry { server ${new URL(upstreamUrl).host}; keepalive 16; }
+  server {
+    listen 127.0.0.1:${nginxPort};
+    location / {
+      proxy_pass http://registry;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+`);
+    const nginx = startDaemon('nginx', ['-p', nginxDir, '-e', join(nginxDir, 'error.log'), '-c', join(nginxDir, 'nginx.conf')], join(nginxDir, 'stdout.log'));
+    cleanup.defer('nginx', () => nginx.stop());
+    const nginxHost = `127.0.0.1:${nginxPort}`;
+    await waitFor('nginx proxy', nginx, () => answers(`http://${nginxHost}/v2/`), 10_000, 20);
+    for (let i = 0; i < 200 && !(await answers(`http://${nodeHost}/v2/`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+
+    const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, up.log, work, 600_000));
+    const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'nginx proxy_pass': [], 'ocimirror, cold': [] };
+    for (let r = 1; r <= rounds; r++) {
+      runs.direct!.push(await pull(up.log.url.replace('http://', ''), 'direct'));
+      runs['node pass-through']!.push(await pull(nodeHost, 'node pass-through'));
+      runs['nginx proxy_pass']!.push(await pull(nginxHost, 'nginx proxy_pass'));
+      const om = await startOcimirror({ name: `ocimirror-${r}`, upstreamUrl, dataDir: join(work, `ocimirror-${r}-data`), workDir: work }, cleanup);
+      runs['ocimirror, cold']!.push(await pull(om.host, 'ocimirror cold'));
+      await om.daemon.stop();
+      await rm(join(work, `ocimirror-${r}-data`), { recursive: true, force: true });
+    }
+    const direct = medianByWall(runs.direct!).wallS;
+    for (const [what, rs] of Object.entries(runs)) {
+      const median = medianByWall(rs).wallS;
+      process.stdout.write(`${what.padEnd(20)} ${rs.map((x) => x.wallS.toFixed(2)).join(' ')}  median ${median.toFixed(2)} s  ${(median / direct).toFixed(2)}× direct\n`);
+    }
+  } finally {
+    await cleanup.run();
+  }
+}
