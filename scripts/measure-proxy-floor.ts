@@ -1,8 +1,9 @@
 /**
  * The floor under a cold pull through any mirror on this machine: the bench's pull set copied by
- * skopeo straight from the upstream, through a bare Node.js pass-through (node:http piping each
- * upstream response to the client: no cache, no hash, no disk), through nginx `proxy_pass` (no
- * cache), and through a freshly started, empty ocimirror, in alternating rounds; medians and their
+ * skopeo straight from the upstream, through two bare Node.js pass-throughs (node:http piping each
+ * upstream response to the client, and undici's pool writing each chunk to the response: no cache,
+ * no hash, no disk), through nginx `proxy_pass` (no cache), and through a freshly started, empty
+ * ocimirror, in alternating rounds; medians and their
  * ratios to the direct pull. A mirror must do at least what the pass-throughs do (one more process
  * and one more loopback hop for every byte), so their ratio is what no caching work can get under.
  *   node --import tsx scripts/measure-proxy-floor.ts [layerMiB=512] [rounds=3]
@@ -13,14 +14,39 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
 import { startOcimirror } from '../bench/ocimirror.ts';
 import { answers, Cleanup, log, startDaemon, waitFor } from '../bench/proc.ts';
 import { medianByWall, pullSet, type PullResult } from '../bench/pull.ts';
 import { PULL_SET, startUpstream } from '../bench/upstream.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
-/** Child mode: the bare pass-through, on `port`, to `upstream`. */
-if (process.argv[2] === '--pass-through') {
+/** Child mode: the bare pass-through, on `port`, to `upstream`; `--undici` fetches with undici instead of node:http. */
+if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
+  const [upstream, port] = [process.argv[3]!, Number(process.argv[4])];
+  const pool = new Pool(upstream, { connections: 16 });
+  http
+    .createServer((req, res) => {
+      const headers = { ...req.headers };
+      delete headers.host;
+      delete headers.connection;
+      pool.request({ path: req.url ?? '/', method: (req.method ?? 'GET') as 'GET', headers: headers as Record<string, string> }).then(
+        (upRes) => {
+          res.writeHead(upRes.statusCode, upRes.headers as http.OutgoingHttpHeaders);
+          upRes.body.on('data', (chunk: Buffer) => {
+            if (!res.write(chunk)) {
+              upRes.body.pause();
+              res.once('drain', () => upRes.body.resume());
+            }
+          });
+          upRes.body.on('end', () => res.end());
+          upRes.body.on('error', () => res.destroy());
+        },
+        () => res.destroy(),
+      );
+    })
+    .listen(port, '127.0.0.1');
+} else if (process.argv[2] === '--pass-through') {
   const [upstream, port] = [new URL(process.argv[3]!), Number(process.argv[4])];
   const agent = new http.Agent({ keepAlive: true });
   http
@@ -48,6 +74,10 @@ if (process.argv[2] === '--pass-through') {
     const passThrough = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(nodePort)], { stdio: 'ignore' });
     cleanup.defer('pass-through', () => void passThrough.kill());
     const nodeHost = `127.0.0.1:${nodePort}`;
+    const undiciPort = await freePort();
+    const undiciPassThrough = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(undiciPort), '--undici'], { stdio: 'ignore' });
+    cleanup.defer('undici pass-through', () => void undiciPassThrough.kill());
+    const undiciHost = `127.0.0.1:${undiciPort}`;
 
     const nginxDir = join(work, 'nginx');
     await mkdir(nginxDir, { recursive: true });
@@ -81,13 +111,16 @@ http {
     cleanup.defer('nginx', () => nginx.stop());
     const nginxHost = `127.0.0.1:${nginxPort}`;
     await waitFor('nginx proxy', nginx, () => answers(`http://${nginxHost}/v2/`), 10_000, 20);
-    for (let i = 0; i < 200 && !(await answers(`http://${nodeHost}/v2/`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+    for (const host of [nodeHost, undiciHost]) {
+      for (let i = 0; i < 200 && !(await answers(`http://${host}/v2/`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+    }
 
     const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, up.log, work, 600_000));
-    const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'nginx proxy_pass': [], 'ocimirror, cold': [] };
+    const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'undici pass-through': [], 'nginx proxy_pass': [], 'ocimirror, cold': [] };
     for (let r = 1; r <= rounds; r++) {
       runs.direct!.push(await pull(up.log.url.replace('http://', ''), 'direct'));
       runs['node pass-through']!.push(await pull(nodeHost, 'node pass-through'));
+      runs['undici pass-through']!.push(await pull(undiciHost, 'undici pass-through'));
       runs['nginx proxy_pass']!.push(await pull(nginxHost, 'nginx proxy_pass'));
       const om = await startOcimirror({ name: `ocimirror-${r}`, upstreamUrl, dataDir: join(work, `ocimirror-${r}-data`), workDir: work }, cleanup);
       runs['ocimirror, cold']!.push(await pull(om.host, 'ocimirror cold'));
