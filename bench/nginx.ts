@@ -13,7 +13,8 @@ export interface Nginx {
   daemon: Daemon;
 }
 
-function config(dir: string, port: number, blobDir: string): string {
+/** An nginx config for `dir` (pid, logs, temp paths) whose `http` block holds `body`. */
+function config(dir: string, body: string): string {
   return `daemon off;
 worker_processes auto;
 pid ${dir}/nginx.pid;
@@ -21,36 +22,47 @@ error_log ${dir}/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 65;
-  default_type application/octet-stream;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    location = /v2/ { default_type application/json; return 200 '{}'; }
-    location ~ "^/v2/.+/blobs/sha256:([a-f0-9]{64})$" { alias ${blobDir}/$1; }
-  }
+${body}
 }
 `;
 }
 
-export async function startNginx(blobDir: string, workDir: string, cleanup: Cleanup): Promise<Nginx> {
-  const dir = join(workDir, 'nginx');
+/** The read ceiling: the fixture blob files under registry paths, by sendfile. */
+const blobServer = (blobDir: string) => (port: number) => `  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    location = /v2/ { default_type application/json; return 200 '{}'; }
+    location ~ "^/v2/.+/blobs/sha256:([a-f0-9]{64})$" { alias ${blobDir}/$1; }
+  }`;
+
+export function startNginx(blobDir: string, workDir: string, cleanup: Cleanup): Promise<Nginx> {
+  return startNginxWith('nginx', blobServer(blobDir), workDir, cleanup);
+}
+
+/**
+ * nginx in `workDir/name` with the `http` block `body(port)` on a free loopback port, once it
+ * answers `GET /v2/`.
+ */
+export async function startNginxWith(name: string, body: (port: number) => string, workDir: string, cleanup: Cleanup): Promise<Nginx> {
+  const dir = join(workDir, name);
   await mkdir(dir, { recursive: true });
   await chmod(workDir, 0o755); // run as root, nginx's workers drop to an unprivileged user
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    await writeFile(join(dir, 'nginx.conf'), config(dir, port, blobDir));
+    await writeFile(join(dir, 'nginx.conf'), config(dir, body(port)));
     const daemon = startDaemon('nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], join(dir, 'stdout.log'));
-    cleanup.defer('nginx', () => daemon.stop());
+    cleanup.defer(name, () => daemon.stop());
     const url = `http://127.0.0.1:${port}`;
     try {
-      await waitFor('nginx', daemon, () => answers(`${url}/v2/`), 10_000, 20);
+      await waitFor(name, daemon, () => answers(`${url}/v2/`), 10_000, 20);
       return { url, daemon };
     } catch (err) {
       await daemon.stop();

@@ -10,13 +10,14 @@
  */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { startOcimirror } from '../bench/ocimirror.ts';
-import { answers, Cleanup, log, startDaemon, waitFor } from '../bench/proc.ts';
+import { startNginxWith } from '../bench/nginx.ts';
+import { answers, Cleanup, log } from '../bench/proc.ts';
 import { medianByWall, pullSet, type PullResult } from '../bench/pull.ts';
 import { PULL_SET, startUpstream } from '../bench/upstream.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -79,24 +80,10 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
     cleanup.defer('undici pass-through', () => void undiciPassThrough.kill());
     const undiciHost = `127.0.0.1:${undiciPort}`;
 
-    const nginxDir = join(work, 'nginx');
-    await mkdir(nginxDir, { recursive: true });
-    const nginxPort = await freePort();
-    await writeFile(join(nginxDir, 'nginx.conf'), `daemon off;
-worker_processes auto;
-pid ${nginxDir}/nginx.pid;
-error_log ${nginxDir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${nginxDir}/body;
-  proxy_temp_path ${nginxDir}/proxy;
-  fastcgi_temp_path ${nginxDir}/fastcgi;
-  uwsgi_temp_path ${nginxDir}/uwsgi;
-  scgi_temp_path ${nginxDir}/scgi;
-  upstream registry { server ${new URL(upstreamUrl).host}; keepalive 16; }
+    const upstreamHost = new URL(upstreamUrl).host;
+    const nginx = await startNginxWith('nginx-proxy', (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
   server {
-    listen 127.0.0.1:${nginxPort};
+    listen 127.0.0.1:${port};
     location / {
       proxy_pass http://registry;
       proxy_http_version 1.1;
@@ -104,13 +91,8 @@ http {
       proxy_set_header Host $http_host;
       proxy_max_temp_file_size 0;
     }
-  }
-}
-`);
-    const nginx = startDaemon('nginx', ['-p', nginxDir, '-e', join(nginxDir, 'error.log'), '-c', join(nginxDir, 'nginx.conf')], join(nginxDir, 'stdout.log'));
-    cleanup.defer('nginx', () => nginx.stop());
-    const nginxHost = `127.0.0.1:${nginxPort}`;
-    await waitFor('nginx proxy', nginx, () => answers(`http://${nginxHost}/v2/`), 10_000, 20);
+  }`, work, cleanup);
+    const nginxHost = new URL(nginx.url).host;
     for (const host of [nodeHost, undiciHost]) {
       for (let i = 0; i < 200 && !(await answers(`http://${host}/v2/`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
     }
