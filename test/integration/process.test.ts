@@ -107,7 +107,7 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
     }
   });
 
-  it('runs as the built bundle: finds the shipped config and the sendfile addon from the package root, and serves a pull', async () => {
+  it('runs as the built bundle: finds the shipped config and the sendfile addon from the package root, serves a pull, and gc --offline sees it', async () => {
     // Built one level below the project root, as dist/ocimirror.mjs is (and git-ignored like it).
     const outDir = path.join(PROJECT_ROOT, `.tmp-bundle-${process.pid}`);
     const bundle = path.join(outDir, 'ocimirror.mjs');
@@ -131,6 +131,10 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
       mirror.kill('SIGTERM');
     }
     expect(await mirror.exited).toBe(0);
+    // Another command of the same bundle, on the same default config: an offline gc finds the blob.
+    const gc = spawnSync(process.execPath, [bundle, 'gc', '--offline'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(gc.status, gc.stderr).toBe(0);
+    expect(JSON.parse(gc.stdout)).toMatchObject({ reconciled: { blobs: 1, rowsWithoutFile: 0, filesWithoutRow: 0 } });
   });
 
   it('drains on SIGTERM: readiness turns 503, the pull in flight finishes, then it exits 0', async () => {
