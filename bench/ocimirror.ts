@@ -31,8 +31,6 @@ export interface OcimirrorOptions {
   workDir: string;
   /** Extra node flags, e.g. `--cpu-prof --cpu-prof-dir DIR` (one profile per thread: tsx's loader hooks have their own). */
   nodeArgs?: string[];
-  /** Extra environment variables. */
-  env?: NodeJS.ProcessEnv;
 }
 
 let built = false;
@@ -59,7 +57,7 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
   // The node flags the image and bin/ocimirror.js run it with (README "Memory").
-  const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/ocimirror.mjs'), 'serve', '--config', configFile], logFile, o.env);
+  const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/ocimirror.mjs'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };

@@ -17,11 +17,6 @@ export interface PullResult {
   upstreamBytes: number;
 }
 
-/** The run with the median wall time (the middle one of an odd count, the faster middle one of an even count). */
-export function medianByWall(runs: PullResult[]): PullResult {
-  return [...runs].sort((a, b) => a.wallS - b.wallS)[Math.floor((runs.length - 1) / 2)]!;
-}
-
 export async function pullSet(host: string, refs: string[], upstream: UpstreamLog, tmp: string, timeoutMs: number): Promise<PullResult> {
   upstream.reset();
   let ms = 0;

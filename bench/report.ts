@@ -8,7 +8,8 @@ import { dirname } from 'node:path';
 import type { HerdResult } from './herd.ts';
 import type { MachineInfo } from './machine.ts';
 import type { BenchParams } from './params.ts';
-import { medianByWall, type PullResult } from './pull.ts';
+import { medianBy } from './median.ts';
+import type { PullResult } from './pull.ts';
 import type { ReadResult } from './read.ts';
 import type { ScaleRun } from './scale.ts';
 import type { WrkResult } from './wrk.ts';
@@ -48,7 +49,7 @@ export interface Target {
 }
 
 /** The baseline of the pull ratios: the median of the direct runs. */
-export const directWallS = (r: BenchResults) => medianByWall(r.pull.direct).wallS;
+export const directWallS = (r: BenchResults) => medianBy(r.pull.direct, (p) => p.wallS).wallS;
 
 /** The margins, each as a ratio or value from this run. */
 export function judge(r: BenchResults): Target[] {

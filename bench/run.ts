@@ -17,7 +17,8 @@ import { startNginx } from './nginx.ts';
 import { startOcimirror, type OcimirrorProc } from './ocimirror.ts';
 import { readParams } from './params.ts';
 import { Cleanup, killRunning, log } from './proc.ts';
-import { medianByWall, pullSet, type PullResult } from './pull.ts';
+import { medianBy } from './median.ts';
+import { pullSet, type PullResult } from './pull.ts';
 import { readThroughput } from './read.ts';
 import { judge, table, writeJson, type BenchResults } from './report.ts';
 import { PeakRss, pidWithArg } from './rss.ts';
@@ -83,8 +84,8 @@ async function main(cleanup: Cleanup): Promise<void> {
     direct.push(await pull(upstream.host, `direct (${params.pullRounds + r}/${2 * params.pullRounds})`));
   }
   const refWarm = await pull(reference.host, 'reference warm');
-  const omCold = { ...medianByWall(coldRounds), rounds: coldRounds };
-  const omWarm = { ...medianByWall(warmRounds), rounds: warmRounds };
+  const omCold = { ...medianBy(coldRounds, (p) => p.wallS), rounds: coldRounds };
+  const omWarm = { ...medianBy(warmRounds, (p) => p.wallS), rounds: warmRounds };
 
   // 3: cache-hit reads of the large blob.
   const blobPath = `/v2/large/blobs/${up.large.digest}`;

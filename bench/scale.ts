@@ -14,6 +14,7 @@ import { Metadata } from '../src/cache/metadata.ts';
 import { dataPaths } from '../src/cache/paths.ts';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../test/helpers/images.ts';
 import { startOcimirror, UPSTREAM_NAME, type OcimirrorProc } from './ocimirror.ts';
+import { medianBy } from './median.ts';
 import { log, type Cleanup } from './proc.ts';
 import { wrk, type WrkResult } from './wrk.ts';
 
@@ -99,11 +100,6 @@ function prepare(name: string, blobs: number, tags: number, workDir: string): Pr
   return { name, blobs, tags, dataDir, populateS };
 }
 
-/** The round whose p99 is the median of the rounds' (the middle one of an odd count). */
-function medianByP99(rounds: WrkResult[]): WrkResult {
-  return [...rounds].sort((a, b) => a.p99Ms - b.p99Ms)[Math.floor((rounds.length - 1) / 2)]!;
-}
-
 /**
  * Both caches are written first (and synced, so the kernel is not flushing 100k fresh files during
  * one side's measurement), then each mirror is started alone for its start-up time. Hits are
@@ -118,20 +114,18 @@ export async function scaleRuns(sizes: { empty: { blobs: number; tags: number };
   try {
     for (const p of prepared) mirrors.push(await startOcimirror({ name: p.name, upstreamUrl: o.upstreamUrl, dataDir: p.dataDir, workDir: o.workDir, nodeArgs: o.nodeArgs }, cleanup));
     const n = Array.from({ length: o.hitSet }, (_, i) => i);
-    const manifestPaths = n.map((t) => `/v2/${repoOf(t)}/manifests/t${t}`);
-    const blobPaths = n.map((i) => `/v2/${repoOf(i)}/blobs/sha256:${hexOf(blobBytes(i))}`);
+    const measures = {
+      manifestByTag: { ...o.wrk, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: n.map((t) => `/v2/${repoOf(t)}/manifests/t${t}`) },
+      blob: { ...o.wrk, tmp: o.workDir, paths: n.map((i) => `/v2/${repoOf(i)}/blobs/sha256:${hexOf(blobBytes(i))}`) },
+    };
+    const kinds = ['manifestByTag', 'blob'] as const;
     const results = prepared.map(() => ({ manifestByTag: [] as WrkResult[], blob: [] as WrkResult[] }));
     // A warm-up run of each measure on each mirror first (JIT, caches, connections), not counted:
     // the first round was the slowest of both sides in every trial run.
-    for (const m of mirrors) {
-      await wrk(m.url, { ...o.wrk, seconds: o.warmupSeconds, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: manifestPaths });
-      await wrk(m.url, { ...o.wrk, seconds: o.warmupSeconds, tmp: o.workDir, paths: blobPaths });
-    }
+    for (const m of mirrors) for (const k of kinds) await wrk(m.url, { ...measures[k], seconds: o.warmupSeconds });
     for (let r = 0; r < rounds; r++) {
       for (const side of r % 2 === 0 ? [0, 1] : [1, 0]) {
-        const m = mirrors[side]!;
-        results[side]!.manifestByTag.push(await wrk(m.url, { ...o.wrk, tmp: o.workDir, headers: { Accept: MANIFEST_ACCEPT }, paths: manifestPaths }));
-        results[side]!.blob.push(await wrk(m.url, { ...o.wrk, tmp: o.workDir, paths: blobPaths }));
+        for (const k of kinds) results[side]![k].push(await wrk(mirrors[side]!.url, measures[k]));
       }
     }
     const run = (i: 0 | 1): ScaleRun => {
@@ -144,8 +138,8 @@ export async function scaleRuns(sizes: { empty: { blobs: number; tags: number };
         populateS: p.populateS,
         startupMs: m.startupMs,
         blobsAtStart: Number(/"blobs":(\d+)/.exec(m.daemon.logText())?.[1] ?? NaN),
-        manifestByTag: medianByP99(res.manifestByTag),
-        blob: medianByP99(res.blob),
+        manifestByTag: medianBy(res.manifestByTag, (w) => w.p99Ms),
+        blob: medianBy(res.blob, (w) => w.p99Ms),
         rounds: { manifestByTag: res.manifestByTag, blob: res.blob },
       };
     };

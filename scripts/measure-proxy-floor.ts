@@ -8,7 +8,6 @@
  * and one more loopback hop for every byte), so their ratio is what no caching work can get under.
  *   node --import tsx scripts/measure-proxy-floor.ts [layerMiB=512] [rounds=3]
  */
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,8 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { startOcimirror } from '../bench/ocimirror.ts';
 import { startNginxWith } from '../bench/nginx.ts';
-import { answers, Cleanup, log } from '../bench/proc.ts';
-import { medianByWall, pullSet, type PullResult } from '../bench/pull.ts';
+import { answers, Cleanup, log, startDaemon, waitFor } from '../bench/proc.ts';
+import { medianBy } from '../bench/median.ts';
+import { pullSet, type PullResult } from '../bench/pull.ts';
 import { PULL_SET, startUpstream } from '../bench/upstream.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
@@ -71,14 +71,17 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
     const up = await startUpstream(layerMiB, cleanup);
     const upstreamUrl = up.log.url;
 
-    const nodePort = await freePort();
-    const passThrough = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(nodePort)], { stdio: 'ignore' });
-    cleanup.defer('pass-through', () => void passThrough.kill());
-    const nodeHost = `127.0.0.1:${nodePort}`;
-    const undiciPort = await freePort();
-    const undiciPassThrough = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(undiciPort), '--undici'], { stdio: 'ignore' });
-    cleanup.defer('undici pass-through', () => void undiciPassThrough.kill());
-    const undiciHost = `127.0.0.1:${undiciPort}`;
+    /** A pass-through (this script in child mode) on a free port, once it answers. */
+    const passThrough = async (name: string, extra: string[]) => {
+      const port = await freePort();
+      const daemon = startDaemon(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--pass-through', upstreamUrl, String(port), ...extra], join(work, `${name}.log`));
+      cleanup.defer(name, () => daemon.stop());
+      const host = `127.0.0.1:${port}`;
+      await waitFor(name, daemon, () => answers(`http://${host}/v2/`), 20_000, 50);
+      return host;
+    };
+    const nodeHost = await passThrough('node-pass-through', []);
+    const undiciHost = await passThrough('undici-pass-through', ['--undici']);
 
     const upstreamHost = new URL(upstreamUrl).host;
     const nginx = await startNginxWith('nginx-proxy', (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
@@ -93,14 +96,11 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
     }
   }`, work, cleanup);
     const nginxHost = new URL(nginx.url).host;
-    for (const host of [nodeHost, undiciHost]) {
-      for (let i = 0; i < 200 && !(await answers(`http://${host}/v2/`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
-    }
 
     const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, up.log, work, 600_000));
     const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'undici pass-through': [], 'nginx proxy_pass': [], 'ocimirror, cold': [] };
     for (let r = 1; r <= rounds; r++) {
-      runs.direct!.push(await pull(up.log.url.replace('http://', ''), 'direct'));
+      runs.direct!.push(await pull(up.log.host, 'direct'));
       runs['node pass-through']!.push(await pull(nodeHost, 'node pass-through'));
       runs['undici pass-through']!.push(await pull(undiciHost, 'undici pass-through'));
       runs['nginx proxy_pass']!.push(await pull(nginxHost, 'nginx proxy_pass'));
@@ -109,9 +109,9 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
       await om.daemon.stop();
       await rm(join(work, `ocimirror-${r}-data`), { recursive: true, force: true });
     }
-    const direct = medianByWall(runs.direct!).wallS;
+    const direct = medianBy(runs.direct!, (p) => p.wallS).wallS;
     for (const [what, rs] of Object.entries(runs)) {
-      const median = medianByWall(rs).wallS;
+      const median = medianBy(rs, (p) => p.wallS).wallS;
       process.stdout.write(`${what.padEnd(20)} ${rs.map((x) => x.wallS.toFixed(2)).join(' ')}  median ${median.toFixed(2)} s  ${(median / direct).toFixed(2)}× direct\n`);
     }
   } finally {

@@ -60,7 +60,9 @@ export class ManifestProxy {
   }
 
   async get(route: Route, ref: Reference, accept: readonly string[]): Promise<ManifestResult> {
-    return this.hit(route, ref, accept) ?? (ref.kind === 'digest' ? this.#byDigest(route, ref.digest) : this.#byTag(route, ref.tag, accept));
+    const local = this.#local(route, ref, accept);
+    if ('hit' in local) return local.hit;
+    return ref.kind === 'digest' ? this.#byDigest(route, ref.digest, local.cached) : this.#byTag(route, ref.tag, accept, local.known, local.cached);
   }
 
   /**
@@ -69,16 +71,29 @@ export class ManifestProxy {
    * to be asked (then {@link get} takes it from the start).
    */
   hit(route: Route, ref: Reference, accept: readonly string[]): ManifestResult | undefined {
-    let cached: HotManifest | undefined;
+    const local = this.#local(route, ref, accept);
+    return 'hit' in local ? local.hit : undefined;
+  }
+
+  /**
+   * What memory and the database say about `ref`: the answer when that is enough, else what they
+   * know, which the upstream path starts from instead of looking it up again.
+   */
+  #local(route: Route, ref: Reference, accept: readonly string[]): { hit: ManifestResult } | { known: HotTag | undefined; cached: HotManifest | undefined } {
     if (ref.kind === 'digest') {
-      cached = this.cached(ref.digest.value);
-      if (!cached || !this.#linked(route, ref.digest.value)) return undefined;
-    } else {
-      const known = this.#knownTag(route, ref.tag);
-      if (!known || this.#now() - known.fetchedAt >= route.upstream.config.tagTTL) return undefined;
-      cached = this.cached(known.digest);
-      if (!cached || !acceptsMediaType(accept, cached.mediaType)) return undefined;
+      const cached = this.cached(ref.digest.value);
+      if (cached && this.#linked(route, ref.digest.value)) return { hit: this.#hitOf(cached) };
+      return { known: undefined, cached };
     }
+    const known = this.#knownTag(route, ref.tag);
+    const cached = known ? this.cached(known.digest) : undefined;
+    if (known && cached && acceptsMediaType(accept, cached.mediaType) && this.#now() - known.fetchedAt < route.upstream.config.tagTTL) {
+      return { hit: this.#hitOf(cached) };
+    }
+    return { known, cached };
+  }
+
+  #hitOf(cached: HotManifest): ManifestResult {
     this.#metadata.recordManifestHit(cached.digest);
     return { ...cached, cache: 'HIT' };
   }
@@ -100,10 +115,9 @@ export class ManifestProxy {
    * it is cached (refetching only if it moved), a GET when it is not.
    */
   async refresh(route: Route, tag: string): Promise<ManifestResult> {
-    const name = route.upstream.name;
-    const known = this.#hot.getTag(name, route.repo, tag) ?? this.#metadata.getTag(name, route.repo, tag);
+    const known = this.#knownTag(route, tag);
     const cached = known ? this.cached(known.digest) : undefined;
-    const key = `${name}\0${route.repo}\0:${tag}`;
+    const key = `${route.upstream.name}\0${route.repo}\0:${tag}`;
     return this.#flights.do(key, () => (cached ? this.#revalidate(route, tag, cached) : this.#fetchTag(route, tag)));
   }
 
@@ -126,9 +140,8 @@ export class ManifestProxy {
     return true;
   }
 
-  /** A digest {@link hit} could not answer: not cached, or cached for another repository. */
-  async #byDigest(route: Route, digest: Digest): Promise<ManifestResult> {
-    const cached = this.cached(digest.value);
+  /** A digest {@link hit} could not answer: not cached, or `cached` for another repository. */
+  async #byDigest(route: Route, digest: Digest, cached: HotManifest | undefined): Promise<ManifestResult> {
     const key = `${route.upstream.name}\0${route.repo}\0${digest.value}`;
     return this.#flights.do(key, async () => {
       if (cached) {
@@ -159,11 +172,9 @@ export class ManifestProxy {
     });
   }
 
-  /** A tag {@link hit} could not answer: unknown, past its TTL, or of a type this client cannot take. */
-  async #byTag(route: Route, tag: string, accept: readonly string[]): Promise<ManifestResult> {
+  /** A tag {@link hit} could not answer (unknown, past its TTL, or of a type this client cannot take), with what is `known` of it. */
+  async #byTag(route: Route, tag: string, accept: readonly string[], known: HotTag | undefined, cached: HotManifest | undefined): Promise<ManifestResult> {
     const name = route.upstream.name;
-    const known = this.#knownTag(route, tag);
-    const cached = known ? this.cached(known.digest) : undefined;
     if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
       if (known.retryAt !== undefined && this.#now() < known.retryAt) return { ...cached, cache: 'STALE' };
       return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known));
