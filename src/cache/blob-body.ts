@@ -57,6 +57,11 @@ function takeBuffer(size: number): Buffer {
   return pool.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
+/** Drops the pooled read buffers (the idle collector, util/idle-collector, then frees them). */
+export function trimReadBuffers(): void {
+  pool.clear();
+}
+
 function giveBuffer(buffer: Buffer): void {
   const free = pool.get(buffer.length) ?? [];
   if (free.length < BUFFERS_KEPT) free.push(buffer);

@@ -22,6 +22,7 @@ import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
+import { releaseChunk } from '../util/read-slabs.ts';
 import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
@@ -223,6 +224,9 @@ export class BlobFill {
     if (this.#fileBytes === undefined) {
       try {
         await writeAll(this.#fd as number, chunks, bytes, this.#written);
+        // On disk: a bulk body's read slabs may take new bytes (util/read-slabs). Relayed chunks
+        // below are never released: readers' queues hold them.
+        for (const chunk of chunks) releaseChunk(chunk);
         this.#written += bytes;
         this.#notify();
         return;

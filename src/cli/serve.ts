@@ -8,6 +8,9 @@ import { loadConfig } from '../config/load.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { createLogger } from '../util/logger.ts';
 import { startMirror } from '../mirror.ts';
+import { trimReadBuffers } from '../cache/blob-body.ts';
+import { fullCollection, startIdleCollector } from '../util/idle-collector.ts';
+import { trimSlabs } from '../util/read-slabs.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -34,6 +37,12 @@ export function registerServe(program: Command): void {
       }
       const log = createLogger(config.log.level);
       const mirror = await startMirror(config, log);
+      // Memory back after bursts (README "Memory"); the serving process only, not in-process test mirrors.
+      const idle = startIdleCollector({
+        collect: fullCollection(),
+        trims: [trimReadBuffers, trimSlabs],
+        onCollect: (ms) => log.debug({ ms: Math.round(ms), rssMiB: Math.round(process.memoryUsage.rss() / 2 ** 20) }, 'idle collection'),
+      });
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) {
@@ -41,6 +50,7 @@ export function registerServe(program: Command): void {
           process.exit(1);
         }
         signalled = true;
+        idle.stop();
         log.info({ signal, inFlight: mirror.server.inFlight, graceMs: config.server.shutdownGrace }, 'draining');
         mirror.stop().then(
           () => process.exit(0),

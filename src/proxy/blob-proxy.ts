@@ -130,6 +130,8 @@ export class BlobProxy {
       repository: route.repo,
       path: `${route.repo}/blobs/${digest.value}`,
       signal,
+      // The fill writes the chunks and releases them to the read slabs (cache/blob-fill).
+      bulk: true,
     });
     if (res.status !== 200) {
       discard(res.body);

@@ -9,11 +9,12 @@
  * signal fires.
  */
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request } from 'undici';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { RegistryError } from '../registry/errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { UpstreamAuthenticator } from './authenticator.ts';
+import { BulkClient } from './bulk-client.ts';
 import { badGateway, toUnavailable, unavailable } from './transport-error.ts';
 
 export interface UpstreamRequest {
@@ -29,6 +30,12 @@ export interface UpstreamRequest {
   signal?: AbortSignal;
   /** Bounds connecting plus waiting for response headers, per hop, in ms; never the body. Default: the upstream's `timeout`. */
   timeout?: number;
+  /**
+   * A GET of a blob body to store: sent on the bulk client ({@link BulkClient}), whose body chunks
+   * are views of reused read slabs. The consumer may hand each chunk it is done with to
+   * `releaseChunk` (util/read-slabs); one it keeps must simply never be released.
+   */
+  bulk?: boolean;
 }
 
 export interface UpstreamResponse {
@@ -93,13 +100,14 @@ const DROPPED_REQUEST_HEADERS = new Set([
 ]);
 const USER_AGENT = 'ocimirror';
 
-type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Dispatcher.ResponseData['body']; url: URL };
+type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Readable; url: URL };
 
 export class UpstreamClient {
   readonly name: string;
   readonly config: UpstreamConfig;
   readonly #counters: UpstreamCounters = { requests: 0, errors: 0, tokenFetches: 0, lastAnswerAt: 0, lastErrorAt: 0, lastError: null };
   readonly #agent: Agent;
+  readonly #bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS });
   readonly #auth: UpstreamAuthenticator;
   readonly #log: Logger;
   readonly #base: URL;
@@ -143,6 +151,7 @@ export class UpstreamClient {
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const { method, repository, signal, timeout = this.config.timeout } = req;
+    const bulk = req.bulk === true && method === 'GET';
     signal?.throwIfAborted();
     if (this.#closed) throw new RegistryError('UNAVAILABLE', { message: `upstream ${this.name} is shutting down` });
     this.#counters.requests++;
@@ -150,7 +159,7 @@ export class UpstreamClient {
     const headers = requestHeaders(req.headers);
     try {
       const sent = await this.#auth.authorization(repository, signal);
-      let res = await this.#follow(method, url, headers, sent, signal, timeout);
+      let res = await this.#follow(method, url, headers, sent, signal, timeout, bulk);
       if (res.status === 401 && res.url.origin === this.#base.origin) {
         let retry: string | undefined;
         try {
@@ -162,7 +171,7 @@ export class UpstreamClient {
         if (retry !== undefined) {
           await discard(res.body, timeout);
           // One retry only: a second 401 goes back to the caller as it is.
-          res = await this.#follow(method, url, headers, retry, signal, timeout);
+          res = await this.#follow(method, url, headers, retry, signal, timeout, bulk);
         }
       }
       this.#counters.lastAnswerAt = Date.now();
@@ -193,13 +202,16 @@ export class UpstreamClient {
       timer = setTimeout(() => resolve('timeout'), graceMs);
     });
     // Destroying below makes a pending close() reject; that is the expected end, not an error.
-    const closed = this.#agent.close().then(
+    const closed = Promise.all([this.#agent.close(), this.#bulk.close()]).then(
       () => 'closed' as const,
       () => 'closed' as const,
     );
     const outcome = await Promise.race([closed, timedOut]);
     clearTimeout(timer);
-    if (outcome === 'timeout') await this.#agent.destroy();
+    if (outcome === 'timeout') {
+      this.#bulk.destroy();
+      await this.#agent.destroy();
+    }
   }
 
   #url(path: string, query: Record<string, string> | undefined): URL {
@@ -224,12 +236,13 @@ export class UpstreamClient {
     authorization: string | undefined,
     signal: AbortSignal | undefined,
     timeout: number,
+    bulk: boolean,
   ): Promise<RawResponse> {
     let current = url;
     for (let hop = 0; ; hop++) {
       const sameOrigin = current.origin === this.#base.origin;
       const hopHeaders = authorization !== undefined && sameOrigin ? { ...headers, authorization } : headers;
-      const res = await this.#send(method, current, hopHeaders, signal, timeout);
+      const res = await this.#send(method, current, hopHeaders, signal, timeout, bulk);
       const location = res.headers.location;
       if (!REDIRECT_STATUSES.has(res.status) || location === undefined) return res;
       await discard(res.body, timeout);
@@ -254,9 +267,10 @@ export class UpstreamClient {
   }
 
   /**
-   * One HTTP exchange. `timeout` covers connect + response headers through our own timer, which is
-   * cleared once headers arrive, so a slow multi-GiB body is never cut by it. The caller's signal
-   * stays attached for the body's lifetime (undici destroys the body when it fires).
+   * One HTTP exchange, on undici or (a bulk GET) on the bulk client. `timeout` covers connect +
+   * response headers through our own timer, which is cleared once headers arrive, so a slow
+   * multi-GiB body is never cut by it. The caller's signal stays attached for the body's lifetime
+   * (either client destroys the body when it fires).
    */
   async #send(
     method: 'GET' | 'HEAD',
@@ -264,6 +278,7 @@ export class UpstreamClient {
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
     timeout: number,
+    bulk: boolean,
   ): Promise<RawResponse> {
     const controller = new AbortController();
     let timedOut = false;
@@ -274,16 +289,18 @@ export class UpstreamClient {
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     const detach = () => signal?.removeEventListener('abort', onAbort);
-    let res: Dispatcher.ResponseData;
+    let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable };
     try {
-      res = await request(url, {
-        dispatcher: this.#agent,
-        method,
-        headers,
-        signal: controller.signal,
-        headersTimeout: timeout,
-        highWaterMark: BODY_HIGH_WATER_MARK,
-      });
+      res = bulk
+        ? await this.#bulk.get(url, headers, { signal: controller.signal, timeout }).then((r) => ({ statusCode: r.status, headers: r.headers, body: r.body }))
+        : await request(url, {
+            dispatcher: this.#agent,
+            method,
+            headers,
+            signal: controller.signal,
+            headersTimeout: timeout,
+            highWaterMark: BODY_HIGH_WATER_MARK,
+          });
     } catch (err) {
       detach();
       if (signal?.aborted) throw signal.reason ?? err;
@@ -309,7 +326,7 @@ function requestHeaders(input: Record<string, string> | undefined): Record<strin
   return out;
 }
 
-function flattenHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string | undefined> {
+function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
   for (const [name, value] of Object.entries(headers)) {
     out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
@@ -317,21 +334,32 @@ function flattenHeaders(headers: Dispatcher.ResponseData['headers']): Record<str
   return out;
 }
 
+/** Bytes of a thrown-away body worth reading to keep its connection; a longer one is cut off. */
+const DISCARD_LIMIT = 128 * 1024;
+
 /**
- * Drains a small body (a 401's or a redirect's) so the connection can be reused; undici destroys
- * it past its dump limit, and a body that stalls longer than `timeout` is destroyed too.
+ * Drains a small body (a 401's or a redirect's) so the connection can be reused; one longer than
+ * DISCARD_LIMIT, or that stalls longer than `timeout`, is destroyed (its connection with it).
  */
-async function discard(body: Dispatcher.ResponseData['body'], timeout: number): Promise<void> {
+async function discard(body: Readable, timeout: number): Promise<void> {
+  const timer = setTimeout(() => destroyQuietly(body), timeout);
   try {
-    await body.dump({ limit: 128 * 1024, signal: AbortSignal.timeout(timeout) });
+    let read = 0;
+    // Breaking out of the loop destroys the body.
+    for await (const chunk of body) {
+      read += (chunk as Buffer).length;
+      if (read > DISCARD_LIMIT) break;
+    }
   } catch {
     // A body that fails while being thrown away changes nothing for the caller.
     destroyQuietly(body);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
-/** undici's body emits 'error' when destroyed; with nobody listening that would crash the process. */
-function destroyQuietly(body: Dispatcher.ResponseData['body']): void {
+/** A body emits 'error' when destroyed; with nobody listening that would crash the process. */
+function destroyQuietly(body: Readable): void {
   body.on('error', ignore);
   body.destroy();
 }

@@ -5,7 +5,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { expect } from 'vitest';
 import type { UpstreamConfig } from '../../../src/config/schema.ts';
+import { RegistryError } from '../../../src/registry/errors.ts';
 
 export interface Recorded {
   method: string;
@@ -150,4 +152,14 @@ export async function startTokenRegistry(options: TokenRegistryOptions = {}): Pr
   });
   self = server;
   return { ...server, tokenRequests, registryRequests, revokeAll: () => valid.clear() };
+}
+
+/** The RegistryError `promise` rejects with (fails the test if it resolves or rejects otherwise). */
+export async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(RegistryError);
+  return err as RegistryError;
 }

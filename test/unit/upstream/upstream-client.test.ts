@@ -1,7 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RegistryError } from '../../../src/registry/errors.ts';
 import { UpstreamClient } from '../../../src/upstream/upstream-client.ts';
 import { createUpstreams } from '../../../src/upstream/upstream-pool.ts';
 import { createLogger } from '../../../src/util/logger.ts';
@@ -9,6 +8,7 @@ import {
   basic,
   closedPort,
   json,
+  rejection,
   startServer,
   startTokenRegistry,
   upstreamConfig,
@@ -27,15 +27,6 @@ function track<T extends FakeServer | UpstreamClient>(thing: T): T {
 }
 
 const manifest = { method: 'GET', repository: 'library/alpine', path: 'library/alpine/manifests/latest' } as const;
-
-async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RegistryError);
-  return err as RegistryError;
-}
 
 async function drain(body: Readable): Promise<string> {
   return text(body);

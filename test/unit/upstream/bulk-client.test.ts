@@ -1,0 +1,194 @@
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpstreamClient, type UpstreamRequest } from '../../../src/upstream/upstream-client.ts';
+import { freeSlabs, releaseChunk } from '../../../src/util/read-slabs.ts';
+import { closedPort, rejection, startServer, startTokenRegistry, upstreamConfig } from './fake-http.ts';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  while (cleanup.length > 0) await cleanup.pop()?.();
+});
+
+function track<T extends { close(): Promise<unknown> }>(thing: T): T {
+  cleanup.push(() => thing.close());
+  return thing;
+}
+
+const blob = (digest = 'sha256:abc'): UpstreamRequest => ({ method: 'GET', repository: 'r', path: `r/blobs/${digest}`, bulk: true });
+
+async function sha256(body: Readable, release = true): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of body) {
+    hash.update(chunk as Buffer);
+    if (release) releaseChunk(chunk as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+/** A server that answers each connection's requests with `answer(connectionIndex, requestIndex, socket)`. */
+async function rawServer(answer: (conn: number, req: number, socket: net.Socket) => void): Promise<{ origin: string; close(): Promise<void>; connections: () => number }> {
+  let conns = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    const conn = conns++;
+    let reqs = 0;
+    let pending = '';
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.on('data', (d) => {
+      pending += d.toString('latin1');
+      while (pending.includes('\r\n\r\n')) {
+        pending = pending.slice(pending.indexOf('\r\n\r\n') + 4);
+        answer(conn, reqs++, socket);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => conns,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('UpstreamClient bulk GETs', () => {
+  it('streams a multi-MiB blob body byte for byte across several read slabs', async () => {
+    const data = randomBytes(5 * 1024 * 1024 + 123);
+    const server = track(await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': data.length, 'content-type': 'application/octet-stream' });
+      res.end(data);
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
+    const res = await client.request(blob());
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/octet-stream');
+    expect(await sha256(res.body)).toBe(createHash('sha256').update(data).digest('hex'));
+  });
+
+  it('decodes a chunked body and reads a close-delimited one to the end', async () => {
+    const chunked = track(await startServer((_req, res) => {
+      res.writeHead(200);
+      res.write('part one, ');
+      setTimeout(() => res.end('part two'), 20);
+    }));
+    const closeDelimited = track(await rawServer((_c, _r, socket) => socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end')));
+    const a = track(new UpstreamClient(upstreamConfig(chunked.origin)));
+    const b = track(new UpstreamClient(upstreamConfig(closeDelimited.origin)));
+    const text = async (r: Readable) => Buffer.concat(await r.toArray()).toString();
+    expect(await text((await a.request(blob())).body)).toBe('part one, part two');
+    expect(await text((await b.request(blob())).body)).toBe('until the end');
+  });
+
+  it('authenticates with a bearer token, then follows the blob redirect to a CDN without the Authorization header', async () => {
+    const cdn = track(await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': 4 });
+      res.end('blob');
+    }));
+    const reg = track(await startTokenRegistry({
+      serve: (_req, res, url) => {
+        res.writeHead(307, { location: `${cdn.origin}/signed${url.pathname}?sig=1` });
+        res.end();
+      },
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(reg.origin)));
+    const res = await client.request(blob());
+    expect(Buffer.concat(await res.body.toArray()).toString()).toBe('blob');
+    expect(res.url).toBe(`${cdn.origin}/signed/v2/r/blobs/sha256:abc?sig=1`);
+    expect(reg.registryRequests.map((r) => r.headers.authorization)).toEqual([undefined, 'Bearer tok-1']);
+    expect(cdn.requests).toHaveLength(1);
+    expect(cdn.requests[0]!.headers.authorization).toBeUndefined();
+    expect(cdn.requests[0]!.headers['user-agent']).toBe('ocimirror');
+  });
+
+  it('carries consecutive blob GETs on one kept-alive connection', async () => {
+    const server = track(await rawServer((_c, _r, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc')));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
+    for (let i = 0; i < 5; i++) expect(await sha256((await client.request(blob())).body)).toHaveLength(64);
+    expect(server.connections()).toBe(1);
+  });
+
+  it('sends a GET again on a new connection when the kept-alive one closes without answering', async () => {
+    const server = track(await rawServer((conn, req, socket) => {
+      // The first connection answers once, then drops the next request as an idle-timing-out server does.
+      if (conn === 0 && req === 1) return void socket.destroy();
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
+    const text = async () => Buffer.concat(await (await client.request(blob())).body.toArray()).toString();
+    expect(await text()).toBe('ok');
+    expect(await text()).toBe('ok');
+    expect(server.connections()).toBe(2);
+  });
+
+  it('fails a body cut off mid-way with an error, never a clean end', async () => {
+    const server = track(await startServer((req, res) => {
+      res.writeHead(200, { 'content-length': 1 << 20 });
+      res.write(Buffer.alloc(100_000));
+      setTimeout(() => req.socket.destroy(), 20);
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
+    const res = await client.request(blob());
+    await expect(sha256(res.body)).rejects.toThrow(/before the end of the response body/);
+  });
+
+  it('reports a malformed response as UNAVAILABLE naming the upstream', async () => {
+    const server = track(await rawServer((_c, _r, socket) => socket.end('SPDY/9 banana\r\n\r\n')));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin, { name: 'hub' })));
+    const err = await rejection(client.request(blob()));
+    expect(err.status).toBe(503);
+    expect(err.message).toMatch(/upstream hub .* invalid status line/);
+  });
+
+  it('throws UNAVAILABLE when nothing listens, and when headers do not come within the timeout', async () => {
+    const port = await closedPort();
+    const refused = track(new UpstreamClient(upstreamConfig(`http://127.0.0.1:${port}`, { name: 'hub' })));
+    expect((await rejection(refused.request(blob()))).message).toMatch(/upstream hub \(127\.0\.0\.1:\d+\) is unreachable: connection refused/);
+    const silent = track(await startServer(() => {}));
+    const client = track(new UpstreamClient(upstreamConfig(silent.origin)));
+    const started = performance.now();
+    const err = await rejection(client.request({ ...blob(), timeout: 200 }));
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(err.message).toMatch(/no response headers within 200 ms/);
+  });
+
+  it('destroys a streaming body when the caller’s signal aborts', async () => {
+    const endless = track(await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': 1 << 30 });
+      const timer = setInterval(() => res.write(Buffer.alloc(1024)), 10);
+      res.on('close', () => clearInterval(timer));
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(endless.origin)));
+    const ac = new AbortController();
+    const res = await client.request({ ...blob(), signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('stop')), 50);
+    await expect(sha256(res.body)).rejects.toThrow('stop');
+  });
+
+  it('reuses released read slabs and never overwrites bytes of chunks still held', async () => {
+    const sizes = { a: 3 << 20, b: 3 << 20 };
+    const server = track(await startServer((req, res) => {
+      const fillByte = req.url!.endsWith('a') ? 0x61 : 0x62;
+      const len = fillByte === 0x61 ? sizes.a : sizes.b;
+      res.writeHead(200, { 'content-length': len });
+      // Several writes, so the client sees many reads.
+      for (let sent = 0; sent < len; sent += 256 << 10) res.write(Buffer.alloc(Math.min(256 << 10, len - sent), fillByte));
+      res.end();
+    }));
+    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
+    const held = await (await client.request(blob('sha256:a'))).body.toArray();
+    const freeBefore = freeSlabs();
+    await sha256((await client.request(blob('sha256:b'))).body, true);
+    expect(freeSlabs()).toBeGreaterThan(freeBefore);
+    // The second body's reads went to other slabs: every held byte is still 'a'.
+    expect(held.reduce((n, c: Buffer) => n + c.length, 0)).toBe(sizes.a);
+    for (const chunk of held as Buffer[]) expect(chunk.every((byte) => byte === 0x61)).toBe(true);
+  });
+});
