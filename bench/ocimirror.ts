@@ -14,6 +14,9 @@ import { startDaemon, waitFor, type Cleanup, type Daemon } from './proc.ts';
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The bench's one upstream; the cache's link rows name it. */
 export const UPSTREAM_NAME = 'up';
+/** The registry name the admin API knows that upstream by (clients reach it as the default upstream). */
+export const BENCH_REGISTRY = 'bench.test';
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token-not-secret';
 
 export interface OcimirrorProc {
   url: string;
@@ -50,8 +53,9 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   await writeFile(configFile, JSON.stringify({
     listen: '127.0.0.1:0',
     storage: { path: o.dataDir },
-    upstreams: [{ name: UPSTREAM_NAME, url: o.upstreamUrl, tagTTL: '1h' }],
+    upstreams: [{ name: UPSTREAM_NAME, url: o.upstreamUrl, tagTTL: '1h', registries: [BENCH_REGISTRY] }],
     defaultUpstream: UPSTREAM_NAME,
+    admin: { token: BENCH_ADMIN_TOKEN },
     log: { level: 'info' },
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);

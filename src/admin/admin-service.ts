@@ -76,7 +76,7 @@ export function createAdminService({ config, storage, upstreams, background }: {
       return job ? jobView(job) : undefined;
     },
     prefetch: (images, platforms) => ({ jobs: background.prefetchImages(images, platforms).map(({ image, job }) => ({ image, ...jobView(job) })) }),
-    deleteImage: (image) => jobView(background.enqueue('delete', { image: checkImage(image) })),
+    deleteImage: (image) => jobView(background.deleteImage(image)),
     gc: () => jobView(background.enqueue('gc', null, 'gc')),
     evict: () => jobView(background.enqueue('evict', null, 'evict')),
   };

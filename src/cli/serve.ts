@@ -38,10 +38,13 @@ export function registerServe(program: Command): void {
       const log = createLogger(config.log.level);
       const mirror = await startMirror(config, log);
       // Memory back after bursts (README "Memory"); the serving process only, not in-process test mirrors.
+      const gc = fullCollection();
+      const rssMiB = () => Math.round(process.memoryUsage.rss() / 2 ** 20);
+      let rssBefore = 0;
       const idle = startIdleCollector({
-        collect: fullCollection(),
-        trims: [trimReadBuffers, trimSlabs],
-        onCollect: (ms) => log.debug({ ms: Math.round(ms), rssMiB: Math.round(process.memoryUsage.rss() / 2 ** 20) }, 'idle collection'),
+        trims: [() => (rssBefore = rssMiB()), trimReadBuffers, trimSlabs],
+        collect: gc,
+        onCollect: (ms) => log.info({ ms: Math.round(ms), rssMiBBefore: rssBefore, rssMiB: rssMiB() }, 'idle collection'),
       });
       let signalled = false;
       const shutdown = (signal: string) => {

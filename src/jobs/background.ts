@@ -112,6 +112,15 @@ export class Background {
     if (this.#deps.config.storage.maxSize > 0) this.#evictIfNeeded();
   }
 
+  /**
+   * Queues the deletion of a cached image ('registry/repo:tag' or '@digest'). Throws at once (rather
+   * than queueing a job that can only fail) when the name is malformed or its registry is not configured.
+   */
+  deleteImage(image: string): Job {
+    this.#resolve(image);
+    return this.enqueue('delete', { image });
+  }
+
   /** Queues prefetch jobs for image references ('registry/repo:tag'); throws on a malformed one. */
   prefetchImages(images: readonly string[], platforms?: string[]): Array<{ image: string; job: Job }> {
     const targets = images.map((image) => ({ image, ...this.#resolve(image) }));

@@ -55,8 +55,13 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl'], 'bench 
 
     // 1 + 2: pulls
     positive('pull.contentBytes', r.pull.contentBytes);
-    expect(r.pull.direct, 'direct runs alternate with the cold and then the warm rounds').toHaveLength(2 * r.params.pullRounds);
+    expect(r.pull.direct, 'direct runs alternate with the cold, the warm and the running-cold rounds').toHaveLength(3 * r.params.pullRounds);
     expect(r.pull.ocimirror.cold.rounds).toHaveLength(r.params.pullRounds);
+    expect(r.pull.ocimirror.coldRunning.rounds).toHaveLength(r.params.pullRounds);
+    for (const round of r.pull.ocimirror.coldRunning.rounds) {
+      // Emptied through the admin API, the running mirror fetches the whole set again.
+      expect(round.upstreamBytes, 'a cold pull into the emptied running mirror fetches the content').toBeGreaterThanOrEqual(r.pull.contentBytes);
+    }
     for (const d of r.pull.direct) {
       positive('direct wall', d.wallS);
       expect(d.upstreamBytes, 'a direct pull moves at least the content').toBeGreaterThanOrEqual(r.pull.contentBytes);

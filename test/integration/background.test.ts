@@ -553,6 +553,15 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
   });
 
   describe('the admin API', () => {
+    it('refuses at once to queue the deletion of an image on a registry the mirror does not have, and queues nothing', SLOW, async () => {
+      const m = await mirror();
+      const del = await admin(m.url, 'DELETE', `/images?image=${encodeURIComponent('elsewhere.test/small:v1')}`);
+      expect(del.status).toBe(404);
+      expect(del.json.errors[0]).toMatchObject({ code: 'NAME_UNKNOWN', message: "registry 'elsewhere.test' is not configured on this mirror" });
+      expect((await admin(m.url, 'DELETE', '/images?image=registry.test/Bad_Name:v1')).status).toBe(400);
+      expect(m.mirror.background.store.list()).toEqual([]);
+    });
+
     it('refuses requests without the token, with a wrong token, and when no token is configured', SLOW, async () => {
       const m = await mirror();
       const noToken = await admin(m.url, 'GET', '/usage', undefined, null);
