@@ -1,4 +1,12 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -190,5 +198,62 @@ describe('UpstreamClient bulk GETs', () => {
     // The second body's reads went to other slabs: every held byte is still 'a'.
     expect(held.reduce((n, c: Buffer) => n + c.length, 0)).toBe(sizes.a);
     for (const chunk of held as Buffer[]) expect(chunk.every((byte) => byte === 0x61)).toBe(true);
+  });
+});
+
+describe('UpstreamClient bulk GETs over TLS', () => {
+  /** An https server on loopback with a fresh self-signed certificate for localhost and 127.0.0.1. */
+  async function tlsUpstream(body: Buffer) {
+    const dir = await mkdtemp(join(tmpdir(), 'ocimirror-tls-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const [keyFile, certFile] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    await promisify(execFile)('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+    ], { timeout: 20_000 });
+    const seen: Array<{ servername: string | false; alpn: string | false | null }> = [];
+    const server = https.createServer({ key: await readFile(keyFile), cert: await readFile(certFile) }, (req, res) => {
+      const socket = req.socket as TLSSocket;
+      seen.push({ servername: (socket as TLSSocket & { servername: string | false }).servername, alpn: socket.alpnProtocol });
+      res.writeHead(200, { 'content-length': body.length });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    server.on('secureConnection', (s) => cleanup.push(async () => s.destroy()));
+    return { port: (server.address() as AddressInfo).port, certFile, seen };
+  }
+
+  it('checks the upstream certificate: one no trusted CA signed is refused as UNAVAILABLE', async () => {
+    const up = await tlsUpstream(Buffer.from('never'));
+    const client = track(new UpstreamClient(upstreamConfig(`https://localhost:${up.port}`, { name: 'private' })));
+    const err = await rejection(client.request(blob()));
+    expect(err.status).toBe(503);
+    expect(err.message).toMatch(/upstream private .*self.signed certificate/i);
+    expect(up.seen).toEqual([]);
+  });
+
+  it('fetches a blob over TLS with SNI and HTTP/1.1 from an upstream whose CA is trusted through NODE_EXTRA_CA_CERTS', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const up = await tlsUpstream(data);
+    // NODE_EXTRA_CA_CERTS is read when node starts, so the client runs in a child process.
+    const clientModule = fileURLToPath(new URL('../../../src/upstream/upstream-client.ts', import.meta.url));
+    const script = `
+      import { createHash } from 'node:crypto';
+      import { UpstreamClient } from ${JSON.stringify(clientModule)};
+      const client = new UpstreamClient({ name: 'private', url: 'https://localhost:${up.port}', registries: [], tagTTL: 1000, timeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [] });
+      const res = await client.request({ method: 'GET', repository: 'r', path: 'r/blobs/sha256:abc', bulk: true });
+      const hash = createHash('sha256');
+      for await (const chunk of res.body) hash.update(chunk);
+      console.log(JSON.stringify({ status: res.status, sha256: hash.digest('hex') }));
+      await client.close();
+    `;
+    const child = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: up.certFile }, timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    });
+    expect(child.code, child.stderr).toBe(0);
+    expect(JSON.parse(child.stdout)).toEqual({ status: 200, sha256: createHash('sha256').update(data).digest('hex') });
+    expect(up.seen).toEqual([{ servername: 'localhost', alpn: 'http/1.1' }]);
   });
 });

@@ -33,6 +33,11 @@ describe('startIdleCollector', () => {
     expect(run([0.5, 0.01, 0.05, 0.01, 0.01, 0, 0, 0.3, 0, 0])).toEqual(['trim@4', 'collect@4', 'trim@9', 'collect@9']);
   });
 
+  it('does not count the time of its own collection as load that calls for another', () => {
+    // The reading right after a collection covers the collection itself (here a slow one, 0.5).
+    expect(run([0.9, 0, 0, 0.5, 0, 0, 0, 0])).toEqual(['trim@2', 'collect@2']);
+  });
+
   it('gets V8’s full collection without node’s --expose-gc flag', async () => {
     const collect = fullCollection();
     const ref = new WeakRef(Array.from({ length: 10_000 }, (_, i) => ({ i })));
