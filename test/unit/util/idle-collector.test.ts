@@ -1,14 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { fullCollection, startIdleCollector } from '../../../src/util/idle-collector.ts';
 
-/** A collector driven by a scripted utilisation per tick; returns what it did after each tick. */
-function run(utilisations: number[]): string[] {
+const MiB = 1 << 20;
+
+/**
+ * A collector driven by a scripted utilisation per reading and resident memory (MiB) per reading
+ * (the last value repeats; by default it grows 100 MiB per reading, always enough); returns what it did.
+ */
+function run(utilisations: number[], memoryMiB?: number[]): string[] {
   const events: string[] = [];
   let i = 0;
+  let m = 0;
   const collector = startIdleCollector({
     collect: () => events.push(`collect@${i - 1}`),
     trims: [() => events.push(`trim@${i - 1}`)],
     utilization: () => utilisations[i++] ?? 0,
+    memory: () => (memoryMiB ? memoryMiB[Math.min(m++, memoryMiB.length - 1)]! : 100 * m++) * MiB,
     tickMs: 3_600_000,
   });
   try {
@@ -36,6 +43,12 @@ describe('startIdleCollector', () => {
   it('does not count the time of its own collection as load that calls for another', () => {
     // The reading right after a collection covers the collection itself (here a slow one, 0.5).
     expect(run([0.9, 0, 0, 0.5, 0, 0, 0, 0])).toEqual(['trim@2', 'collect@2']);
+  });
+
+  it('leaves alone a burst after which resident memory grew by less than 16 MiB', () => {
+    // Memory readings: at start 100 MiB; when the first burst has gone quiet 110 (left alone); after
+    // the second 130 (collected), then 105 just after the collection; after the third 115 (left alone).
+    expect(run([0.9, 0, 0, 0.9, 0, 0, 0, 0.9, 0, 0], [100, 110, 130, 105, 115])).toEqual(['trim@5', 'collect@5']);
   });
 
   it('gets V8’s full collection without node’s --expose-gc flag', async () => {
