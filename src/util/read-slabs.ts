@@ -6,8 +6,8 @@
  * ~3 CPU-s here: the allocator grows and trims its heap around those buffers (page faults, which
  * this VM makes expensive), V8 starts a major collection for every 64 MiB of them (external memory
  * pressure), and undici copies each into its parser's WebAssembly memory. Reading into 1 MiB slabs
- * that return to a pool once their bytes are on disk took the same fill to ~1 CPU-s
- * (bench/README.md "Cold pulls").
+ * that return to a pool once their bytes are on disk took a lone fill, served to one client, to
+ * 1.1–1.7 CPU-s (bench/README.md "Cold pulls").
  *
  * A socket reads into the free tail of its current slab (`net.Socket`'s `onread` option); each read
  * becomes a view of it. A slab goes back to the pool when it is full and every view of it was
