@@ -40,7 +40,6 @@ export function registerServe(program: Command): void {
       // Memory back after bursts (README "Memory"); the serving process only, not in-process test mirrors.
       // OCIMIRROR_IDLE_GC=0 turns it off: steadier latency in the burst after an idle spell, more memory kept.
       const idle = process.env.OCIMIRROR_IDLE_GC === '0' ? { stop: () => {} } : startIdleCollection(log);
-
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) {
@@ -65,13 +64,12 @@ export function registerServe(program: Command): void {
 
 /** The idle collector (util/idle-collector) with the pools it empties, logging each collection. */
 function startIdleCollection(log: Logger): { stop(): void } {
-  const gc = fullCollection();
-  const rssMiB = () => Math.round(process.memoryUsage.rss() / 2 ** 20);
-  let rssBefore = 0;
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return startIdleCollector({
-    trims: [() => (rssBefore = rssMiB()), trimReadBuffers, trimSlabs],
-    collect: gc,
+    trims: [trimReadBuffers, trimSlabs],
+    collect: fullCollection(),
     // RSS a second later: V8 unmaps freed pages on a background task after the collection returns.
-    onCollect: (ms) => void setTimeout(() => log.info({ ms: Math.round(ms), rssMiBBefore: rssBefore, rssMiB: rssMiB() }, 'idle collection'), 1_000).unref(),
+    onCollect: (ms, before) =>
+      void setTimeout(() => log.info({ ms: Math.round(ms), rssMiBBefore: mib(before), rssMiB: mib(process.memoryUsage.rss()) }, 'idle collection'), 1_000).unref(),
   });
 }

@@ -21,8 +21,10 @@ export interface BulkResponse extends ResponseHead {
 }
 
 export interface BulkGetOptions {
-  /** Bounds connecting plus waiting for the response head, in ms. */
-  timeout: number;
+  /**
+   * Aborts the request, including a body still streaming. It is also the only bound on connecting and
+   * waiting for the head: UpstreamClient's per-hop timer aborts it, as it does undici's requests.
+   */
   signal?: AbortSignal;
 }
 
@@ -56,19 +58,20 @@ export class BulkClient {
     this.#keepAlive = keepAlive;
   }
 
-  async get(url: URL, headers: Record<string, string>, options: BulkGetOptions): Promise<BulkResponse> {
+  async get(url: URL, headers: Record<string, string>, { signal }: BulkGetOptions = {}): Promise<BulkResponse> {
     const request = requestHead(url, headers);
     for (;;) {
+      signal?.throwIfAborted();
       if (this.#closed) throw new Error('bulk client closed');
       const idle = this.#takeIdle(url.origin);
       const conn = idle ?? new Connection(url, this.#bodyIdleTimeout);
       this.#active.add(conn);
       try {
-        return await conn.exchange(request, options, () => this.#done(conn));
+        // A failed exchange has already handed its connection back through #done.
+        return await conn.exchange(request, signal, () => this.#done(conn));
       } catch (err) {
-        this.#forget(conn);
         // A kept-alive connection the server closed meanwhile: retry on a fresh one.
-        if (idle && err instanceof NoAnswerError && !options.signal?.aborted) continue;
+        if (idle && err instanceof NoAnswerError && !signal?.aborted) continue;
         throw err instanceof NoAnswerError ? (err.cause ?? err) : err;
       }
     }
@@ -135,7 +138,6 @@ class Connection {
   readonly #bodyIdleTimeout: number;
   #exchange: Exchange | undefined;
   #reusable = false;
-  #dead = false;
   #onIdleClose: (() => void) | undefined;
 
   constructor(url: URL, bodyIdleTimeout: number) {
@@ -151,27 +153,25 @@ class Connection {
     this.#socket.setNoDelay(true);
     this.#socket.on('error', (err) => this.#ended(err));
     this.#socket.on('close', () => this.#ended(undefined));
-    this.#socket.on('timeout', () => this.#socket.destroy(Object.assign(new Error('response body stalled'), { code: 'UND_ERR_BODY_TIMEOUT' })));
+    // Only ever armed while idle (keep-alive) or during a body (its idle timeout).
+    this.#socket.on('timeout', () => this.#socket.destroy(new Error(`no bytes for ${this.#socket.timeout} ms`)));
   }
 
   get reusable(): boolean {
-    return this.#reusable && !this.#dead;
+    return this.#reusable && !this.#socket.destroyed;
   }
 
-  /** Idle, open, and nothing arrived since the last response. */
+  /** Idle and open. */
   get usable(): boolean {
-    return !this.#dead && this.#exchange === undefined && !this.#socket.destroyed;
+    return this.#exchange === undefined && !this.#socket.destroyed;
   }
 
-  exchange(head: string, { timeout, signal }: BulkGetOptions, done: () => void): Promise<BulkResponse> {
-    signal?.throwIfAborted();
+  exchange(head: string, signal: AbortSignal | undefined, done: () => void): Promise<BulkResponse> {
     this.#reusable = false;
     this.#onIdleClose = undefined;
     this.#socket.setTimeout(0);
     return new Promise<BulkResponse>((resolve, reject) => {
-      const exchange = new Exchange(this, resolve, reject, done, signal);
-      this.#exchange = exchange;
-      exchange.timer = setTimeout(() => exchange.fail(Object.assign(new Error(`no response headers within ${timeout} ms`), { code: 'UND_ERR_HEADERS_TIMEOUT' })), timeout);
+      this.#exchange = new Exchange(this, resolve, reject, done, signal);
       this.#socket.write(head);
       this.resume();
     });
@@ -179,7 +179,7 @@ class Connection {
 
   /** The body may take more: read on. */
   resume(): void {
-    if (!this.#dead) this.#socket.resume();
+    if (!this.#socket.destroyed) this.#socket.resume();
   }
 
   /** Keeps the connection for the next request; `onClose` when it closes or times out meanwhile. */
@@ -201,7 +201,6 @@ class Connection {
   }
 
   destroy(err?: Error): void {
-    this.#dead = true;
     this.#socket.destroy(err);
   }
 
@@ -221,10 +220,7 @@ class Connection {
   }
 
   #ended(err: Error | undefined): void {
-    if (!this.#dead) {
-      this.#dead = true;
-      this.#socket.destroy();
-    }
+    this.#socket.destroy();
     this.#slabs.close();
     this.#exchange?.closed(err);
     this.#exchange = undefined;
@@ -236,16 +232,15 @@ class Connection {
 
 /** One request and its response on a connection. */
 class Exchange {
-  timer: NodeJS.Timeout | undefined;
   readonly #conn: Connection;
   readonly #parser: ResponseParser;
   readonly #resolve: (res: BulkResponse) => void;
   readonly #reject: (err: unknown) => void;
   readonly #done: () => void;
   readonly #signal: AbortSignal | undefined;
+  /** Set once the head arrived (the request's promise is then resolved). */
   #body: BulkBody | undefined;
   #answered = false;
-  #settled = false;
   #over = false;
   #wantMore = true;
 
@@ -292,31 +287,27 @@ class Exchange {
   }
 
   fail(err: unknown): void {
-    if (this.#over) return;
-    this.#over = true;
-    this.#cleanup();
-    this.#conn.destroy();
-    if (!this.#settled) {
-      this.#settled = true;
-      this.#reject(err);
-    } else {
-      this.#body?.destroy(err as Error);
-    }
-    this.#done();
+    if (!this.#stop()) return;
+    if (this.#body) this.#body.destroy(err as Error);
+    else this.#reject(err);
   }
 
   /** The consumer destroyed the body before its end: the rest of it is not wanted. */
   abandon(): void {
-    if (this.#over) return;
+    this.#stop();
+  }
+
+  /** Ends the exchange without its response's end: the connection is closed. False if already over. */
+  #stop(): boolean {
+    if (this.#over) return false;
     this.#over = true;
-    this.#cleanup();
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#conn.destroy();
     this.#done();
+    return true;
   }
 
   #head(head: ResponseHead): void {
-    clearTimeout(this.timer);
-    this.#settled = true;
     this.#body = new BulkBody(this);
     this.#conn.bodyStarted();
     this.#resolve({ ...head, body: this.#body });
@@ -331,15 +322,10 @@ class Exchange {
   #end(): void {
     if (this.#over) return;
     this.#over = true;
-    this.#cleanup();
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#conn.finished(this.#parser.reusable);
     this.#body!.push(null);
     this.#done();
-  }
-
-  #cleanup(): void {
-    clearTimeout(this.timer);
-    this.#signal?.removeEventListener('abort', this.#onAbort);
   }
 
   readonly #onAbort = (): void => {

@@ -289,10 +289,10 @@ export class UpstreamClient {
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     const detach = () => signal?.removeEventListener('abort', onAbort);
-    let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable };
+    let res: Omit<RawResponse, 'url'>;
     try {
       res = bulk
-        ? await this.#bulk.get(url, headers, { signal: controller.signal, timeout }).then((r) => ({ statusCode: r.status, headers: r.headers, body: r.body }))
+        ? await this.#bulk.get(url, headers, { signal: controller.signal })
         : await request(url, {
             dispatcher: this.#agent,
             method,
@@ -300,7 +300,7 @@ export class UpstreamClient {
             signal: controller.signal,
             headersTimeout: timeout,
             highWaterMark: BODY_HIGH_WATER_MARK,
-          });
+          }).then((r) => ({ status: r.statusCode, headers: flattenHeaders(r.headers), body: r.body }));
     } catch (err) {
       detach();
       if (signal?.aborted) throw signal.reason ?? err;
@@ -313,7 +313,7 @@ export class UpstreamClient {
     // A body the caller drops, then aborts or loses to a reset, errors with nobody listening; that
     // must not take the process down. Consumers (pipeline, for await, .on('error')) still see errors.
     res.body.on('error', ignore);
-    return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body, url };
+    return { ...res, url };
   }
 }
 
