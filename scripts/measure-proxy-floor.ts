@@ -2,7 +2,8 @@
  * The floor under a cold pull through any mirror on this machine: the bench's pull set copied by
  * skopeo straight from the upstream, through two bare Node.js pass-throughs (node:http piping each
  * upstream response to the client, and undici's pool writing each chunk to the response: no cache,
- * no hash, no disk), through nginx `proxy_pass` (no cache), and through a freshly started, empty
+ * no hash, no disk), through nginx `proxy_pass` (no cache), through nginx `proxy_cache` with an
+ * empty cache (stores every body as it relays it, hashes nothing), and through a freshly started, empty
  * ocimirror, in alternating rounds; medians and their
  * ratios to the direct pull. A mirror must do at least what the pass-throughs do (one more process
  * and one more loopback hop for every byte), so their ratio is what no caching work can get under.
@@ -97,13 +98,41 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
   }`, work, cleanup);
     const nginxHost = new URL(nginx.url).host;
 
+    /**
+     * nginx as the caching proxies sites run: stores every response in its cache (temp file, then
+     * rename) as it relays it, but verifies no digest. A fresh cache directory and nginx per round,
+     * so every round is cold.
+     */
+    const nginxCache = (round: number) =>
+      startNginxWith(`nginx-cache-${round}`, (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
+  proxy_cache_path ${work}/nginx-cache-${round}/cache levels=1:2 keys_zone=blobs:10m max_size=10g inactive=7d use_temp_path=off;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://registry;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_cache blobs;
+      proxy_cache_key $request_method$uri;
+      proxy_cache_convert_head off;
+      proxy_cache_valid 200 7d;
+      proxy_cache_lock on;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;
+    }
+  }`, work, cleanup);
+
     const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, up.log, work, 600_000));
-    const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'undici pass-through': [], 'nginx proxy_pass': [], 'ocimirror, cold': [] };
+    const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'undici pass-through': [], 'nginx proxy_pass': [], 'nginx proxy_cache, cold': [], 'ocimirror, cold': [] };
     for (let r = 1; r <= rounds; r++) {
       runs.direct!.push(await pull(up.log.host, 'direct'));
       runs['node pass-through']!.push(await pull(nodeHost, 'node pass-through'));
       runs['undici pass-through']!.push(await pull(undiciHost, 'undici pass-through'));
       runs['nginx proxy_pass']!.push(await pull(nginxHost, 'nginx proxy_pass'));
+      const cache = await nginxCache(r);
+      runs['nginx proxy_cache, cold']!.push(await pull(new URL(cache.url).host, 'nginx proxy_cache cold'));
+      await cache.daemon.stop();
+      await rm(join(work, `nginx-cache-${r}`), { recursive: true, force: true });
       const om = await startOcimirror({ name: `ocimirror-${r}`, upstreamUrl, dataDir: join(work, `ocimirror-${r}-data`), workDir: work }, cleanup);
       runs['ocimirror, cold']!.push(await pull(om.host, 'ocimirror cold'));
       await om.daemon.stop();

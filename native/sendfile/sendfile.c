@@ -42,6 +42,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "hash-write.h"
+
 /* Bytes asked of one sendfile call. A call also blocks the loop while the kernel reads pages that
  * are not cached, so it stays small enough that a cold read is a short stall. Measured with
  * scripts/measure-sendfile.ts (512 MiB over loopback): 128-512 KiB were fastest, 64 KiB and
@@ -404,7 +406,8 @@ NAPI_MODULE_INIT() {
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cancel", NULL, js_cancel, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok)
+  if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok ||
+      !register_hash_write(env, exports))
     return NULL;
   return exports;
 }

@@ -16,7 +16,6 @@
  * upstream is paused while any reader's queue is full), still verifying the digest, and commits
  * nothing. Its owner is told, so it can trigger eviction and stop new clients joining.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -24,6 +23,7 @@ import { RegistryError } from '../registry/errors.ts';
 import type { Digest } from '../registry/digest.ts';
 import { releaseChunk } from '../util/read-slabs.ts';
 import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
+import { createFillWriter, type FillWriter } from './fill-writer.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
 
@@ -83,6 +83,10 @@ export class BlobFill {
   readonly #readers = new Set<FillReader>();
   #drainWaiters = new Set<() => void>();
   readonly #onDiskFull: ((err: Error) => void) | undefined;
+  /** Hashes and writes the batches (cache/fill-writer). */
+  readonly #writer: FillWriter = createFillWriter();
+  /** The batch being hashed and written: a failed fill waits for it before its fd may close. */
+  #storing: Promise<void> | undefined;
 
   constructor({ digest, expectedSize, tempPath, source, onDiskFull }: BlobFillOptions) {
     this.digest = digest;
@@ -121,7 +125,8 @@ export class BlobFill {
         if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
         this.#startRelay(err as Error);
       }
-      const { received, hex } = await this.#copy(body);
+      const received = await this.#copy(body);
+      const hex = this.#writer.digest();
       if (this.expectedSize !== undefined && received !== this.expectedSize) {
         throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} ended ${this.digest.value} after ${received} of ${this.expectedSize} bytes` });
       }
@@ -145,20 +150,21 @@ export class BlobFill {
       return { size: this.#written, committable };
     } catch (err) {
       this.fail(err);
+      // A write still running must not outlive the fd (closed, its number reused) or the file.
+      await this.#storing?.catch(() => {});
       await fsp.rm(this.tempPath, { force: true });
       throw this.#error;
     }
   }
 
   /**
-   * Hashes `body` as it arrives and stores it behind: one write at a time, each taking every chunk
-   * that arrived while the previous one ran (one writev, one threadpool round trip and one reader
-   * wake-up per batch rather than per 64 KiB socket read). Flowing 'data' events, not `for await`:
-   * the async iterator concatenates buffered chunks into a fresh copy on every read. The upstream
-   * is paused while more than WRITE_AHEAD bytes wait for the disk.
+   * Stores `body` as it arrives, resolving with its size: one batch at a time, each taking every
+   * chunk that arrived while the previous one was hashed and written (one threadpool round trip
+   * and one reader wake-up per batch rather than per 64 KiB socket read). Flowing 'data' events,
+   * not `for await`: the async iterator concatenates buffered chunks into a fresh copy on every
+   * read. The upstream is paused while more than WRITE_AHEAD bytes wait for the disk.
    */
-  #copy(body: Readable): Promise<{ received: number; hex: string }> {
-    const hash = createHash('sha256');
+  #copy(body: Readable): Promise<number> {
     let received = 0;
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -170,7 +176,7 @@ export class BlobFill {
         if (settled) return;
         settled = true;
         body.off('data', onData);
-        if (err === undefined) resolve({ received, hex: hash.digest('hex') });
+        if (err === undefined) resolve(received);
         else {
           body.destroy();
           reject(err);
@@ -187,7 +193,8 @@ export class BlobFill {
         batch = [];
         batchBytes = 0;
         writing = true;
-        this.#store(chunks, bytes).then(() => {
+        this.#storing = this.#store(chunks, bytes);
+        this.#storing.then(() => {
           writing = false;
           if (body.isPaused() && !ended) body.resume();
           flush();
@@ -195,7 +202,6 @@ export class BlobFill {
       };
       const onData = (chunk: Buffer) => {
         if (this.#state === 'failed') return finish(this.#error);
-        hash.update(chunk);
         received += chunk.length;
         if (this.expectedSize !== undefined && received > this.expectedSize) {
           return finish(new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` }));
@@ -218,12 +224,15 @@ export class BlobFill {
     });
   }
 
-  /** Appends chunks to the temp file (or, once the disk is full, relays them) and tells the readers. */
+  /**
+   * Hashes chunks and appends them to the temp file (or, once the disk is full, relays them), and
+   * tells the readers.
+   */
   async #store(chunks: Buffer[], bytes: number): Promise<void> {
     if (this.#state === 'failed') throw this.#error;
     if (this.#fileBytes === undefined) {
       try {
-        await writeAll(this.#fd as number, chunks, bytes, this.#written);
+        await this.#writer.write(chunks, this.#fd as number, this.#written);
         // On disk: a bulk body's read slabs may take new bytes (util/read-slabs). Relayed chunks
         // below are never released: readers' queues hold them.
         for (const chunk of chunks) releaseChunk(chunk);
@@ -232,9 +241,12 @@ export class BlobFill {
         return;
       } catch (err) {
         if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        // Part of the batch may be on disk; relaying restarts from what `#written` counts.
+        // Part of the batch may be on disk; relaying restarts from what `#written` counts. The
+        // writer hashed the whole batch before writing.
         this.#startRelay(err as Error);
       }
+    } else {
+      await this.#writer.write(chunks, undefined, 0);
     }
     for (const chunk of chunks) await this.#relay(chunk, this.#written);
   }
@@ -459,25 +471,4 @@ class FillReader implements BlobBody {
     }
     return part;
   }
-}
-
-/** Writes `chunks` (`bytes` in all) at `position`, going on after a short write. */
-async function writeAll(fd: number, chunks: Buffer[], bytes: number, position: number): Promise<void> {
-  let done = 0;
-  let rest = chunks;
-  while (done < bytes) {
-    const n = await new Promise<number>((resolve, reject) =>
-      fs.writev(fd, rest, position + done, (e, written) => (e ? reject(e) : resolve(written))),
-    );
-    done += n;
-    if (done < bytes) rest = remainder(rest, n);
-  }
-}
-
-/** `chunks` without their first `n` bytes. */
-function remainder(chunks: Buffer[], n: number): Buffer[] {
-  let skip = n;
-  let i = 0;
-  while (skip >= chunks[i]!.length) skip -= chunks[i++]!.length;
-  return [chunks[i]!.subarray(skip), ...chunks.slice(i + 1)];
 }

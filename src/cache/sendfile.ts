@@ -1,9 +1,8 @@
 /**
  * @module cache/sendfile
  * Sends a range of a file straight from the page cache to a client's TCP socket with Linux
- * sendfile(2), through the small native addon in native/sendfile (built by `npm run build:native`,
- * and by `npm ci`'s install script when a compiler is there). Node's stream path copies every
- * byte through JavaScript buffers and tops out well below what the kernel can do (nginx serves
+ * sendfile(2), through the small native addon in native/sendfile (cache/native-addon). Node's
+ * stream path copies every byte through JavaScript buffers and tops out well below what the kernel can do (nginx serves
  * static files this way); the addon runs the copy non-blocking on the main event loop, a few MiB
  * per turn, so other sockets are still served.
  *
@@ -20,43 +19,9 @@
  * cached reads (cache/blob-body's BUFFERED_CACHED_MAX) the next goes by sendfile as well: 32 warm
  * readers of one blob, all buffered, took peak RSS from 119 to 164 MiB; by sendfile to 131.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import path from 'node:path';
 import { abortable } from '../util/abortable.ts';
-import { packageRoot } from '../util/package-root.ts';
-
-/** The addon's interface (native/sendfile/sendfile.c). */
-interface Binding {
-  start(socketFd: number, fileFd: number, offset: number, length: number, callback: (err: Error | null, sent: number) => void): object;
-  cancel(handle: object): void;
-}
-
-let binding: Binding | undefined;
-let loadError: string | undefined;
-let loaded = false;
-
-function load(): Binding | undefined {
-  if (loaded) return binding;
-  loaded = true;
-  if (process.platform !== 'linux') {
-    loadError = `sendfile(2) is used on Linux only, not ${process.platform}`;
-    return undefined;
-  }
-  const root = packageRoot();
-  const file = root && path.join(root, 'native', 'sendfile', 'build', 'Release', 'sendfile.node');
-  if (!file || !existsSync(file)) {
-    loadError = `the sendfile addon is not built (npm run build:native)${file ? `: no ${file}` : ''}`;
-    return undefined;
-  }
-  try {
-    binding = createRequire(import.meta.url)(file) as Binding;
-  } catch (err) {
-    loadError = `the sendfile addon failed to load: ${(err as Error).message}`;
-  }
-  return binding;
-}
+import { nativeAddon, nativeAddonError } from './native-addon.ts';
 
 /** The bodies that may use sendfile: OCIMIRROR_SENDFILE=fills (default), all, or 0 (none). */
 function sendfileUse(): 'fills' | 'all' | 'none' {
@@ -78,14 +43,13 @@ export function sendfileFor(kind: 'fill' | 'cached', busy = false): boolean {
 
 /** Whether `sendFileRange` can be used here (Linux, addon built and loadable, not switched off). */
 export function sendfileAvailable(): boolean {
-  return sendfileUse() !== 'none' && load() !== undefined;
+  return sendfileUse() !== 'none' && nativeAddon() !== undefined;
 }
 
 /** Why `sendfileAvailable()` is false (for a start-up log line), or undefined when it is true. */
 export function sendfileUnavailableReason(): string | undefined {
   if (sendfileUse() === 'none') return 'switched off by OCIMIRROR_SENDFILE=0';
-  load();
-  return loadError;
+  return nativeAddonError();
 }
 
 function codeError(code: string, message: string): NodeJS.ErrnoException {
@@ -120,7 +84,7 @@ function drained(socket: Socket): Promise<void> {
  * is broken and the socket should be destroyed.
  */
 export async function sendFileRange(socket: Socket, fd: number, start: number, length: number, signal?: AbortSignal): Promise<number> {
-  const native = sendfileAvailable() ? load() : undefined;
+  const native = sendfileAvailable() ? nativeAddon() : undefined;
   if (!native) throw codeError('ENOTSOCK', `sendfile unavailable: ${sendfileUnavailableReason()}`);
   // A TLS socket's fd carries ciphertext: sendfile would write plaintext around the TLS layer.
   if ((socket as { encrypted?: boolean }).encrypted) throw codeError('ENOTSOCK', 'sendfile cannot write to a TLS socket');
