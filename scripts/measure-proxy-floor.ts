@@ -85,7 +85,10 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
     const undiciHost = await passThrough('undici-pass-through', ['--undici']);
 
     const upstreamHost = new URL(upstreamUrl).host;
-    const nginx = await startNginxWith('nginx-proxy', (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
+    /** nginx proxying to the upstream, with `extra` directives in its location (and `http` block). */
+    const nginxProxy = (name: string, extra: string, httpExtra = '') =>
+      startNginxWith(name, (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
+${httpExtra}
   server {
     listen 127.0.0.1:${port};
     location / {
@@ -93,9 +96,10 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
-      proxy_max_temp_file_size 0;
+${extra}
     }
   }`, work, cleanup);
+    const nginx = await nginxProxy('nginx-proxy', '      proxy_max_temp_file_size 0;');
     const nginxHost = new URL(nginx.url).host;
 
     /**
@@ -104,23 +108,16 @@ if (process.argv[2] === '--pass-through' && process.argv[5] === '--undici') {
      * so every round is cold.
      */
     const nginxCache = (round: number) =>
-      startNginxWith(`nginx-cache-${round}`, (port) => `  upstream registry { server ${upstreamHost}; keepalive 16; }
-  proxy_cache_path ${work}/nginx-cache-${round}/cache levels=1:2 keys_zone=blobs:10m max_size=10g inactive=7d use_temp_path=off;
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://registry;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_cache blobs;
+      nginxProxy(
+        `nginx-cache-${round}`,
+        `      proxy_cache blobs;
       proxy_cache_key $request_method$uri;
       proxy_cache_convert_head off;
       proxy_cache_valid 200 7d;
       proxy_cache_lock on;
-      proxy_ignore_headers Cache-Control Expires Set-Cookie;
-    }
-  }`, work, cleanup);
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;`,
+        `  proxy_cache_path ${work}/nginx-cache-${round}/cache levels=1:2 keys_zone=blobs:10m max_size=10g inactive=7d use_temp_path=off;`,
+      );
 
     const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, up.log, work, 600_000));
     const runs: Record<string, PullResult[]> = { direct: [], 'node pass-through': [], 'undici pass-through': [], 'nginx proxy_pass': [], 'nginx proxy_cache, cold': [], 'ocimirror, cold': [] };

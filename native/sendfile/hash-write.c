@@ -84,6 +84,17 @@ static hasher_t* unwrap_hasher(napi_env env, napi_value value) {
   return data;
 }
 
+/* The call's arguments (`want` of them, else a TypeError naming `usage`) and its hasher, the first. */
+static hasher_t* hasher_call(napi_env env, napi_callback_info info, size_t want, napi_value* argv, const char* usage) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < want) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
+    return NULL;
+  }
+  return unwrap_hasher(env, argv[0]);
+}
+
 static napi_value js_hasher(napi_env env, napi_callback_info info) {
   hasher_t* h = calloc(1, sizeof *h);
   if (h == NULL) return throw_code(env, "ENOMEM", "hasher: out of memory");
@@ -175,11 +186,8 @@ static void complete(napi_env env, napi_status status, void* data) {
 }
 
 static napi_value js_hash_write(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 5) return throw_code(env, "ERR_INVALID_ARG_TYPE", "hashWrite(hasher, fd, buffers, position, callback)");
-  hasher_t* h = unwrap_hasher(env, argv[0]);
+  hasher_t* h = hasher_call(env, info, 5, argv, "hashWrite(hasher, fd, buffers, position, callback)");
   if (h == NULL) return NULL;
   int32_t fd;
   int64_t position;
@@ -237,11 +245,8 @@ static napi_value js_hash_write(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1) return throw_code(env, "ERR_INVALID_ARG_TYPE", "digest(hasher)");
-  hasher_t* h = unwrap_hasher(env, argv[0]);
+  hasher_t* h = hasher_call(env, info, 1, argv, "digest(hasher)");
   if (h == NULL) return NULL;
   if (h->busy) return throw_code(env, "EBUSY", "digest: a hashWrite has not completed");
   if (h->ended) return throw_code(env, "EINVAL", "digest: already digested");
