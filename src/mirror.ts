@@ -6,6 +6,7 @@
  */
 import type { Config } from './config/schema.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
+import { nativeAddonError } from './cache/native-addon.ts';
 import { sendfileUnavailableReason } from './cache/sendfile.ts';
 import { UsageMeter } from './cache/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
@@ -79,8 +80,10 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
     throw err;
   }
   log.info({ url: server.url, upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, registries: u.registries })), defaultUpstream: config.defaultUpstream }, 'ocimirror listening');
+  const noAddon = nativeAddonError();
   const noSendfile = sendfileUnavailableReason();
-  if (noSendfile) log.warn({ reason: noSendfile }, 'blob bodies are copied through buffers instead of sendfile');
+  if (noAddon) log.warn({ reason: noAddon }, 'blob bodies are copied through buffers instead of sendfile, and fills hash on the event loop');
+  else if (noSendfile) log.warn({ reason: noSendfile }, 'blob bodies are copied through buffers instead of sendfile');
   let stopping: Promise<void> | undefined;
   return {
     url: server.url,

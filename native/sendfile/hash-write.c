@@ -5,11 +5,12 @@
  * time the clients waiting on that thread went without bytes.
  *
  *   hasher() -> handle                       a sha256 in progress
- *   hashWrite(handle, fd, buffers, position, callback)
+ *   hashWrite(handle, fd, buffers, position, piece, callback)
  *   digest(handle) -> hex string             ends the hash
  *
  * `hashWrite` hashes every buffer, in order, first; then, when `fd` is not -1, writes them at
- * `position` in writes of at most PIECE bytes, going on after short writes. `callback(err)` runs on
+ * `position` in writes of at most `piece` bytes (why: src/cache/fill-writer.ts, which sets it),
+ * going on after short writes. `callback(err)` runs on
  * the loop thread; `err` is null or an Error whose `code` is the errno name ('ENOSPC', ...). A
  * failed write has still hashed the whole batch, so the caller never hashes those bytes again.
  * One hashWrite at a time per hasher (the caller awaits each); a second one throws EBUSY. The
@@ -35,12 +36,6 @@
 
 #include "hash-write.h"
 
-/* Bytes per write(2). The kernel sizes page-cache folios to the write (ext4 large folios), and
- * large ones come from high-order free memory that a VM may have returned to its host: writing
- * 512 MiB took 0.08-0.13 s of CPU in writes of 64-512 KiB and 1.5-2.0 s in 2-4 MiB ones (dd, on
- * the 2-core VM the benchmark runs on). src/cache/fill-writer.ts splits the same way. */
-#define PIECE (256u << 10)
-
 #define MAX_IOV 64
 
 typedef struct {
@@ -53,6 +48,7 @@ typedef struct {
   hasher_t* hasher;
   int fd;
   int64_t position;
+  size_t piece; /* bytes per write(2) at most */
   size_t count;
   struct iovec* iov;
   int error; /* errno of a failed write, 0 if none */
@@ -108,7 +104,7 @@ static napi_value js_hasher(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-/* Writes job->iov at job->position in pwritev calls of at most PIECE bytes (and MAX_IOV pieces). */
+/* Writes job->iov at job->position in pwritev calls of at most job->piece bytes (and MAX_IOV buffers). */
 static int write_all(job_t* job) {
   size_t i = 0, skip = 0; /* next byte: job->iov[i].iov_base + skip */
   int64_t at = job->position;
@@ -121,9 +117,9 @@ static int write_all(job_t* job) {
     struct iovec piece[MAX_IOV];
     int n = 0;
     size_t want = 0;
-    for (size_t k = i, s = skip; k < job->count && n < MAX_IOV && want < PIECE; k++, s = 0) {
+    for (size_t k = i, s = skip; k < job->count && n < MAX_IOV && want < job->piece; k++, s = 0) {
       size_t len = job->iov[k].iov_len - s;
-      if (len > PIECE - want) len = PIECE - want;
+      if (len > job->piece - want) len = job->piece - want;
       piece[n].iov_base = (char*)job->iov[k].iov_base + s;
       piece[n].iov_len = len;
       n++;
@@ -186,17 +182,18 @@ static void complete(napi_env env, napi_status status, void* data) {
 }
 
 static napi_value js_hash_write(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  hasher_t* h = hasher_call(env, info, 5, argv, "hashWrite(hasher, fd, buffers, position, callback)");
+  napi_value argv[6];
+  hasher_t* h = hasher_call(env, info, 6, argv, "hashWrite(hasher, fd, buffers, position, piece, callback)");
   if (h == NULL) return NULL;
   int32_t fd;
-  int64_t position;
+  int64_t position, piece;
   bool is_array = false;
   napi_valuetype type;
   if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < -1 || napi_is_array(env, argv[2], &is_array) != napi_ok ||
       !is_array || napi_get_value_int64(env, argv[3], &position) != napi_ok || position < 0 ||
-      napi_typeof(env, argv[4], &type) != napi_ok || type != napi_function) {
-    return throw_code(env, "ERR_INVALID_ARG_TYPE", "hashWrite: fd >= -1, buffers an array, position >= 0, callback a function");
+      napi_get_value_int64(env, argv[4], &piece) != napi_ok || piece < 1 ||
+      napi_typeof(env, argv[5], &type) != napi_ok || type != napi_function) {
+    return throw_code(env, "ERR_INVALID_ARG_TYPE", "hashWrite: fd >= -1, buffers an array, position >= 0, piece >= 1, callback a function");
   }
   if (h->ended) return throw_code(env, "EINVAL", "hashWrite: the hash was already digested");
   if (h->busy) return throw_code(env, "EBUSY", "hashWrite: the previous hashWrite has not completed");
@@ -223,12 +220,13 @@ static napi_value js_hash_write(napi_env env, napi_callback_info info) {
   job->hasher = h;
   job->fd = fd;
   job->position = position;
+  job->piece = (size_t)piece;
   job->count = count;
   job->iov = iov;
   napi_value name;
   if (napi_create_reference(env, argv[0], 1, &job->owner) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &job->buffers) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &job->callback) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &job->callback) != napi_ok ||
       napi_create_string_utf8(env, "ocimirror.hashWrite", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { nativeAddon } from './native-addon.ts';
 
-/** Bytes per write(2); native/sendfile/hash-write.c's PIECE is the same. */
+/** Bytes per write(2), for both writers (the native one takes it as an argument). */
 export const WRITE_PIECE = 256 << 10;
 
 export interface FillWriter {
@@ -44,7 +44,7 @@ export function nativeFillWriter(): FillWriter | undefined {
   const hasher = addon.hasher();
   return {
     write: (chunks, fd, position) =>
-      new Promise<void>((resolve, reject) => addon.hashWrite(hasher, fd ?? -1, chunks, position, (err) => (err ? reject(err) : resolve()))),
+      new Promise<void>((resolve, reject) => addon.hashWrite(hasher, fd ?? -1, chunks, position, WRITE_PIECE, (err) => (err ? reject(err) : resolve()))),
     digest: () => addon.digest(hasher),
   };
 }
@@ -55,7 +55,12 @@ export function nodeFillWriter(): FillWriter {
   return {
     write: async (chunks, fd, position) => {
       for (const chunk of chunks) hash.update(chunk);
-      if (fd !== undefined) await Promise.all(pieces(chunks, WRITE_PIECE).map(({ buffers, size, offset }) => writeFully(fd, buffers, size, position + offset)));
+      if (fd === undefined) return;
+      // Every piece settles before a failure is reported: a write still queued must not outlive the
+      // caller's use of the fd (blob-fill closes it, and the number may be reused).
+      const results = await Promise.allSettled(pieces(chunks, WRITE_PIECE).map(({ buffers, size, offset }) => writeFully(fd, buffers, size, position + offset)));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     },
     digest: () => hash.digest('hex'),
   };

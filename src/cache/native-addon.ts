@@ -15,7 +15,7 @@ export interface NativeAddon {
   start(socketFd: number, fileFd: number, offset: number, length: number, callback: (err: Error | null, sent: number) => void): object;
   cancel(handle: object): void;
   hasher(): object;
-  hashWrite(hasher: object, fd: number, buffers: Buffer[], position: number, callback: (err: NodeJS.ErrnoException | null) => void): void;
+  hashWrite(hasher: object, fd: number, buffers: Buffer[], position: number, piece: number, callback: (err: NodeJS.ErrnoException | null) => void): void;
   digest(hasher: object): string;
 }
 
