@@ -107,7 +107,7 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
     }
   });
 
-  it('runs as the built bundle: finds the shipped config and the sendfile addon from the package root, serves a pull, and gc --offline sees it', async () => {
+  it('runs as the built bundle: finds the shipped config and the sendfile addon from the package root, keeps WebAssembly on Liftoff, serves a pull, and gc --offline sees it', async () => {
     // Built one level below the project root, as dist/ocimirror.mjs is (and git-ignored like it).
     const outDir = path.join(PROJECT_ROOT, `.tmp-bundle-${process.pid}`);
     const bundle = path.join(outDir, 'ocimirror.mjs');
@@ -116,13 +116,22 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
     expect(built.status, built.stderr).toBe(0);
     // No --config and no --data, from a directory without config/: the shipped config/ocimirror.yaml
     // must be the one read, its storage.path ./data resolved against the working directory.
-    const mirror = await spawnServe(['--max-semi-space-size=8', bundle, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream.url], { cwd: dir, env: {} });
+    // --trace-wasm-compilation-times: V8 logs each WebAssembly function it compiles and with which compiler.
+    const mirror = await spawnServe(['--max-semi-space-size=8', '--trace-wasm-compilation-times', bundle, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream.url], { cwd: dir, env: {} });
     try {
       const ready = JSON.parse(mirror.output().split('\n').find((l) => l.includes('"storage ready"')) ?? '{}');
       expect(ready.path, mirror.output()).toBe(path.join(dir, 'data'));
       const addonBuilt = existsSync(path.join(PROJECT_ROOT, 'native/sendfile/build/Release/sendfile.node'));
       expect(mirror.output().includes('copied through buffers instead of sendfile'), mirror.output()).toBe(!addonBuilt);
       expect(mirror.output().includes('fills hash on the event loop'), mirror.output()).toBe(!addonBuilt);
+      // Tag lists come from the upstream through undici (and cache no blob, which gc counts below):
+      // without --liftoff-only, V8 recompiles undici's parser with TurboFan after its second response
+      // (measured), finishing while the blob below is pulled.
+      for (const repo of ['small', 'medium', 'large']) {
+        const res = await fetch(`${mirror.url}/v2/${repo}/tags/list`);
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      }
       const blob = upstream.fixtures.image('medium').manifest.layers[0]!;
       const pulled = await streamGet(`${mirror.url}/v2/medium/blobs/${blob.digest}`).done;
       expect(pulled).toMatchObject({ status: 200, bytes: blob.size, digest: blob.digest, complete: true });
@@ -132,6 +141,8 @@ describeWithTools(['docker-registry'], 'the mirror process', () => {
       mirror.kill('SIGTERM');
     }
     expect(await mirror.exited).toBe(0);
+    expect(mirror.output()).toContain('using Liftoff');
+    expect(mirror.output()).not.toContain('using TurboFan');
     // Another command of the same bundle, on the same default config: an offline gc finds the blob.
     const gc = spawnSync(process.execPath, [bundle, 'gc', '--offline'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH } });
     expect(gc.status, gc.stderr).toBe(0);
