@@ -68,7 +68,7 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     scaleBlobs: num(['BENCH_SCALE_BLOBS'], 100_000, 500),
     scaleTags,
     scaleHitSet: Math.min(scaleTags, num(['BENCH_SCALE_HIT_SET'], 200, 20)),
-    scaleRounds: num(['BENCH_SCALE_ROUNDS'], 5, 1),
+    scaleRounds: num(['BENCH_SCALE_ROUNDS'], 9, 1),
     stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
     out: env.BENCH_OUT || undefined,
     cpuProf: env.BENCH_CPU_PROF === '1',
