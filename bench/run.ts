@@ -65,6 +65,15 @@ async function main(cleanup: Cleanup): Promise<void> {
   const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, upstream, work, timeoutMs));
   const direct: PullResult[] = [];
   const coldRounds: PullResult[] = [];
+  // One round first that is not counted, both sides: in 8 of the 12 full runs of 2026-11-27 the first
+  // cold round was the slowest of its three (its 512 MiB fill 1.7–3.0 s against 1.4–1.6 later), and
+  // the first direct pull was the slowest of nine in 4 — the machine's first use in the run of that
+  // much fresh page cache and memory, which neither side's later rounds pay.
+  await pull(upstream.host, 'direct (warm-up round, not counted)');
+  const warmup = await startMirror('ocimirror-warmup');
+  await pull(warmup.host, 'ocimirror cold (warm-up round, not counted)');
+  await warmup.daemon.stop();
+  await rm(warmup.dataDir, { recursive: true, force: true });
   let om: OcimirrorProc | undefined;
   for (let r = 1; r <= params.pullRounds; r++) {
     direct.push(await pull(upstream.host, `direct (${r}/${params.pullRounds})`));
