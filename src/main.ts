@@ -11,7 +11,7 @@ import { createProgram } from './cli/program.ts';
 v8.setFlagsFromString('--heap-growing-percent=50');
 // undici's HTTP parser (llhttp) is WebAssembly. V8 starts it on its baseline compiler (Liftoff) and,
 // after a few upstream responses, recompiles its 33 KB state-machine function with TurboFan on a
-// background thread: 0.4–0.57 s of CPU and a 29 MiB compiler zone (~10k page faults), in a fresh
+// background thread: 0.4–0.57 s of CPU and a 29 MiB compiler zone (5–10k more page faults), in a fresh
 // process during its first pull, competing with the fill and the client for the cores. undici only
 // parses heads and small bodies here (blob bodies use the bulk client), where the baseline code is
 // as fast as the client can tell; so WebAssembly stays on Liftoff (measured: README "Memory").
