@@ -69,18 +69,18 @@ async function main(cleanup: Cleanup): Promise<void> {
   // cold round was the slowest of its three (its 512 MiB fill 1.7–3.0 s against 1.4–1.6 later), and
   // the first direct pull was the slowest of nine in 4 — the machine's first use in the run of that
   // much fresh page cache and memory, which neither side's later rounds pay.
+  const stopAndEmpty = async (m: OcimirrorProc) => {
+    await m.daemon.stop();
+    await rm(m.dataDir, { recursive: true, force: true });
+  };
   await pull(upstream.host, 'direct (warm-up round, not counted)');
   const warmup = await startMirror('ocimirror-warmup');
   await pull(warmup.host, 'ocimirror cold (warm-up round, not counted)');
-  await warmup.daemon.stop();
-  await rm(warmup.dataDir, { recursive: true, force: true });
+  await stopAndEmpty(warmup);
   let om: OcimirrorProc | undefined;
   for (let r = 1; r <= params.pullRounds; r++) {
     direct.push(await pull(upstream.host, `direct (${r}/${params.pullRounds})`));
-    if (om) {
-      await om.daemon.stop();
-      await rm(om.dataDir, { recursive: true, force: true });
-    }
+    if (om) await stopAndEmpty(om);
     om = await startMirror(r === params.pullRounds ? 'ocimirror' : `ocimirror-cold${r}`);
     coldRounds.push(await pull(om.host, `ocimirror cold (${r}/${params.pullRounds})`));
   }

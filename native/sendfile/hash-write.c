@@ -76,7 +76,12 @@ static hasher_t* unwrap_hasher(napi_env env, napi_value value) {
     return NULL;
   }
   void* data = NULL;
-  if (napi_unwrap(env, value, &data) != napi_ok || data == NULL) return NULL;
+  /* Every return of NULL throws: a hashWrite that returned without queueing or throwing would leave
+   * its caller's promise waiting forever. */
+  if (napi_unwrap(env, value, &data) != napi_ok || data == NULL) {
+    napi_throw_error(env, "EINVAL", "the hasher has no state");
+    return NULL;
+  }
   return data;
 }
 
@@ -99,7 +104,7 @@ static napi_value js_hasher(napi_env env, napi_callback_info info) {
   if (napi_create_object(env, &handle) != napi_ok || napi_type_tag_object(env, handle, &kHasherTag) != napi_ok ||
       napi_wrap(env, handle, h, hasher_finalize, NULL, NULL) != napi_ok) {
     free(h);
-    return NULL;
+    return throw_code(env, "EINVAL", "hasher: could not create the handle");
   }
   return handle;
 }
