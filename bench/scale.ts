@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Metadata } from '../src/cache/metadata.ts';
+import { Metadata } from '../src/cache/metadata/metadata.ts';
 import { dataPaths } from '../src/cache/paths.ts';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../test/helpers/images.ts';
 import { startOcimirror, UPSTREAM_NAME, type OcimirrorProc } from './ocimirror.ts';

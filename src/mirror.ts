@@ -6,9 +6,9 @@
  */
 import type { Config } from './config/schema.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
-import { nativeAddonError } from './cache/native-addon.ts';
-import { sendfileUnavailableReason } from './cache/sendfile.ts';
-import { UsageMeter } from './cache/usage.ts';
+import { nativeAddonError } from './util/native-addon.ts';
+import { sendfileUnavailableReason } from './cache/blobs/sendfile.ts';
+import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
 import { Router, type Route } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';

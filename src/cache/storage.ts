@@ -6,10 +6,10 @@
 import fsp from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
-import { BlobCache } from './blob-cache.ts';
-import { BlobStore, type ReconcileReport } from './blob-store.ts';
+import { BlobCache } from './blobs/blob-cache.ts';
+import { BlobStore, type ReconcileReport } from './blobs/blob-store.ts';
 import { HotCache } from './hot-cache.ts';
-import { Metadata } from './metadata.ts';
+import { Metadata } from './metadata/metadata.ts';
 import { dataPaths, type DataPaths } from './paths.ts';
 
 export interface Storage {

@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
 import { openStorage } from '../cache/storage.ts';
-import { GarbageCollector } from '../cache/gc.ts';
+import { GarbageCollector } from '../cache/lifecycle/gc.ts';
 import { createLogger } from '../util/logger.ts';
 import { AdminClient } from './admin-client.ts';
 

@@ -8,7 +8,7 @@ import { loadConfig } from '../config/load.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
 import { startMirror } from '../mirror.ts';
-import { trimReadBuffers } from '../cache/blob-body.ts';
+import { trimReadBuffers } from '../cache/blobs/blob-body.ts';
 import { fullCollection, startIdleCollector } from '../util/idle-collector.ts';
 import { trimSlabs } from '../util/read-slabs.ts';
 

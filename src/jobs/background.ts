@@ -7,10 +7,10 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { Storage } from '../cache/storage.ts';
-import { Evictor, type EvictionReport } from '../cache/eviction.ts';
-import { ImageDeleter } from '../cache/image-delete.ts';
-import { GarbageCollector } from '../cache/gc.ts';
-import { Pins, type PinResolver } from '../cache/pins.ts';
+import { Evictor, type EvictionReport } from '../cache/lifecycle/eviction.ts';
+import { ImageDeleter } from '../cache/lifecycle/image-delete.ts';
+import { GarbageCollector } from '../cache/lifecycle/gc.ts';
+import { Pins, type PinResolver } from '../cache/metadata/pins.ts';
 import { parseImageRef, type ImageRef } from '../registry/image-ref.ts';
 import type { Router, Route } from '../proxy/router.ts';
 import type { Prefetcher, PrefetchProgress } from '../proxy/prefetch.ts';

@@ -7,8 +7,8 @@
  */
 import type { Digest } from '../registry/digest.ts';
 import { parseRange } from '../registry/range.ts';
-import type { BlobBody } from '../cache/blob-body.ts';
-import type { BlobCache, FillSource } from '../cache/blob-cache.ts';
+import type { BlobBody } from '../cache/blobs/blob-body.ts';
+import type { BlobCache, FillSource } from '../cache/blobs/blob-cache.ts';
 import type { HotCache } from '../cache/hot-cache.ts';
 import { discard } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';

@@ -7,9 +7,9 @@
  * and come from the cache only when it does not; referrers lists are fresh for tagTTL.
  */
 import { RegistryError, type ErrorCode } from '../registry/errors.ts';
-import type { Metadata } from '../cache/metadata.ts';
+import type { Metadata } from '../cache/metadata/metadata.ts';
 import { isValidTag } from '../registry/reference.ts';
-import { SingleFlight } from '../cache/single-flight.ts';
+import { SingleFlight } from '../util/single-flight.ts';
 import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';

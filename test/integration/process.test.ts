@@ -12,7 +12,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it, onTestFinished } from 'vitest';
-import { Metadata } from '../../src/cache/metadata.ts';
+import { Metadata } from '../../src/cache/metadata/metadata.ts';
 import { dataPaths } from '../../src/cache/paths.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';

@@ -1,6 +1,6 @@
 /**
  * @module test/unit/sendfile
- * The sendfile addon (native/sendfile) through its wrapper src/cache/sendfile.ts, against a bare
+ * The sendfile addon (native/sendfile) through its wrapper src/cache/blobs/sendfile.ts, against a bare
  * node:http server on loopback and real HTTP clients: the bytes and the HTTP framing, a range,
  * clients that go away or stall, cancellation, a file shorter than asked, concurrency, and that
  * the addon's private fds are closed afterwards.
@@ -18,7 +18,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { sendFileRange, sendfileAvailable, sendfileUnavailableReason } from '../../src/cache/sendfile.ts';
+import { sendFileRange, sendfileAvailable, sendfileUnavailableReason } from '../../src/cache/blobs/sendfile.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 const SMALL = 5 * 1024 * 1024 + 4321;

@@ -11,11 +11,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import type { BlobBody } from '../../../src/cache/blob-body.ts';
-import { BlobCache } from '../../../src/cache/blob-cache.ts';
-import { BlobStore } from '../../../src/cache/blob-store.ts';
+import type { BlobBody } from '../../../src/cache/blobs/blob-body.ts';
+import { BlobCache } from '../../../src/cache/blobs/blob-cache.ts';
+import { BlobStore } from '../../../src/cache/blobs/blob-store.ts';
 import { HotCache } from '../../../src/cache/hot-cache.ts';
-import { Metadata } from '../../../src/cache/metadata.ts';
+import { Metadata } from '../../../src/cache/metadata/metadata.ts';
 import { dataPaths, type DataPaths } from '../../../src/cache/paths.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 

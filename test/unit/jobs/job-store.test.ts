@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Database as DB } from 'better-sqlite3';
 import { JobStore } from '../../../src/jobs/job-store.ts';
-import { Metadata } from '../../../src/cache/metadata.ts';
+import { Metadata } from '../../../src/cache/metadata/metadata.ts';
 import { clock, tempDb, type TempDb } from './temp-db.ts';
 
 let tmp: TempDb;

@@ -1,0 +1,249 @@
+/**
+ * @module cache/lifecycle/eviction
+ * Keeps the blob cache under `storage.maxSize` and drops blobs unused for `storage.maxAge`.
+ *
+ * Once usage crosses maxSize, blobs go least recently used first (`blobs.last_access`, with
+ * pending hits flushed first) until usage is at or below `lowWatermark × maxSize`: the gap
+ * between the two means a busy cache evicts in batches, not one blob per commit. Independently,
+ * every blob last used before `now − maxAge` goes. 0 turns either limit off. A fill that finds
+ * the disk full asks for a `diskFull` run, which treats current usage as the limit.
+ *
+ * Never evicted: a blob being read or filled (BlobCache.inUse) and anything pinned. Evicting a
+ * blob takes with it, in one transaction (cache/removal), every manifest that needs it (and the
+ * indexes above those, cache/references), the tags pointing at them and the links to all of
+ * them, so the next pull re-resolves and refetches instead of being served a manifest whose
+ * layers are gone. Referrers of a dropped manifest stay: they never needed it.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Logger } from '../../util/logger.ts';
+import type { BlobCache } from '../blobs/blob-cache.ts';
+import type { HotCache } from '../hot-cache.ts';
+import type { Metadata } from '../metadata/metadata.ts';
+import { RefGraph } from '../metadata/references.ts';
+import { ContentRemover } from './removal.ts';
+import { UsageMeter } from '../metadata/usage.ts';
+
+export interface EvictorOptions {
+  metadata: Metadata;
+  blobs: BlobCache;
+  hot: HotCache;
+  /** Quota for blob bytes; 0 = none. */
+  maxSize?: number;
+  /** Fraction of maxSize eviction brings usage down to, in (0, 1]. */
+  lowWatermark?: number;
+  /** Blobs not used for this many ms are evicted; 0 = never. */
+  maxAge?: number;
+  /** Digests that must stay (cache/pins `pinnedDigests`), computed once per run. */
+  pinned?: () => ReadonlySet<string>;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface EvictionReport {
+  /** Blobs removed. */
+  readonly evicted: number;
+  readonly freedBytes: number;
+  /** Blob bytes cached after the run. */
+  readonly usage: number;
+  /** Blobs that qualified but were being read or filled. */
+  readonly skippedInUse: number;
+  /** Blobs that qualified but are pinned (or needed by a pinned manifest). */
+  readonly skippedPinned: number;
+  readonly manifestsDropped: number;
+  readonly tagsDropped: number;
+}
+
+/** Running counts of one run; blobs skipped are counted once however often they come up. */
+interface Tally {
+  evicted: number;
+  freedBytes: number;
+  manifestsDropped: number;
+  tagsDropped: number;
+  inUse: Set<string>;
+  pinned: Set<string>;
+}
+
+interface Candidate {
+  digest: string;
+  size: number;
+  lastAccess: number;
+}
+
+/** Rows read per page while walking blobs in LRU order. */
+const PAGE = 256;
+/**
+ * Blobs removed per transaction: fewer commits for a large eviction, while each synchronous step
+ * stays short (about 10 ms on a slow disk) so pulls are not held up behind it.
+ */
+const BATCH = 64;
+
+export class Evictor {
+  readonly #metadata: Metadata;
+  readonly #blobs: BlobCache;
+  readonly #maxSize: number;
+  readonly #lowWatermark: number;
+  readonly #maxAge: number;
+  readonly #pinned: () => ReadonlySet<string>;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #graph: RefGraph;
+  readonly #remover: ContentRemover;
+  readonly #usage: UsageMeter;
+  readonly #page: Statement<[number, string, number], Candidate>;
+  readonly #anyOlder: Statement<[number], number>;
+  #running: Promise<EvictionReport> | undefined;
+
+  constructor({ metadata, blobs, hot, maxSize = 0, lowWatermark = 0.9, maxAge = 0, pinned = () => new Set(), log, now = Date.now }: EvictorOptions) {
+    if (!(Number.isSafeInteger(maxSize) && maxSize >= 0)) throw new Error(`Expected maxSize to be a size in bytes (0 = no quota), got '${maxSize}'`);
+    if (!(lowWatermark > 0 && lowWatermark <= 1)) throw new Error(`Expected lowWatermark to be a fraction such as 0.9, got '${lowWatermark}'`);
+    if (!(Number.isFinite(maxAge) && maxAge >= 0)) throw new Error(`Expected maxAge to be a duration in ms (0 = never), got '${maxAge}'`);
+    this.#metadata = metadata;
+    this.#blobs = blobs;
+    this.#maxSize = maxSize;
+    this.#lowWatermark = lowWatermark;
+    this.#maxAge = maxAge;
+    this.#pinned = pinned;
+    this.#log = log.child({ module: 'eviction' });
+    this.#now = now;
+    this.#graph = new RefGraph(metadata);
+    this.#remover = new ContentRemover({ metadata, blobs, hot });
+    this.#usage = new UsageMeter(metadata);
+    // Keyset pagination in (last_access, digest) order: the walk writes between pages, and
+    // better-sqlite3 allows no writes while a read is open.
+    this.#page = metadata.db.prepare(`SELECT digest, size, last_access AS lastAccess FROM blobs
+      WHERE (last_access, digest) > (?, ?) AND last_access < ? ORDER BY last_access, digest LIMIT ${PAGE}`);
+    this.#anyOlder = metadata.db.prepare<[number], number>('SELECT 1 FROM blobs WHERE last_access < ? LIMIT 1').pluck();
+  }
+
+  /**
+   * Whether a run would evict anything: usage is over maxSize or a blob is older than maxAge,
+   * and at least one such blob is neither pinned nor in use. (Without the second half, a cache
+   * whose pinned content alone exceeds the quota would ask for a run after every commit.)
+   */
+  needed(): boolean {
+    this.#metadata.flush();
+    const overQuota = this.#maxSize > 0 && this.#usage.current().bytes > this.#maxSize;
+    const cutoff = this.#ageCutoff();
+    if (!overQuota && (cutoff === undefined || this.#anyOlder.get(cutoff) === undefined)) return false;
+    const pinned = this.#pinned();
+    for (const c of this.#walk(overQuota ? undefined : cutoff)) {
+      if (!pinned.has(c.digest) && !this.#blobs.inUse(c.digest)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Evicts what the limits call for. With `diskFull` (a fill hit ENOSPC: the disk is smaller than
+   * the quota, or there is none) the current usage counts as the limit, so usage comes down to
+   * lowWatermark × usage, least recently used first, like any quota run.
+   * Concurrent calls share one run; a `diskFull` call made during a run starts another after it.
+   */
+  run({ diskFull = false }: { diskFull?: boolean } = {}): Promise<EvictionReport> {
+    if (this.#running !== undefined && !diskFull) return this.#running;
+    const start = (): Promise<EvictionReport> =>
+      this.#run(diskFull).finally(() => {
+        if (this.#running === running) this.#running = undefined;
+      });
+    const running: Promise<EvictionReport> = this.#running === undefined ? start() : this.#running.catch(() => undefined).then(start);
+    this.#running = running;
+    return running;
+  }
+
+  async #run(diskFull: boolean): Promise<EvictionReport> {
+    this.#metadata.flush();
+    const pinned = this.#pinned();
+    const tally: Tally = { evicted: 0, freedBytes: 0, manifestsDropped: 0, tagsDropped: 0, inUse: new Set(), pinned: new Set() };
+    const cutoff = this.#ageCutoff();
+    if (cutoff !== undefined) await this.#evictWhile(this.#walk(cutoff), () => true, pinned, tally);
+    const before = this.#usage.current().bytes;
+    const limit = diskFull ? (this.#maxSize > 0 ? Math.min(this.#maxSize, before) : before) : this.#maxSize;
+    if (limit > 0 && (diskFull || before > limit)) {
+      const target = Math.floor(limit * this.#lowWatermark);
+      await this.#evictWhile(this.#walk(undefined), (chosen) => this.#usage.current().bytes - chosen > target, pinned, tally);
+    }
+    const usage = this.#usage.current().bytes;
+    const report: EvictionReport = {
+      evicted: tally.evicted,
+      freedBytes: tally.freedBytes,
+      usage,
+      skippedInUse: tally.inUse.size,
+      skippedPinned: tally.pinned.size,
+      manifestsDropped: tally.manifestsDropped,
+      tagsDropped: tally.tagsDropped,
+    };
+    if (report.evicted > 0) this.#log.info(report, 'evicted blobs');
+    if (this.#maxSize > 0 && usage > this.#maxSize) {
+      this.#log.warn({ ...report, maxSize: this.#maxSize }, 'cache still over storage.maxSize: what is left is pinned or in use');
+    }
+    return report;
+  }
+
+  /**
+   * Takes candidates in order while `more(bytes chosen but not removed yet)` holds, skipping
+   * pinned and in-use blobs, and removes them BATCH at a time.
+   */
+  async #evictWhile(candidates: Iterable<Candidate>, more: (chosen: number) => boolean, pinned: ReadonlySet<string>, tally: Tally): Promise<void> {
+    let batch: Candidate[] = [];
+    let chosen = 0;
+    for (const c of candidates) {
+      if (!more(chosen)) break;
+      if (pinned.has(c.digest)) tally.pinned.add(c.digest);
+      else if (this.#blobs.inUse(c.digest)) tally.inUse.add(c.digest);
+      else {
+        batch.push(c);
+        chosen += c.size;
+      }
+      if (batch.length === BATCH) {
+        await this.#evictBatch(batch, pinned, tally);
+        batch = [];
+        chosen = 0;
+      }
+    }
+    if (batch.length > 0) await this.#evictBatch(batch, pinned, tally);
+  }
+
+  /** One transaction for the rows of a batch, then the files. */
+  async #evictBatch(batch: Candidate[], pinned: ReadonlySet<string>, tally: Tally): Promise<void> {
+    const removal = this.#metadata.db.transaction(() => {
+      const blobs: string[] = [];
+      const manifests = new Set<string>();
+      for (const { digest } of batch) {
+        // Checked in the removing transaction itself: no reader can open the file in between.
+        if (this.#blobs.inUse(digest)) {
+          tally.inUse.add(digest);
+          continue;
+        }
+        const dependents = this.#graph.dependents(digest);
+        // Pins cover everything below a pinned manifest, so this only trips if refs and pins disagree.
+        if ([...dependents].some((m) => pinned.has(m))) {
+          tally.pinned.add(digest);
+          continue;
+        }
+        blobs.push(digest);
+        for (const m of dependents) manifests.add(m);
+      }
+      return this.#remover.removeRows({ manifests, blobs });
+    })();
+    tally.evicted += removal.blobs.length;
+    tally.freedBytes += removal.bytes;
+    tally.manifestsDropped += removal.manifests.length;
+    tally.tagsDropped += removal.tags.length;
+    await this.#remover.unlink(removal);
+  }
+
+  #ageCutoff(): number | undefined {
+    return this.#maxAge > 0 ? this.#now() - this.#maxAge : undefined;
+  }
+
+  /** Blobs in least-recently-used order, optionally only those last used before `before`. */
+  *#walk(before: number | undefined): Generator<Candidate> {
+    const limit = before ?? Number.MAX_SAFE_INTEGER;
+    let after: Pick<Candidate, 'lastAccess' | 'digest'> = { lastAccess: Number.MIN_SAFE_INTEGER, digest: '' };
+    for (;;) {
+      const page = this.#page.all(after.lastAccess, after.digest, limit);
+      yield* page;
+      if (page.length < PAGE) return;
+      after = page[page.length - 1]!;
+    }
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * @module test/unit/cache/eviction
+ * The Evictor against a real cache: least recently used blobs go first once usage crosses
+ * maxSize, down to the low watermark; blobs unused for maxAge go regardless of the quota; a blob
+ * being read or pinned never goes; and whatever needed an evicted blob (its manifests, the
+ * indexes above them, their tags, links and hot-cache entries) goes with it, in one step.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Evictor, type EvictorOptions } from '../../../../src/cache/lifecycle/eviction.ts';
+import { Pins } from '../../../../src/cache/metadata/pins.ts';
+import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
+import { OCI_MANIFEST, openCacheFixture, readBody, type CacheFixture } from '../cache-fixture.ts';
+
+const MINUTE = 60_000;
+
+let fx: CacheFixture | undefined;
+afterEach(async () => {
+  await fx?.close();
+  fx = undefined;
+});
+
+function evictor(f: CacheFixture, opts: Partial<EvictorOptions> = {}): Evictor {
+  return new Evictor({ metadata: f.metadata, blobs: f.blobs, hot: f.hot, log: f.log, now: f.now, ...opts });
+}
+
+/** `n` blobs of `size` bytes, each committed a minute after the one before. */
+async function blobsInOrder(f: CacheFixture, n: number, size = 100, name = 'b'): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(await f.blob(`${name}${i}`, size));
+    f.advance(MINUTE);
+  }
+  return out;
+}
+
+const cached = (f: CacheFixture, digests: string[]) => digests.filter((d) => f.metadata.getBlob(d) !== undefined);
+
+describe('Evictor: quota', () => {
+  it('evicts least recently used blobs first until usage is under the low watermark', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 12);
+    const e = evictor(fx, { maxSize: 1000, lowWatermark: 0.5 });
+    expect(e.needed()).toBe(true);
+    const report = await e.run();
+    expect(report).toMatchObject({ evicted: 7, freedBytes: 700, usage: 500, skippedInUse: 0, skippedPinned: 0 });
+    expect(cached(fx, all)).toEqual(all.slice(7));
+    for (const d of all.slice(0, 7)) expect(fx.fileExists(d)).toBe(false);
+    for (const d of all.slice(7)) expect(fx.fileExists(d)).toBe(true);
+    expect(new UsageMeter(fx.metadata).recount()).toMatchObject({ drifted: false, usage: { bytes: 500, blobs: 5 } });
+    expect(e.needed()).toBe(false);
+  });
+
+  it('counts a recent read, even one not yet flushed, as use', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 4);
+    const oldest = all[0]!;
+    const read = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
+    await readBody(read!.body);
+    const report = await evictor(fx, { maxSize: 350, lowWatermark: 0.5 }).run();
+    expect(report.evicted).toBe(3);
+    expect(cached(fx, all)).toEqual([oldest]);
+  });
+
+  it('does nothing until usage crosses maxSize, even above the watermark', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 1000, lowWatermark: 0.5 });
+    expect(e.needed()).toBe(false);
+    expect(await e.run()).toMatchObject({ evicted: 0, usage: 1000 });
+    expect(cached(fx, all)).toHaveLength(10);
+  });
+
+  it('has no quota when maxSize is 0', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 5, 10_000);
+    const e = evictor(fx, { maxSize: 0 });
+    expect(e.needed()).toBe(false);
+    expect((await e.run()).evicted).toBe(0);
+  });
+
+  it('refuses limits that make no sense', async () => {
+    fx = await openCacheFixture();
+    expect(() => evictor(fx!, { maxSize: -1 })).toThrow(/Expected maxSize/);
+    expect(() => evictor(fx!, { lowWatermark: 0 })).toThrow(/Expected lowWatermark/);
+    expect(() => evictor(fx!, { lowWatermark: 1.5 })).toThrow(/Expected lowWatermark/);
+    expect(() => evictor(fx!, { maxAge: Number.NaN })).toThrow(/Expected maxAge/);
+  });
+
+  it('on a full disk, frees down to the watermark of current usage, even with no quota', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.75 });
+    expect(await e.run({ diskFull: true })).toMatchObject({ evicted: 3, usage: 700 });
+    expect(cached(fx, all)).toEqual(all.slice(3));
+  });
+
+  it('runs a disk-full eviction after one already running instead of sharing it', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.5 });
+    const first = e.run();
+    const second = e.run({ diskFull: true });
+    expect(second).not.toBe(first);
+    expect((await first).evicted).toBe(0);
+    expect(await second).toMatchObject({ evicted: 5, usage: 500 });
+  });
+
+  it('shares one run between concurrent callers', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 4);
+    const e = evictor(fx, { maxSize: 300, lowWatermark: 0.5 });
+    const [a, b] = [e.run(), e.run()];
+    expect(a).toBe(b);
+    expect((await a).evicted).toBe(3);
+  });
+});
+
+describe('Evictor: what it never evicts', () => {
+  it('skips a blob being read, leaving it whole for its reader, and takes the next one', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 4);
+    const oldest = all[0]!;
+    const reading = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
+    // The read counts as use: make the blob oldest again so eviction would pick it first.
+    fx.metadata.flush();
+    fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(oldest);
+    const e = evictor(fx, { maxSize: 350, lowWatermark: 0.6 });
+    const report = await e.run();
+    expect(report).toMatchObject({ evicted: 2, skippedInUse: 1, usage: 200 });
+    expect(cached(fx, all)).toEqual([oldest, all[3]]);
+    expect((await readBody(reading!.body)).length).toBe(100);
+    // Once the reader is done the blob may go like any other.
+    const next = await evictor(fx, { maxSize: 150, lowWatermark: 0.5 }).run();
+    expect(next.evicted).toBeGreaterThan(0);
+  });
+
+  it('skips pinned images, counting their blobs, and says no run is needed when only pinned blobs are left', async () => {
+    fx = await openCacheFixture();
+    const [c, l1, l2] = await blobsInOrder(fx, 3);
+    const pinnedImage = fx.image({ config: c!, layers: [l1!], repo: 'library/alpine', tag: '3.19' });
+    const loose = await fx.blob('loose');
+    fx.advance(MINUTE);
+    const pins = new Pins({ metadata: fx.metadata, config: ['alpine:3.19'] });
+    const pinned = () => pins.pinnedDigests(() => ({ upstream: 'hub', repo: 'library/alpine' }));
+    const e = evictor(fx, { maxSize: 150, lowWatermark: 0.5, pinned });
+    const report = await e.run();
+    expect(report).toMatchObject({ evicted: 2, skippedPinned: 2, usage: 200 });
+    expect(cached(fx, [c!, l1!, l2!, loose])).toEqual([c, l1]);
+    expect(fx.metadata.getManifest(pinnedImage)).toBeDefined();
+    expect(fx.metadata.getTag('hub', 'library/alpine', '3.19')?.digest).toBe(pinnedImage);
+    expect(e.needed()).toBe(false);
+  });
+});
+
+describe('Evictor: consistency', () => {
+  it('drops the manifests, indexes, tags, links and hot entries that needed an evicted blob', async () => {
+    fx = await openCacheFixture();
+    const [layer, config] = await blobsInOrder(fx, 2);
+    const keep = await fx.blob('keep');
+    const amd = fx.image({ config: config!, layers: [layer!], repo: 'library/app', tag: 'amd' });
+    const index = fx.index([amd], { repo: 'library/app', tag: 'latest' });
+    const other = fx.image({ config: config!, layers: [keep], repo: 'library/other', tag: 'latest' });
+    fx.metadata.putLink('hub', 'library/mirror-of-app', amd);
+    for (const m of [amd, index]) fx.hot.setManifest({ digest: m, mediaType: OCI_MANIFEST, bytes: fx.metadata.getManifest(m)!.bytes });
+    fx.hot.setTag('hub', 'library/app', 'latest', { digest: index, mediaType: OCI_MANIFEST, fetchedAt: 0 });
+    fx.hot.setLink('hub', 'library/app', layer!);
+    fx.hot.setLink('hub', 'library/mirror-of-app', amd);
+
+    const report = await evictor(fx, { maxSize: 250, lowWatermark: 0.9 }).run();
+    expect(report).toMatchObject({ evicted: 1, manifestsDropped: 2, tagsDropped: 2 });
+    expect(fx.metadata.getBlob(layer!)).toBeUndefined();
+    expect(fx.metadata.getManifest(amd)).toBeUndefined();
+    expect(fx.metadata.getManifest(index)).toBeUndefined();
+    expect(fx.metadata.cachedTags('hub', 'library/app')).toEqual([]);
+    expect(fx.metadata.hasLink('hub', 'library/app', layer!)).toBe(false);
+    expect(fx.metadata.hasLink('hub', 'library/mirror-of-app', amd)).toBe(false);
+    expect(fx.metadata.db.prepare('SELECT count(*) FROM refs WHERE parent IN (?, ?)').pluck().get(amd, index)).toBe(0);
+    expect(fx.hot.getManifest(amd)).toBeUndefined();
+    expect(fx.hot.getManifest(index)).toBeUndefined();
+    expect(fx.hot.getTag('hub', 'library/app', 'latest')).toBeUndefined();
+    expect(fx.hot.hasLink('hub', 'library/app', layer!)).toBe(false);
+    expect(fx.hot.hasLink('hub', 'library/mirror-of-app', amd)).toBe(false);
+    // An image that shares only the config with the dropped one is untouched, and so is the config.
+    expect(fx.metadata.getManifest(other)).toBeDefined();
+    expect(fx.metadata.getTag('hub', 'library/other', 'latest')?.digest).toBe(other);
+    expect(fx.metadata.getBlob(config!)).toBeDefined();
+  });
+
+  it('leaves a referrer alone when its subject is dropped', async () => {
+    fx = await openCacheFixture();
+    const [layer, sigLayer] = await blobsInOrder(fx, 2);
+    const config = await fx.blob('config');
+    const image = fx.image({ config, layers: [layer!] });
+    const sig = fx.image({ config, layers: [sigLayer!], subject: image });
+    fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(layer);
+    await evictor(fx, { maxSize: 250, lowWatermark: 0.9 }).run();
+    expect(fx.metadata.getManifest(image)).toBeUndefined();
+    expect(fx.metadata.getManifest(sig)).toBeDefined();
+  });
+});
+
+describe('Evictor: maxAge', () => {
+  it('evicts blobs unused for maxAge even under the quota, and only those', async () => {
+    fx = await openCacheFixture();
+    const old = await blobsInOrder(fx, 3);
+    fx.advance(60 * MINUTE);
+    const recent = await blobsInOrder(fx, 2, 100, 'recent');
+    const image = fx.image({ config: recent[0]!, layers: [old[0]!], tag: 'v1' });
+    const e = evictor(fx, { maxSize: 1_000_000, maxAge: 30 * MINUTE });
+    expect(e.needed()).toBe(true);
+    const report = await e.run();
+    expect(report).toMatchObject({ evicted: 3, freedBytes: 300 });
+    expect(cached(fx, [...old, ...recent])).toEqual(recent);
+    expect(fx.metadata.getManifest(image)).toBeUndefined();
+    expect(e.needed()).toBe(false);
+  });
+
+  it('never evicts by age when maxAge is 0', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 3);
+    fx.advance(365 * 24 * 60 * MINUTE);
+    const e = evictor(fx, { maxAge: 0 });
+    expect(e.needed()).toBe(false);
+    expect((await e.run()).evicted).toBe(0);
+  });
+});
