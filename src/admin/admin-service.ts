@@ -62,12 +62,12 @@ export function createAdminService({ config, storage, upstreams, background }: {
     pins: () => ({ pins: background.pins.list() }),
     addPin: (image) => ({ pinned: background.pins.add(checkImage(image)) }),
     removePin: (image) => {
-      if (!background.pins.remove(image)) throw new RegistryError('UNSUPPORTED', { status: 404, message: `'${image}' is not pinned through the admin API (config pins are changed in the config)` });
+      if (!background.pins.remove(image)) throw new RegistryError('NOT_FOUND', { message: `'${image}' is not pinned through the admin API (config pins are changed in the config)` });
       return { unpinned: image };
     },
     jobs: ({ state, type, limit }) => {
-      if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `state must be one of ${JOB_STATES.join(', ')}` });
-      if (type !== undefined && !(JOB_TYPES as readonly string[]).includes(type)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `type must be one of ${JOB_TYPES.join(', ')}` });
+      if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) throw new RegistryError('BAD_REQUEST', { message: `state must be one of ${JOB_STATES.join(', ')}` });
+      if (type !== undefined && !(JOB_TYPES as readonly string[]).includes(type)) throw new RegistryError('BAD_REQUEST', { message: `type must be one of ${JOB_TYPES.join(', ')}` });
       const jobs = background.store.list({ state: state as JobState | undefined, type: type as JobType | undefined, limit: Number.isSafeInteger(limit) ? limit : 100 });
       return { jobs: jobs.map(jobView), depth: background.store.depth() };
     },

@@ -58,14 +58,14 @@ export function createAdminRoutes(service: AdminService, token: string | undefin
   admin.get('/jobs/:id', (c) => {
     const id = Number(c.req.param('id'));
     const job = Number.isSafeInteger(id) ? service.job(id) : undefined;
-    if (!job) throw new RegistryError('UNSUPPORTED', { status: 404, message: `no job ${c.req.param('id')}` });
+    if (!job) throw new RegistryError('NOT_FOUND', { message: `no job ${c.req.param('id')}` });
     return c.json(job as object);
   });
   admin.post('/prefetch', async (c) => {
     const body = await jsonBody(c);
     const images = Array.isArray(body.images) ? body.images : typeof body.image === 'string' ? [body.image] : undefined;
     if (!images || images.length === 0 || !images.every((i): i is string => typeof i === 'string')) {
-      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected {"images": ["registry/repo:tag", ...]}' });
+      throw new RegistryError('BAD_REQUEST', { message: 'expected {"images": ["registry/repo:tag", ...]}' });
     }
     const platforms = Array.isArray(body.platforms) ? body.platforms.filter((p): p is string => typeof p === 'string') : undefined;
     return c.json(service.prefetch(images, platforms) as object, 202);
@@ -83,17 +83,17 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   } catch {
     /* reported below */
   }
-  throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected a JSON object body' });
+  throw new RegistryError('BAD_REQUEST', { message: 'expected a JSON object body' });
 }
 
 async function imageFrom(c: Context): Promise<string> {
   const body = await jsonBody(c);
-  if (typeof body.image !== 'string') throw new RegistryError('UNSUPPORTED', { status: 400, message: 'expected {"image": "registry/repo:tag"}' });
+  if (typeof body.image !== 'string') throw new RegistryError('BAD_REQUEST', { message: 'expected {"image": "registry/repo:tag"}' });
   return body.image;
 }
 
 function requiredQuery(c: Context, name: string): string {
   const v = c.req.query(name);
-  if (!v) throw new RegistryError('UNSUPPORTED', { status: 400, message: `the ${name} query parameter is required` });
+  if (!v) throw new RegistryError('BAD_REQUEST', { message: `the ${name} query parameter is required` });
   return v;
 }

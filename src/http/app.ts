@@ -29,7 +29,7 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
   const renderError = createErrorRenderer(deps.log);
   app.onError(renderError);
-  app.notFound((c) => renderError(new RegistryError('UNSUPPORTED', { status: 404, message: 'no such endpoint' }), c));
+  app.notFound((c) => renderError(new RegistryError('NOT_FOUND', { message: 'no such endpoint' }), c));
 
   // Registered first, so it runs before any route: dispatched on the raw request target, since
   // hono routes on the normalised URL and WHATWG URL parsing resolves `..` and `%2e%2e` — which

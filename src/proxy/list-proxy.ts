@@ -39,7 +39,7 @@ export class ListProxy {
   async tags(route: Route, query: { n?: string | undefined; last?: string | undefined }): Promise<ListResult> {
     const params: Record<string, string> = {};
     if (query.n !== undefined) {
-      if (!/^\d{1,9}$/.test(query.n)) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'n must be a non-negative integer' });
+      if (!/^\d{1,9}$/.test(query.n)) throw new RegistryError('PAGINATION_NUMBER_INVALID', { message: 'n must be a non-negative integer' });
       params.n = query.n;
     }
     if (query.last !== undefined) {
@@ -97,7 +97,7 @@ export class ListProxy {
         body = await readBody(res.body, LIST_MAX_BYTES);
       } catch (cause) {
         const message = cause instanceof BodyTooLargeError ? `upstream ${name} sent a listing over ${LIST_MAX_BYTES} bytes` : `upstream ${name} dropped the connection during a listing`;
-        throw new RegistryError('UNAVAILABLE', { status: 502, message, cause });
+        throw new RegistryError('BAD_GATEWAY', { message, cause });
       }
       const contentType = res.headers['content-type'] ?? 'application/json';
       const link = res.headers['link'];

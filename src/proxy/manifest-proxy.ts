@@ -251,7 +251,7 @@ export class ManifestProxy {
         cause instanceof BodyTooLargeError
           ? `upstream ${name} sent a manifest larger than ${MANIFEST_MAX_BYTES} bytes for ${reference}`
           : `upstream ${name} dropped the connection while sending manifest ${reference}`;
-      throw new RegistryError('UNAVAILABLE', { status: 502, message, cause });
+      throw new RegistryError('BAD_GATEWAY', { message, cause });
     }
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     // A digest request must match exactly (OCI distribution-spec: "the client SHOULD verify");
@@ -259,9 +259,7 @@ export class ManifestProxy {
     const announced = res.headers['docker-content-digest'];
     const mustMatch = expected?.value ?? (announced?.startsWith('sha256:') ? parseDigest(announced).value : undefined);
     if (mustMatch !== undefined && mustMatch !== digest) {
-      throw new RegistryError('UNAVAILABLE', {
-        status: 502,
-        message: `upstream ${name} sent a manifest whose sha256 does not match ${mustMatch}`,
+      throw new RegistryError('BAD_GATEWAY', { message: `upstream ${name} sent a manifest whose sha256 does not match ${mustMatch}`,
         detail: { expected: mustMatch, actual: digest, reference },
       });
     }

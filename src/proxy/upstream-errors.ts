@@ -2,7 +2,7 @@
  * @module proxy/upstream-errors
  * Turns an upstream's non-success answer into the client-visible error: 404 → the endpoint's
  * *_UNKNOWN code, 429 → 429 with the upstream's Retry-After, 401/403 → DENIED naming the
- * upstream (the mirror's own credentials were refused), 5xx and anything else → 502 that clients
+ * upstream (the mirror's own credentials were refused), 5xx and anything else → 502 BAD_GATEWAY that clients
  * retry. The upstream's error body is not relayed: it may describe its internals or auth setup.
  */
 import { RegistryError, type ErrorCode } from '../registry/errors.ts';
@@ -34,9 +34,7 @@ export function upstreamError(
         upstreamStatus,
       });
     default:
-      return new RegistryError('UNAVAILABLE', {
-        status: 502,
-        message: `upstream ${what.upstream} answered ${res.status} for ${what.subject}`,
+      return new RegistryError('BAD_GATEWAY', { message: `upstream ${what.upstream} answered ${res.status} for ${what.subject}`,
         detail,
         upstreamStatus,
       });
@@ -47,7 +45,7 @@ export function upstreamError(
 export function isUpstreamOutage(err: unknown): boolean {
   if (!(err instanceof RegistryError)) return false;
   if (err.code === 'TOOMANYREQUESTS') return true;
-  // Unreachable (503), or it answered with a 5xx. A 502 of our own making (a token realm this
-  // mirror refuses, a redirect loop) is a configuration problem the operator must see, not stale data.
-  return err.code === 'UNAVAILABLE' && (err.status === 503 || (err.upstreamStatus ?? 0) >= 500);
+  // Unreachable (UNAVAILABLE), or it answered with a 5xx. A BAD_GATEWAY of our own making (a token
+  // realm this mirror refuses, a redirect loop) is a configuration problem the operator must see, not stale data.
+  return err.code === 'UNAVAILABLE' || (err.code === 'BAD_GATEWAY' && (err.upstreamStatus ?? 0) >= 500);
 }

@@ -4,6 +4,8 @@
  * Codes and statuses follow the OCI distribution-spec v1.1 "Error Codes" table; TAG_INVALID,
  * RANGE_INVALID, UNAVAILABLE and UNKNOWN follow distribution's errcode registry
  * (registry/api/errcode/register.go, registry/api/v2/errors.go), which clients already understand.
+ * BAD_REQUEST, NOT_FOUND and BAD_GATEWAY are ocimirror's own, for the admin API, paths outside the
+ * registry API and upstream answers that cannot be used. The table is the only source of statuses.
  */
 
 export const ERROR_CODES = {
@@ -21,9 +23,13 @@ export const ERROR_CODES = {
   UNAUTHORIZED: { status: 401, message: 'authentication required' },
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
+  BAD_REQUEST: { status: 400, message: 'the request is malformed' },
+  NOT_FOUND: { status: 404, message: 'no such endpoint or resource' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  BAD_GATEWAY: { status: 502, message: 'the upstream registry answered with an error or with content that does not check out' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -35,8 +41,6 @@ export interface RegistryErrorOptions {
   /** Structured detail rendered in the envelope's `detail` field. */
   detail?: unknown;
   cause?: unknown;
-  /** Overrides the table's status, e.g. to pass an upstream 502/504 through. */
-  status?: number;
   /** Extra response headers, e.g. `Retry-After` on TOOMANYREQUESTS. */
   headers?: Record<string, string>;
   /** The upstream's status when the error came from an upstream response. */
@@ -56,7 +60,7 @@ export class RegistryError extends Error {
     super(options.message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RegistryError';
     this.code = code;
-    this.status = options.status ?? entry.status;
+    this.status = entry.status;
     this.detail = options.detail;
     this.headers = Object.freeze({ ...(options.headers ?? {}) });
     this.upstreamStatus = options.upstreamStatus;

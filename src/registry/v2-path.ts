@@ -37,5 +37,5 @@ export function parseV2Path(rawPath: string): V2Endpoint {
       if (m) return build(m);
     }
   }
-  throw new RegistryError('UNSUPPORTED', { status: 404, message: 'unknown registry API endpoint', detail: { path: rawPath.slice(0, 200) } });
+  throw new RegistryError('NOT_FOUND', { message: 'unknown registry API endpoint', detail: { path: rawPath.slice(0, 200) } });
 }

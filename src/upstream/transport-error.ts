@@ -42,11 +42,11 @@ export function toUnavailable(err: unknown, upstreamName: string, url: URL): unk
 
 /**
  * The upstream answered, but not in a way we can use (redirect loops, refused token realms, broken
- * token responses, token service 5xx): 502 with code UNAVAILABLE, the project's convention for
- * "upstream unusable" (proxy/upstream-errors.ts), which clients retry and the proxy may serve stale for.
+ * token responses, token service 5xx): 502 BAD_GATEWAY, which clients retry (proxy/upstream-errors.ts
+ * decides when the proxy may serve stale instead).
  */
 export function badGateway(message: string, options: { cause?: unknown; upstreamStatus?: number } = {}): RegistryError {
-  return new RegistryError('UNAVAILABLE', { status: 502, message, ...options });
+  return new RegistryError('BAD_GATEWAY', { message, ...options });
 }
 
 export function unavailable(upstreamName: string, url: URL, reason: string, cause?: unknown): RegistryError {

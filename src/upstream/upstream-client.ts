@@ -3,7 +3,7 @@
  * One configured upstream registry: GET/HEAD under its `/v2/`, with authentication, redirects and
  * timeouts handled, and the response body handed over as a stream. The client does not interpret
  * statuses (404, 429, 5xx come back as responses); it throws only when it could not get a response:
- * RegistryError UNAVAILABLE (503) for network failures and timeouts, UNAVAILABLE with status 502
+ * RegistryError UNAVAILABLE (503) for network failures and timeouts, BAD_GATEWAY (502)
  * for protocol violations (redirect loops, refused token realms, broken token responses), DENIED /
  * TOOMANYREQUESTS when the token service refuses, and the caller's own abort reason when its
  * signal fires.

@@ -245,14 +245,14 @@ describeWithTools(['docker-registry'], 'malformed client input', () => {
       ['/v2/a//b/manifests/latest', 400, 'NAME_INVALID'],
       ['/v2/small/manifests/bad%2Ftag', 400, 'TAG_INVALID'],
       ['/v2/small/manifests/-x', 400, 'TAG_INVALID'],
-      ['/v2/small/blobs/sha256:../../../../etc/passwd', 404, 'UNSUPPORTED'],
+      ['/v2/small/blobs/sha256:../../../../etc/passwd', 404, 'NOT_FOUND'],
       ['/v2/small/blobs/sha256:ABC', 400, 'DIGEST_INVALID'],
       [`/v2/small/blobs/md5:${'a'.repeat(32)}`, 400, 'DIGEST_INVALID'],
       [`/v2/small/blobs/sha256:${'a'.repeat(63)}`, 400, 'DIGEST_INVALID'],
       [`/v2/small/manifests/sha256:${'g'.repeat(64)}`, 400, 'DIGEST_INVALID'],
       [`/v2/${'a'.repeat(300)}/manifests/latest`, 400, 'NAME_INVALID'],
-      ['/v2/small/nothing/here', 404, 'UNSUPPORTED'],
-      ['/etc/passwd', 404, 'UNSUPPORTED'],
+      ['/v2/small/nothing/here', 404, 'NOT_FOUND'],
+      ['/etc/passwd', 404, 'NOT_FOUND'],
     ];
     for (const [p, status, code] of cases) {
       it(`${p.slice(0, 80)} → ${status} ${code}`, async () => {

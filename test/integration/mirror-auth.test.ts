@@ -314,7 +314,7 @@ describeWithTools(['docker-registry', 'htpasswd', 'openssl'], 'mirror pulling fr
       const { res, body } = await get(`${refused.url}/v2/small/manifests/v1`, { accept: MANIFEST_ACCEPT });
       expect(res.status, body.toString()).toBe(502);
       const err = errorOf(body);
-      expect(err.code).toBe('UNAVAILABLE');
+      expect(err.code).toBe('BAD_GATEWAY');
       expect(err.message).toContain('realmHosts');
       expect(err.message).toContain('upstream test');
       expect(issuer().requests).toBe(start);

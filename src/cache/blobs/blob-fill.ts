@@ -128,12 +128,10 @@ export class BlobFill {
       const received = await this.#copy(body);
       const hex = this.#writer.digest();
       if (this.expectedSize !== undefined && received !== this.expectedSize) {
-        throw new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} ended ${this.digest.value} after ${received} of ${this.expectedSize} bytes` });
+        throw new RegistryError('BAD_GATEWAY', { message: `upstream ${this.source} ended ${this.digest.value} after ${received} of ${this.expectedSize} bytes` });
       }
       if (hex !== this.digest.hex) {
-        throw new RegistryError('UNAVAILABLE', {
-          status: 502,
-          message: `upstream ${this.source} sent content whose sha256 does not match ${this.digest.value}`,
+        throw new RegistryError('BAD_GATEWAY', { message: `upstream ${this.source} sent content whose sha256 does not match ${this.digest.value}`,
           detail: { expected: this.digest.value, actual: `sha256:${hex}` },
         });
       }
@@ -204,7 +202,7 @@ export class BlobFill {
         if (this.#state === 'failed') return finish(this.#error);
         received += chunk.length;
         if (this.expectedSize !== undefined && received > this.expectedSize) {
-          return finish(new RegistryError('UNAVAILABLE', { status: 502, message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` }));
+          return finish(new RegistryError('BAD_GATEWAY', { message: `upstream ${this.source} sent more than the announced ${this.expectedSize} bytes for ${this.digest.value}` }));
         }
         batch.push(chunk);
         batchBytes += chunk.length;
@@ -284,7 +282,7 @@ export class BlobFill {
     this.#error =
       err instanceof RegistryError
         ? err
-        : new RegistryError('UNAVAILABLE', { status: 502, message: `fetching ${this.digest.value} from upstream ${this.source} failed: ${(err as Error)?.message ?? err}`, cause: err });
+        : new RegistryError('BAD_GATEWAY', { message: `fetching ${this.digest.value} from upstream ${this.source} failed: ${(err as Error)?.message ?? err}`, cause: err });
     this.#notify();
     this.readerDrained();
   }

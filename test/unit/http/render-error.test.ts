@@ -61,11 +61,11 @@ describe('createErrorRenderer', () => {
     expect(await res.json()).toEqual({ errors: [{ code: 'DENIED', message: 'pulls from this repository are not allowed' }] });
   });
 
-  it('uses a status the error overrides, such as an upstream 502', async () => {
-    const { app } = appThrowing(new RegistryError('UNAVAILABLE', { status: 502, upstreamStatus: 500 }));
+  it('renders an unusable upstream answer as 502 BAD_GATEWAY', async () => {
+    const { app } = appThrowing(new RegistryError('BAD_GATEWAY', { upstreamStatus: 500 }));
     const res = await app.request('/boom');
     expect(res.status).toBe(502);
-    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('UNAVAILABLE');
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('BAD_GATEWAY');
   });
 
   it('sends the error\'s extra headers: Retry-After, Content-Range, Allow', async () => {

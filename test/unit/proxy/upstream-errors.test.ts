@@ -13,7 +13,7 @@ describe('upstreamError', () => {
     expect(upstreamError({ status: 404, headers: {} }, what)).toMatchObject({ code: 'MANIFEST_UNKNOWN', status: 404 });
     expect(upstreamError({ status: 429, headers: { 'retry-after': '30' } }, what)).toMatchObject({ code: 'TOOMANYREQUESTS', status: 429, headers: { 'Retry-After': '30' } });
     expect(upstreamError({ status: 401, headers: {} }, what)).toMatchObject({ code: 'DENIED', status: 403 });
-    expect(upstreamError({ status: 503, headers: {} }, what)).toMatchObject({ code: 'UNAVAILABLE', status: 502, upstreamStatus: 503 });
+    expect(upstreamError({ status: 503, headers: {} }, what)).toMatchObject({ code: 'BAD_GATEWAY', status: 502, upstreamStatus: 503 });
   });
 });
 
@@ -27,7 +27,7 @@ describe('isUpstreamOutage', () => {
   it('does not count answers or the mirror refusing a token realm as an outage', () => {
     expect(isUpstreamOutage(upstreamError({ status: 404, headers: {} }, what))).toBe(false);
     expect(isUpstreamOutage(upstreamError({ status: 403, headers: {} }, what))).toBe(false);
-    expect(isUpstreamOutage(new RegistryError('UNAVAILABLE', { status: 502, message: 'realm not in realmHosts' }))).toBe(false);
+    expect(isUpstreamOutage(new RegistryError('BAD_GATEWAY', { message: 'realm not in realmHosts' }))).toBe(false);
     expect(isUpstreamOutage(new Error('boom'))).toBe(false);
   });
 });

@@ -62,11 +62,10 @@ describe('RegistryError', () => {
     expect(err.cause).toBeUndefined();
   });
 
-  it('carries a message, status, detail, headers, cause and upstream status when given', () => {
+  it('carries a message, detail, headers, cause and upstream status when given', () => {
     const cause = new Error('socket hang up');
-    const err = new RegistryError('UNAVAILABLE', {
+    const err = new RegistryError('BAD_GATEWAY', {
       message: 'upstream dockerhub is unreachable',
-      status: 502,
       detail: { upstream: 'dockerhub' },
       headers: { 'Retry-After': '30' },
       cause,
@@ -112,9 +111,9 @@ describe('toErrorEnvelope', () => {
     }
   });
 
-  it('passes an overridden status and extra headers through', () => {
-    const env = toErrorEnvelope(new RegistryError('TOOMANYREQUESTS', { status: 503, headers: { 'Retry-After': '120' } }));
-    expect(env.status).toBe(503);
+  it('takes the status from the table and passes extra headers through', () => {
+    const env = toErrorEnvelope(new RegistryError('TOOMANYREQUESTS', { headers: { 'Retry-After': '120' } }));
+    expect(env.status).toBe(429);
     expect(env.headers).toEqual({ 'Retry-After': '120' });
   });
 

@@ -8,7 +8,7 @@
  * plus distribution's /v2/_catalog. `<name>` contains '/', and a component of it may itself be
  * `blobs`, `manifests`, `tags` or `uploads` ("blobs/manifests/uploads" matches the name grammar),
  * so the endpoint is decided by the rightmost segments. Names are not validated here (the
- * router does that after stripping a registry prefix); unknown paths are a 404 UNSUPPORTED.
+ * router does that after stripping a registry prefix); unknown paths are a 404 NOT_FOUND.
  */
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../../src/registry/errors.ts';
@@ -98,7 +98,7 @@ describe('parseV2Path: names are passed through unvalidated', () => {
 });
 
 describe('parseV2Path: unknown paths', () => {
-  it('answers UNSUPPORTED with status 404 for paths outside the endpoint table', () => {
+  it('answers NOT_FOUND (404) for paths outside the endpoint table', () => {
     const unknown = [
       '',
       '/',
@@ -128,7 +128,7 @@ describe('parseV2Path: unknown paths', () => {
     ];
     for (const p of unknown) {
       const err = thrown(() => parseV2Path(p));
-      expect(err.code, p).toBe('UNSUPPORTED');
+      expect(err.code, p).toBe('NOT_FOUND');
       expect(err.status, p).toBe(404);
       expect(err.message, p).toBe('unknown registry API endpoint');
     }
@@ -150,13 +150,13 @@ describe('parseV2Path: very long paths', () => {
 
   it('refuses a well-formed path one character longer without matching it', () => {
     const name = 'a'.repeat(2049 - '/v2/'.length - '/manifests/latest'.length);
-    expect(thrown(() => parseV2Path(`/v2/${name}/manifests/latest`)).code).toBe('UNSUPPORTED');
+    expect(thrown(() => parseV2Path(`/v2/${name}/manifests/latest`)).code).toBe('NOT_FOUND');
   });
 
   it('refuses a megabyte of slashes and endpoint words quickly', () => {
     const huge = `/v2/${'blobs/manifests/'.repeat(65_536)}latest`;
     const started = performance.now();
-    expect(thrown(() => parseV2Path(huge)).code).toBe('UNSUPPORTED');
+    expect(thrown(() => parseV2Path(huge)).code).toBe('NOT_FOUND');
     expect(performance.now() - started).toBeLessThan(100);
   });
 });
