@@ -40,6 +40,12 @@ export const ENV_OVERRIDES = {
   OCIMIRROR_SHUTDOWN_GRACE: 'server.shutdownGrace',
   OCIMIRROR_MAX_SIZE: 'storage.maxSize',
   OCIMIRROR_ADMIN_TOKEN: 'admin.token',
+  OCIMIRROR_SENDFILE: 'server.sendfile',
+  OCIMIRROR_NATIVE_ADDON: 'server.nativeAddon',
+  OCIMIRROR_IDLE_GC: 'server.idleGc',
+  HTTP_PROXY: 'egress.httpProxy',
+  HTTPS_PROXY: 'egress.httpsProxy',
+  NO_PROXY: 'egress.noProxy',
 } as const;
 
 export interface LoadOptions {
@@ -98,6 +104,17 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
   if (env.OCIMIRROR_SHUTDOWN_GRACE) set(['server', 'shutdownGrace'], env.OCIMIRROR_SHUTDOWN_GRACE);
   if (env.OCIMIRROR_MAX_SIZE) set(['storage', 'maxSize'], env.OCIMIRROR_MAX_SIZE);
   if (env.OCIMIRROR_ADMIN_TOKEN) set(['admin', 'token'], env.OCIMIRROR_ADMIN_TOKEN);
+  if (env.OCIMIRROR_SENDFILE) set(['server', 'sendfile'], env.OCIMIRROR_SENDFILE === '0' ? 'off' : env.OCIMIRROR_SENDFILE);
+  const bool = (v: string) => (v === '0' || v === 'false' ? false : v === '1' || v === 'true' ? true : v);
+  if (env.OCIMIRROR_NATIVE_ADDON) set(['server', 'nativeAddon'], bool(env.OCIMIRROR_NATIVE_ADDON));
+  if (env.OCIMIRROR_IDLE_GC) set(['server', 'idleGc'], bool(env.OCIMIRROR_IDLE_GC));
+  // Lower-case spellings are what curl and most tools read first; either works.
+  const httpProxy = env.http_proxy || env.HTTP_PROXY;
+  const httpsProxy = env.https_proxy || env.HTTPS_PROXY;
+  const noProxy = env.no_proxy || env.NO_PROXY;
+  if (httpProxy) set(['egress', 'httpProxy'], httpProxy);
+  if (httpsProxy) set(['egress', 'httpsProxy'], httpsProxy);
+  if (noProxy) set(['egress', 'noProxy'], noProxy);
   const upstream = pick(overrides.upstream, 'OCIMIRROR_UPSTREAM');
   if (upstream) {
     // Like distribution's REGISTRY_PROXY_REMOTEURL: one upstream serves every request.
@@ -142,6 +159,7 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
       fillTimeout: u.fillTimeout,
       auth: resolveAuth(u.auth, `upstreams[${i}].auth`, env, issues),
       realmHosts: u.realmHosts.map((h) => h.toLowerCase()),
+      proxy: u.proxy ? resolveProxy(u.proxy, `upstreams[${i}].proxy`, env, issues) : undefined,
     };
   });
   if (parsed.defaultUpstream !== undefined && !names.has(parsed.defaultUpstream)) {
@@ -171,6 +189,7 @@ export function parseConfig(raw: unknown, { env = {}, overrides = {} }: ParseOpt
     hotCache: parsed.hotCache,
     upstreams,
     defaultUpstream: parsed.defaultUpstream,
+    egress: { httpProxy: parsed.egress.httpProxy, httpsProxy: parsed.egress.httpsProxy, noProxy: parsed.egress.noProxy },
     server: parsed.server,
     log: parsed.log,
   });
@@ -194,6 +213,19 @@ function resolveAuth(
     return undefined;
   }
   return { username, password };
+}
+
+function resolveProxy(
+  proxy: { url: string; username?: string | undefined; usernameEnv?: string | undefined; password?: string | undefined; passwordEnv?: string | undefined },
+  where: string,
+  env: NodeJS.ProcessEnv,
+  issues: string[],
+): NonNullable<UpstreamConfig['proxy']> {
+  const username = proxy.username ?? (proxy.usernameEnv ? env[proxy.usernameEnv] : undefined);
+  const password = proxy.password ?? (proxy.passwordEnv ? env[proxy.passwordEnv] : undefined);
+  if (proxy.usernameEnv && username === undefined) issues.push(`${where}.usernameEnv: environment variable ${proxy.usernameEnv} is not set`);
+  if (proxy.passwordEnv && password === undefined) issues.push(`${where}.passwordEnv: environment variable ${proxy.passwordEnv} is not set`);
+  return { url: proxy.url, username, password };
 }
 
 /** 'host:port', ':port', '[::1]:port' → parts; undefined when malformed. */

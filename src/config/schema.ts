@@ -64,6 +64,17 @@ const authSchema = z
   })
   .strict();
 
+/** An egress proxy for one upstream: its URL and optional basic credentials (from env, ideally). */
+const proxySchema = z
+  .object({
+    url: upstreamUrl,
+    username: z.string().optional(),
+    usernameEnv: z.string().optional(),
+    password: z.string().optional(),
+    passwordEnv: z.string().optional(),
+  })
+  .strict();
+
 const upstreamSchema = z
   .object({
     name: z.string(required).regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected letters, digits, - or _'),
@@ -77,6 +88,8 @@ const upstreamSchema = z
     auth: authSchema.optional(),
     /** Token realms on other hosts that may receive this upstream's credentials (Docker Hub: auth.docker.io). */
     realmHosts: z.array(z.string()).default([]),
+    /** Egress proxy for every request to this upstream (beats egress.httpProxy/httpsProxy). */
+    proxy: proxySchema.optional(),
   })
   .strict();
 
@@ -149,6 +162,16 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Egress proxy for upstream requests (HTTP_PROXY, HTTPS_PROXY, NO_PROXY by convention). */
+    egress: z
+      .object({
+        httpProxy: z.string().optional(),
+        httpsProxy: z.string().optional(),
+        /** Hosts that go direct: comma-separated, as NO_PROXY ('*' = all, '.example.com' = subdomains). */
+        noProxy: z.string().default(''),
+      })
+      .strict()
+      .prefault({}),
     upstreams: z.array(upstreamSchema).default([]),
     defaultUpstream: z.string().optional(),
     server: z
@@ -156,6 +179,12 @@ export const configSchema = z
         shutdownGrace: duration('30s'),
         /** Seconds /readyz reports 503 before the listener closes, so load balancers stop routing first. */
         drainDelay: duration('0s'),
+        /** Which blob bodies go out by sendfile(2): fills (clients following a fill), all, off. */
+        sendfile: z.enum(['fills', 'all', 'off']).default('fills'),
+        /** Use the native addon (sendfile, hashing fills off the event loop) where it is built. */
+        nativeAddon: z.boolean().default(true),
+        /** Collect garbage after bursts that grew memory (returns memory; a slower first request after idle). */
+        idleGc: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
@@ -185,6 +214,8 @@ export interface UpstreamConfig {
   readonly fillTimeout: number;
   readonly auth: UpstreamAuth | undefined;
   readonly realmHosts: readonly string[];
+  /** This upstream's own egress proxy, credentials resolved; undefined = egress.* applies. */
+  readonly proxy: { readonly url: string; readonly username: string | undefined; readonly password: string | undefined } | undefined;
 }
 
 export interface WatchEntry {
@@ -205,6 +236,13 @@ export interface Config {
   readonly hotCache: { readonly maxSize: number };
   readonly upstreams: readonly UpstreamConfig[];
   readonly defaultUpstream: string | undefined;
-  readonly server: { readonly shutdownGrace: number; readonly drainDelay: number };
+  readonly egress: { readonly httpProxy: string | undefined; readonly httpsProxy: string | undefined; readonly noProxy: string };
+  readonly server: {
+    readonly shutdownGrace: number;
+    readonly drainDelay: number;
+    readonly sendfile: 'fills' | 'all' | 'off';
+    readonly nativeAddon: boolean;
+    readonly idleGc: boolean;
+  };
   readonly log: { readonly level: Parsed['log']['level'] };
 }

@@ -73,6 +73,7 @@ export function upstreamConfig(url: string, overrides: Partial<UpstreamConfig> =
     fillTimeout: 3_600_000,
     auth: undefined,
     realmHosts: [],
+    proxy: undefined,
     ...overrides,
   };
 }
