@@ -58,16 +58,16 @@ function populate(dir: string, blobs: number, tags: number): void {
     };
     const BATCH = 10_000;
     for (let start = 0; start < blobs; start += BATCH) {
-      md.db.transaction(() => {
+      md.transaction(() => {
         for (let i = start; i < Math.min(blobs, start + BATCH); i++) {
           const bytes = blobBytes(i);
           const hex = hexOf(bytes);
           writeFileSync(paths.blobFile(hex), bytes);
           md.putBlob({ digest: `sha256:${hex}`, size: bytes.length, mediaType: MEDIA_TYPES.ociLayer }, { upstream: UPSTREAM_NAME, repo: repoOf(i) });
         }
-      })();
+      });
     }
-    md.db.transaction(() => {
+    md.transaction(() => {
       for (let t = 0; t < tags; t++) {
         const bytes = Buffer.from(JSON.stringify({
           schemaVersion: 2,
@@ -77,7 +77,7 @@ function populate(dir: string, blobs: number, tags: number): void {
         }, null, 3));
         md.putManifest({ digest: `sha256:${hexOf(bytes)}`, mediaType: MEDIA_TYPES.ociManifest, bytes }, { upstream: UPSTREAM_NAME, repo: repoOf(t) }, `t${t}`);
       }
-    })();
+    });
   } finally {
     md.close();
   }

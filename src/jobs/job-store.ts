@@ -37,6 +37,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_live_key ON jobs(type, key)
   WHERE key IS NOT NULL AND state IN ('queued', 'running');
 `;
 
+/** What the store needs of its connection: cache/metadata hands it out as `connectionForJobs()`. */
+export type JobsDatabase = Pick<Database, 'exec' | 'prepare' | 'transaction'>;
+
 interface JobRow {
   id: number;
   type: JobType;
@@ -107,7 +110,7 @@ export class JobStore {
   readonly #enqueue: (type: JobType, payload: unknown, opts: EnqueueOptions) => JobRow;
   readonly #requeueInterrupted: () => RequeueResult;
 
-  constructor(db: Database, { maxAttempts = 5, now = Date.now }: JobStoreOptions = {}) {
+  constructor(db: JobsDatabase, { maxAttempts = 5, now = Date.now }: JobStoreOptions = {}) {
     assertAttempts(maxAttempts);
     this.#maxAttempts = maxAttempts;
     this.#now = now;

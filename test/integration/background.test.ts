@@ -14,6 +14,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Metadata } from '../../src/cache/metadata/metadata.ts';
@@ -117,13 +118,18 @@ const usageOf = (m: TestMirror) => new UsageMeter(m.mirror.storage.metadata).cur
  * a cached manifest. (Holds whenever no pull is half-way, as after `settle`.)
  */
 function expectConsistent(m: TestMirror): void {
-  const db = m.mirror.storage.metadata.db;
-  const dangling = db.prepare(`SELECT r.parent, r.child, r.kind FROM refs r JOIN manifests m ON m.digest = r.parent
-    WHERE (r.kind = 'blob' AND r.child NOT IN (SELECT digest FROM blobs))
-       OR (r.kind = 'manifest' AND r.child NOT IN (SELECT digest FROM manifests))`).all();
-  expect(dangling, 'cached manifests whose content is gone').toEqual([]);
-  const tags = db.prepare('SELECT upstream, repo, tag, digest FROM tags WHERE digest NOT IN (SELECT digest FROM manifests)').all();
-  expect(tags, 'tags pointing at manifests that are gone').toEqual([]);
+  // Its own read-only connection: the invariant is checked in the file, as another process would see it.
+  const db = new Database(m.mirror.storage.paths.database, { readonly: true });
+  try {
+    const dangling = db.prepare(`SELECT r.parent, r.child, r.kind FROM refs r JOIN manifests m ON m.digest = r.parent
+      WHERE (r.kind = 'blob' AND r.child NOT IN (SELECT digest FROM blobs))
+         OR (r.kind = 'manifest' AND r.child NOT IN (SELECT digest FROM manifests))`).all();
+    expect(dangling, 'cached manifests whose content is gone').toEqual([]);
+    const tags = db.prepare('SELECT upstream, repo, tag, digest FROM tags WHERE digest NOT IN (SELECT digest FROM manifests)').all();
+    expect(tags, 'tags pointing at manifests that are gone').toEqual([]);
+  } finally {
+    db.close();
+  }
 }
 
 /** Results of the finished eviction jobs. */

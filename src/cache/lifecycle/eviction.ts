@@ -14,14 +14,14 @@
  * them, so the next pull re-resolves and refetches instead of being served a manifest whose
  * layers are gone. Referrers of a dropped manifest stay: they never needed it.
  */
-import type { Statement } from 'better-sqlite3';
 import type { Logger } from '../../util/logger.ts';
+import { SingleFlight } from '../../util/single-flight.ts';
 import type { BlobCache } from '../blobs/blob-cache.ts';
 import type { HotCache } from '../hot-cache.ts';
+import type { BlobUse } from '../metadata/blob-queries.ts';
 import type { Metadata } from '../metadata/metadata.ts';
-import { RefGraph } from '../metadata/references.ts';
-import { ContentRemover } from './removal.ts';
 import { UsageMeter } from '../metadata/usage.ts';
+import { ContentRemover } from './removal.ts';
 
 export interface EvictorOptions {
   metadata: Metadata;
@@ -63,11 +63,7 @@ interface Tally {
   pinned: Set<string>;
 }
 
-interface Candidate {
-  digest: string;
-  size: number;
-  lastAccess: number;
-}
+type Candidate = BlobUse;
 
 /** Rows read per page while walking blobs in LRU order. */
 const PAGE = 256;
@@ -86,12 +82,12 @@ export class Evictor {
   readonly #pinned: () => ReadonlySet<string>;
   readonly #log: Logger;
   readonly #now: () => number;
-  readonly #graph: RefGraph;
   readonly #remover: ContentRemover;
   readonly #usage: UsageMeter;
-  readonly #page: Statement<[number, string, number], Candidate>;
-  readonly #anyOlder: Statement<[number], number>;
-  #running: Promise<EvictionReport> | undefined;
+  /** One run at a time; keyed by generation so a disk-full run can be queued behind the current one. */
+  readonly #flight = new SingleFlight<EvictionReport>();
+  /** Generation of the newest run started or queued: later callers join it. */
+  #generation = 0;
 
   constructor({ metadata, blobs, hot, maxSize = 0, lowWatermark = 0.9, maxAge = 0, pinned = () => new Set(), log, now = Date.now }: EvictorOptions) {
     if (!(Number.isSafeInteger(maxSize) && maxSize >= 0)) throw new Error(`Expected maxSize to be a size in bytes (0 = no quota), got '${maxSize}'`);
@@ -105,14 +101,8 @@ export class Evictor {
     this.#pinned = pinned;
     this.#log = log.child({ module: 'eviction' });
     this.#now = now;
-    this.#graph = new RefGraph(metadata);
     this.#remover = new ContentRemover({ metadata, blobs, hot });
     this.#usage = new UsageMeter(metadata);
-    // Keyset pagination in (last_access, digest) order: the walk writes between pages, and
-    // better-sqlite3 allows no writes while a read is open.
-    this.#page = metadata.db.prepare(`SELECT digest, size, last_access AS lastAccess FROM blobs
-      WHERE (last_access, digest) > (?, ?) AND last_access < ? ORDER BY last_access, digest LIMIT ${PAGE}`);
-    this.#anyOlder = metadata.db.prepare<[number], number>('SELECT 1 FROM blobs WHERE last_access < ? LIMIT 1').pluck();
   }
 
   /**
@@ -124,7 +114,7 @@ export class Evictor {
     this.#metadata.flush();
     const overQuota = this.#maxSize > 0 && this.#usage.current().bytes > this.#maxSize;
     const cutoff = this.#ageCutoff();
-    if (!overQuota && (cutoff === undefined || this.#anyOlder.get(cutoff) === undefined)) return false;
+    if (!overQuota && (cutoff === undefined || !this.#metadata.blobs.anyUsedBefore(cutoff))) return false;
     const pinned = this.#pinned();
     for (const c of this.#walk(overQuota ? undefined : cutoff)) {
       if (!pinned.has(c.digest) && !this.#blobs.inUse(c.digest)) return true;
@@ -139,14 +129,12 @@ export class Evictor {
    * Concurrent calls share one run; a `diskFull` call made during a run starts another after it.
    */
   run({ diskFull = false }: { diskFull?: boolean } = {}): Promise<EvictionReport> {
-    if (this.#running !== undefined && !diskFull) return this.#running;
-    const start = (): Promise<EvictionReport> =>
-      this.#run(diskFull).finally(() => {
-        if (this.#running === running) this.#running = undefined;
-      });
-    const running: Promise<EvictionReport> = this.#running === undefined ? start() : this.#running.catch(() => undefined).then(start);
-    this.#running = running;
-    return running;
+    const newest = String(this.#generation);
+    if (!diskFull || this.#flight.size === 0) return this.#flight.do(newest, () => this.#run(diskFull));
+    // The running one may have chosen its target before the disk filled up.
+    const previous = this.#flight.do(newest, () => this.#run(diskFull));
+    this.#generation++;
+    return this.#flight.do(String(this.#generation), () => previous.catch(() => undefined).then(() => this.#run(true)));
   }
 
   async #run(diskFull: boolean): Promise<EvictionReport> {
@@ -204,7 +192,7 @@ export class Evictor {
 
   /** One transaction for the rows of a batch, then the files. */
   async #evictBatch(batch: Candidate[], pinned: ReadonlySet<string>, tally: Tally): Promise<void> {
-    const removal = this.#metadata.db.transaction(() => {
+    const removal = this.#metadata.transaction(() => {
       const blobs: string[] = [];
       const manifests = new Set<string>();
       for (const { digest } of batch) {
@@ -213,7 +201,7 @@ export class Evictor {
           tally.inUse.add(digest);
           continue;
         }
-        const dependents = this.#graph.dependents(digest);
+        const dependents = this.#metadata.refs.dependents(digest);
         // Pins cover everything below a pinned manifest, so this only trips if refs and pins disagree.
         if ([...dependents].some((m) => pinned.has(m))) {
           tally.pinned.add(digest);
@@ -223,7 +211,7 @@ export class Evictor {
         for (const m of dependents) manifests.add(m);
       }
       return this.#remover.removeRows({ manifests, blobs });
-    })();
+    });
     tally.evicted += removal.blobs.length;
     tally.freedBytes += removal.bytes;
     tally.manifestsDropped += removal.manifests.length;
@@ -240,7 +228,7 @@ export class Evictor {
     const limit = before ?? Number.MAX_SAFE_INTEGER;
     let after: Pick<Candidate, 'lastAccess' | 'digest'> = { lastAccess: Number.MIN_SAFE_INTEGER, digest: '' };
     for (;;) {
-      const page = this.#page.all(after.lastAccess, after.digest, limit);
+      const page = this.#metadata.blobs.leastRecentlyUsed(after, limit, PAGE);
       yield* page;
       if (page.length < PAGE) return;
       after = page[page.length - 1]!;

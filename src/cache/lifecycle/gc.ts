@@ -19,12 +19,12 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Statement } from 'better-sqlite3';
 import type { Logger } from '../../util/logger.ts';
+import { SingleFlight } from '../../util/single-flight.ts';
 import type { BlobCache } from '../blobs/blob-cache.ts';
 import type { HotCache } from '../hot-cache.ts';
 import type { Metadata } from '../metadata/metadata.ts';
-import { ContentRemover, type TagKey } from './removal.ts';
+import { ContentRemover } from './removal.ts';
 
 export interface GcOptions {
   /** Unreferenced blobs and temp files younger than this (ms) are kept. */
@@ -72,11 +72,7 @@ export class GarbageCollector {
   readonly #pinned: () => ReadonlySet<string>;
   readonly #log: Logger;
   readonly #remover: ContentRemover;
-  readonly #unreferenced: Statement<[number], { digest: string; size: number }>;
-  readonly #orphanTags: Statement<[], TagKey>;
-  readonly #orphanLinks: Statement<[], { upstream: string; repo: string; digest: string }>;
-  readonly #orphanRefs: Statement<[]>;
-  #running: Promise<GcReport> | undefined;
+  readonly #flight = new SingleFlight<GcReport>();
 
   constructor({ metadata, blobs, hot, pinned = () => new Set(), log }: GarbageCollectorOptions) {
     this.#metadata = metadata;
@@ -85,20 +81,11 @@ export class GarbageCollector {
     this.#pinned = pinned;
     this.#log = log.child({ module: 'gc' });
     this.#remover = new ContentRemover({ metadata, blobs, hot });
-    const db = metadata.db;
-    // last_access starts at created_at and only grows, so it alone says "unused for the grace".
-    this.#unreferenced = db.prepare(`SELECT digest, size FROM blobs b
-      WHERE last_access < ? AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.child = b.digest)`);
-    this.#orphanTags = db.prepare('DELETE FROM tags WHERE digest NOT IN (SELECT digest FROM manifests) RETURNING upstream, repo, tag');
-    this.#orphanLinks = db.prepare(`DELETE FROM links WHERE digest NOT IN (SELECT digest FROM manifests)
-      AND digest NOT IN (SELECT digest FROM blobs) RETURNING upstream, repo, digest`);
-    this.#orphanRefs = db.prepare('DELETE FROM refs WHERE parent NOT IN (SELECT digest FROM manifests)');
   }
 
-  /** One pass over disk and database. Concurrent calls share one pass. */
+  /** One pass over disk and database. Concurrent calls share one pass (the first caller's options). */
   collectGarbage(opts: GcOptions): Promise<GcReport> {
-    this.#running ??= this.#collect(opts).finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#flight.do('gc', () => this.#collect(opts));
   }
 
   async #collect({ grace, now = Date.now(), verifySizes = false }: GcOptions): Promise<GcReport> {
@@ -154,7 +141,7 @@ export class GarbageCollector {
         const size = await sizeOf(this.#blobs.store.paths.blobFile(hex));
         const row = this.#metadata.getBlob(digest);
         if (row === undefined || size === undefined || size === row.size || this.#blobs.inUse(digest)) continue;
-        this.#metadata.db.transaction(() => this.#remover.removeRows({ blobs: [digest] }))();
+        this.#metadata.transaction(() => this.#remover.removeRows({ blobs: [digest] }));
         await this.#blobs.store.remove(hex);
         tally.sizeMismatches++;
         tally.bytesFreed += size;
@@ -164,9 +151,9 @@ export class GarbageCollector {
         gone.push(digest);
       }
     }
-    this.#metadata.db.transaction(() => {
+    this.#metadata.transaction(() => {
       for (const digest of gone) tally.rowsWithoutFile += this.#remover.removeRows({ blobs: [digest] }).blobs.length;
-    })();
+    });
   }
 
   async #temps(tally: Tally, cutoff: number): Promise<void> {
@@ -190,32 +177,32 @@ export class GarbageCollector {
 
   async #unreferencedBlobs(tally: Tally, cutoff: number): Promise<void> {
     const pinned = this.#pinned();
-    const removal = this.#metadata.db.transaction(() => {
+    const removal = this.#metadata.transaction(() => {
       const blobs: string[] = [];
-      for (const { digest } of this.#unreferenced.all(cutoff)) {
+      for (const { digest } of this.#metadata.blobs.unreferencedUsedBefore(cutoff)) {
         if (pinned.has(digest)) tally.skippedPinned++;
         else if (this.#blobs.inUse(digest)) tally.skippedInUse++;
         else blobs.push(digest);
       }
       return this.#remover.removeRows({ blobs });
-    })();
+    });
     tally.unreferencedBlobs += removal.blobs.length;
     tally.bytesFreed += removal.bytes;
     await this.#remover.unlink(removal);
   }
 
   #orphans(tally: Tally): void {
-    this.#metadata.db.transaction(() => {
-      for (const t of this.#orphanTags.all()) {
+    this.#metadata.transaction(() => {
+      for (const t of this.#metadata.tags.deleteOrphans()) {
         this.#hot.deleteTag(t.upstream, t.repo, t.tag);
         tally.orphanTags++;
       }
-      for (const l of this.#orphanLinks.all()) {
+      for (const l of this.#metadata.links.deleteOrphans()) {
         this.#hot.deleteLink(l.upstream, l.repo, l.digest);
         tally.orphanLinks++;
       }
-      tally.orphanRefs += this.#orphanRefs.run().changes;
-    })();
+      tally.orphanRefs += this.#metadata.refs.deleteOrphans();
+    });
   }
 }
 

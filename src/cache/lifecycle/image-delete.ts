@@ -13,14 +13,13 @@
  * reader keeps its descriptor and finishes, and a deletion asked for by an operator should not
  * wait on a slow client. Everything in SQLite changes in one transaction (cache/removal).
  */
-import type { Statement } from 'better-sqlite3';
 import { isDigest } from '../../registry/digest.ts';
 import type { Logger } from '../../util/logger.ts';
 import type { BlobCache } from '../blobs/blob-cache.ts';
 import type { HotCache } from '../hot-cache.ts';
 import type { Metadata } from '../metadata/metadata.ts';
-import { RefGraph } from '../metadata/references.ts';
-import { ContentRemover, type TagKey } from './removal.ts';
+import type { TagKey } from '../metadata/tag-queries.ts';
+import { ContentRemover } from './removal.ts';
 
 export interface ImageTarget {
   /** Upstream name (config `upstreams[].name`), as the cache keys tags. */
@@ -53,38 +52,30 @@ export class ImageDeleter {
   readonly #metadata: Metadata;
   readonly #pinned: () => ReadonlySet<string>;
   readonly #log: Logger;
-  readonly #graph: RefGraph;
   readonly #remover: ContentRemover;
-  readonly #tagsAt: Statement<[string, string, string], TagKey>;
-  readonly #tagged: Statement<[string], number>;
-  readonly #hasManifest: Statement<[string], number>;
 
   constructor({ metadata, blobs, hot, pinned = () => new Set(), log }: ImageDeleterOptions) {
     this.#metadata = metadata;
     this.#pinned = pinned;
     this.#log = log.child({ module: 'image-delete' });
-    this.#graph = new RefGraph(metadata);
     this.#remover = new ContentRemover({ metadata, blobs, hot });
-    const db = metadata.db;
-    this.#tagsAt = db.prepare('SELECT upstream, repo, tag FROM tags WHERE upstream = ? AND repo = ? AND digest = ?');
-    this.#tagged = db.prepare<[string], number>('SELECT 1 FROM tags WHERE digest = ? LIMIT 1').pluck();
-    this.#hasManifest = db.prepare<[string], number>('SELECT 1 FROM manifests WHERE digest = ?').pluck();
   }
 
   async deleteImage({ upstream, repo, reference }: ImageTarget): Promise<ImageDeleteReport> {
     const pinned = this.#pinned();
     const kept = new Set<string>();
-    const result = this.#metadata.db.transaction(() => {
+    const { tags: tagRows, manifests: manifestRows } = this.#metadata;
+    const result = this.#metadata.transaction(() => {
       let root: string | undefined;
       let tags: TagKey[];
       if (isDigest(reference)) {
         root = reference;
-        tags = this.#tagsAt.all(upstream, repo, reference);
+        tags = tagRows.pointingAt(upstream, repo, reference);
       } else {
         root = this.#metadata.getTag(upstream, repo, reference)?.digest;
         tags = root === undefined ? [] : [{ upstream, repo, tag: reference }];
       }
-      const found = tags.length > 0 || (root !== undefined && this.#hasManifest.get(root) !== undefined);
+      const found = tags.length > 0 || (root !== undefined && manifestRows.has(root));
       if (root === undefined) return { found, untagged: undefined, removed: undefined };
       if (pinned.has(root)) {
         kept.add(root);
@@ -93,7 +84,7 @@ export class ImageDeleter {
       const untagged = this.#remover.removeRows({ tags });
       const { manifests, blobs } = this.#unneeded(root, pinned, kept);
       return { found, untagged, removed: this.#remover.removeRows({ manifests, blobs }) };
-    })();
+    });
     const { found, untagged, removed } = result;
     if (removed !== undefined) await this.#remover.unlink(removed);
     const report: ImageDeleteReport = {
@@ -113,21 +104,22 @@ export class ImageDeleter {
    * Runs with the image's tags already removed, inside the deletion's transaction.
    */
   #unneeded(root: string, pinned: ReadonlySet<string>, kept: Set<string>): { manifests: Set<string>; blobs: string[] } {
+    const { manifests: manifestRows, tags: tagRows, refs } = this.#metadata;
     const manifests = new Set<string>();
     const blobCandidates = new Set<string>();
     // A manifest is looked at again each time one of its parents goes, so one shared by two
     // indexes being deleted goes once the second one does.
     const queue = [root];
     for (let d = queue.pop(); d !== undefined; d = queue.pop()) {
-      if (manifests.has(d) || this.#hasManifest.get(d) === undefined || this.#tagged.get(d) !== undefined) continue;
-      const parents = this.#graph.parents(d);
+      if (manifests.has(d) || !manifestRows.has(d) || tagRows.isTagged(d)) continue;
+      const parents = refs.parents(d);
       if (parents.some((p) => p.kind !== 'subject' && !manifests.has(p.digest))) continue;
       if (pinned.has(d)) {
         kept.add(d);
         continue;
       }
       manifests.add(d);
-      for (const c of this.#graph.children(d)) {
+      for (const c of refs.children(d)) {
         if (c.kind === 'manifest') queue.push(c.digest);
         else if (c.kind === 'blob') blobCandidates.add(c.digest);
       }
@@ -135,7 +127,7 @@ export class ImageDeleter {
     }
     const blobs: string[] = [];
     for (const b of blobCandidates) {
-      if (this.#graph.parents(b).some((p) => !manifests.has(p.digest))) continue;
+      if (refs.parents(b).some((p) => !manifests.has(p.digest))) continue;
       if (pinned.has(b)) kept.add(b);
       else blobs.push(b);
     }

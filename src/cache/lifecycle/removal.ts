@@ -8,16 +8,10 @@
  * promising a file that is gone. A tag or link left pointing at nothing would make the mirror
  * answer from a manifest whose layers are gone; dropping them makes the next pull re-resolve.
  */
-import type { Statement } from 'better-sqlite3';
 import type { BlobCache } from '../blobs/blob-cache.ts';
 import type { HotCache } from '../hot-cache.ts';
 import type { Metadata } from '../metadata/metadata.ts';
-
-export interface TagKey {
-  readonly upstream: string;
-  readonly repo: string;
-  readonly tag: string;
-}
+import type { TagKey } from '../metadata/tag-queries.ts';
 
 export interface RemovalRequest {
   readonly manifests?: Iterable<string>;
@@ -37,8 +31,6 @@ export interface Removal {
   readonly bytes: number;
 }
 
-type LinkKey = { upstream: string; repo: string };
-
 /** Unlinks issued at once: enough to keep the thread pool busy, few enough to leave it to requests too. */
 const UNLINK_PARALLEL = 16;
 
@@ -46,35 +38,24 @@ export class ContentRemover {
   readonly #metadata: Metadata;
   readonly #blobs: BlobCache;
   readonly #hot: HotCache;
-  readonly #deleteBlob: Statement<[string], { size: number }>;
-  readonly #deleteManifest: Statement<[string]>;
-  readonly #deleteRefs: Statement<[string]>;
-  readonly #deleteTagsOf: Statement<[string], TagKey>;
-  readonly #deleteTag: Statement<[string, string, string], TagKey>;
-  readonly #deleteLinks: Statement<[string], LinkKey>;
 
   constructor({ metadata, blobs, hot }: { metadata: Metadata; blobs: BlobCache; hot: HotCache }) {
     this.#metadata = metadata;
     this.#blobs = blobs;
     this.#hot = hot;
-    const db = metadata.db;
-    this.#deleteBlob = db.prepare<[string], { size: number }>('DELETE FROM blobs WHERE digest = ? RETURNING size');
-    this.#deleteManifest = db.prepare<[string]>('DELETE FROM manifests WHERE digest = ?');
-    this.#deleteRefs = db.prepare<[string]>('DELETE FROM refs WHERE parent = ?');
-    this.#deleteTagsOf = db.prepare<[string], TagKey>('DELETE FROM tags WHERE digest = ? RETURNING upstream, repo, tag');
-    this.#deleteTag = db.prepare<[string, string, string], TagKey>('DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ? RETURNING upstream, repo, tag');
-    this.#deleteLinks = db.prepare<[string], LinkKey>('DELETE FROM links WHERE digest = ? RETURNING upstream, repo');
   }
 
   /**
    * Removes the rows, synchronously, and forgets the matching hot-cache entries. Call it inside
-   * the transaction that chose what to remove, so choosing and removing are one atomic step.
+   * the transaction that chose what to remove (metadata.transaction), so choosing and removing
+   * are one atomic step.
    * (Should that transaction roll back, the hot cache merely lost entries it reloads from SQLite.)
    */
   removeRows({ manifests = [], blobs = [], tags = [] }: RemovalRequest): Removal {
+    const { manifests: manifestRows, blobs: blobRows, tags: tagRows, links: linkRows, refs } = this.#metadata;
     const removal = { manifests: [] as string[], blobs: [] as { digest: string; size: number }[], tags: [] as TagKey[], links: 0, bytes: 0 };
     const dropLinks = (digest: string) => {
-      for (const l of this.#deleteLinks.all(digest)) {
+      for (const l of linkRows.deleteTo(digest)) {
         this.#hot.deleteLink(l.upstream, l.repo, digest);
         removal.links++;
       }
@@ -83,20 +64,23 @@ export class ContentRemover {
       this.#hot.deleteTag(t.upstream, t.repo, t.tag);
       removal.tags.push(t);
     };
-    for (const t of tags) for (const removed of this.#deleteTag.all(t.upstream, t.repo, t.tag)) dropTag(removed);
+    for (const t of tags) {
+      const removed = tagRows.delete(t.upstream, t.repo, t.tag);
+      if (removed !== undefined) dropTag(removed);
+    }
     for (const digest of manifests) {
       this.#hot.deleteManifest(digest);
-      this.#deleteRefs.run(digest);
-      for (const t of this.#deleteTagsOf.all(digest)) dropTag(t);
+      refs.deleteOf(digest);
+      for (const t of tagRows.deletePointingAt(digest)) dropTag(t);
       dropLinks(digest);
-      if (this.#deleteManifest.run(digest).changes > 0) removal.manifests.push(digest);
+      if (manifestRows.delete(digest)) removal.manifests.push(digest);
     }
     for (const digest of blobs) {
       dropLinks(digest);
-      const row = this.#deleteBlob.get(digest);
-      if (row === undefined) continue;
-      removal.blobs.push({ digest, size: row.size });
-      removal.bytes += row.size;
+      const size = blobRows.delete(digest);
+      if (size === undefined) continue;
+      removal.blobs.push({ digest, size });
+      removal.bytes += size;
     }
     return removal;
   }

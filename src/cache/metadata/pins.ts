@@ -9,12 +9,11 @@
  * A pin protects a closure of digests: a tag pin follows the tag's cached digest (a tag not
  * cached yet pins nothing until it is pulled; a tag that moves upstream moves the pin with it),
  * a digest pin names its root directly; from a root, every manifest of an index, every config
- * and layer, and the image's cached referrers (signatures) are pinned too (cache/references).
+ * and layer, and the image's cached referrers (signatures) are pinned too (metadata/references).
+ * Admin pins are rows of the `pins` table (metadata/pin-queries).
  */
-import type { Statement } from 'better-sqlite3';
 import { formatImageRef, parseImageRef, type ImageRef } from '../../registry/image-ref.ts';
 import type { Metadata } from './metadata.ts';
-import { RefGraph } from './references.ts';
 
 /**
  * Maps a pin's registry and repository to the upstream name and repository the cache keys tags by.
@@ -46,15 +45,10 @@ export interface PinsOptions {
 
 export class Pins {
   readonly #metadata: Metadata;
-  readonly #graph: RefGraph;
   readonly #config: readonly string[];
-  readonly #add: Statement<[string, number]>;
-  readonly #remove: Statement<[string]>;
-  readonly #list: Statement<[], { ref: string; createdAt: number }>;
 
   constructor({ metadata, config = [] }: PinsOptions) {
     this.#metadata = metadata;
-    this.#graph = new RefGraph(metadata);
     this.#config = config.map((text, i) => {
       try {
         return normalise(text);
@@ -62,29 +56,25 @@ export class Pins {
         throw new Error(`Expected pin[${i}] to be an image reference such as docker.io/library/alpine:3.19 or ghcr.io/org/app@sha256:<hex>, got '${text}'`, { cause });
       }
     });
-    const db = metadata.db;
-    this.#add = db.prepare('INSERT OR IGNORE INTO pins (ref, created_at) VALUES (?, ?)');
-    this.#remove = db.prepare('DELETE FROM pins WHERE ref = ?');
-    this.#list = db.prepare('SELECT ref, created_at AS createdAt FROM pins ORDER BY ref');
   }
 
   /** Adds an admin pin; returns its normalised form. Throws a RegistryError for a malformed reference. */
   add(ref: string): string {
     const normal = normalise(ref);
-    this.#add.run(normal, this.#metadata.now());
+    this.#metadata.pins.add(normal, this.#metadata.now());
     return normal;
   }
 
   /** Removes an admin pin; false when there was none (config pins are not removable here). */
   remove(ref: string): boolean {
-    return this.#remove.run(normalise(ref)).changes > 0;
+    return this.#metadata.pins.remove(normalise(ref));
   }
 
   /** Config pins first, then admin pins not already pinned by the config. */
   list(): Pin[] {
     const config = new Set(this.#config);
     const pins: Pin[] = [...config].map((ref) => ({ ref, source: 'config', createdAt: undefined }));
-    for (const row of this.#list.all()) if (!config.has(row.ref)) pins.push({ ref: row.ref, source: 'admin', createdAt: row.createdAt });
+    for (const row of this.#metadata.pins.all()) if (!config.has(row.ref)) pins.push({ ref: row.ref, source: 'admin', createdAt: row.createdAt });
     return pins;
   }
 
@@ -96,7 +86,7 @@ export class Pins {
   /** Every digest (manifests, configs, layers, referrers) the pins protect right now. */
   pinnedDigests(resolve: PinResolver): Set<string> {
     const roots = this.roots(resolve).flatMap((r) => (r.digest === undefined ? [] : [r.digest]));
-    return this.#graph.closure(roots, { referrers: true });
+    return this.#metadata.refs.closure(roots, { referrers: true });
   }
 
   #root(ref: ImageRef, resolve: PinResolver): string | undefined {

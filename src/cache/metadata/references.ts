@@ -1,59 +1,50 @@
 /**
  * @module cache/metadata/references
- * What a cached manifest points at, so eviction, deletion, pins and gc can follow an image from
- * its tag down to every blob (and back up from a blob to every manifest that needs it).
+ * The `refs` table: what each cached manifest references (metadata/manifest-references gives the
+ * kinds), so eviction, deletion, pins and gc can follow an image from its tag down to every blob
+ * and back up from a blob to every manifest that needs it.
  *
- * The `refs` table (cache/metadata) holds one row per (parent manifest, child digest):
- *  - `manifest`: an entry of an index / manifest list (`manifests[]`, OCI image-spec image-index);
- *  - `blob`: an image manifest's `config` and `layers[]` (OCI image-spec manifest, Docker schema 2),
- *    or a Docker schema 1 manifest's `fsLayers[].blobSum`;
- *  - `subject`: the manifest a referrer (signature, SBOM) is about (OCI image-spec v1.1 `subject`).
- *    A referrer is about its subject but does not need it to be served, so a `subject` row never
- *    keeps its subject cached and evicting the subject leaves the referrer alone; deleting an
- *    image takes its untagged referrers with it, and a pin keeps an image's referrers.
- *
- * Rows are written with the manifest, in the same transaction, from the stored bytes. Anything
- * that does not parse as such a document (foreign artifact types, non-JSON, digests other than
- * sha256) records nothing: it is still cached and served, it just holds on to nothing, so gc
- * treats blobs only it uses as unreferenced after the grace period.
+ * A `subject` row (a referrer's link to what it is about) never keeps its subject cached, and
+ * evicting the subject leaves the referrer alone: a referrer does not need its subject to be
+ * served. Deleting an image takes its untagged referrers with it, and a pin keeps an image's
+ * referrers. Rows are written with the manifest, in the same transaction (metadata.putManifest);
+ * a manifest that records nothing holds on to nothing, so gc treats blobs only it uses as
+ * unreferenced after the grace period.
  */
-import { readManifest } from '../../registry/manifest.ts';
-import type { Metadata } from './metadata.ts';
-
-export type RefKind = 'manifest' | 'blob' | 'subject';
-
-export interface ManifestReference {
-  readonly digest: string;
-  readonly kind: RefKind;
-}
+import type { Database, Statement } from 'better-sqlite3';
+import type { ManifestReference, RefKind } from './manifest-references.ts';
 
 /** Reference kinds a parent needs in order to be served: following these down reaches an image's content. */
 const NEEDED: readonly RefKind[] = ['manifest', 'blob'];
 
-/**
- * The digests a manifest's bytes reference, each once (first mention wins). Never throws:
- * unknown shapes give an empty list.
- */
-export function manifestReferences(bytes: Buffer): ManifestReference[] {
-  const content = readManifest(bytes);
-  const out = new Map<string, RefKind>();
-  const add = (digest: string, kind: RefKind) => {
-    if (!out.has(digest)) out.set(digest, kind);
-  };
-  if (content.kind === 'index') for (const m of content.manifests) add(m.digest, 'manifest');
-  if (content.kind === 'image') for (const d of content.config ? [content.config, ...content.layers] : content.layers) add(d.digest, 'blob');
-  if (content.kind !== 'other' && content.subject) add(content.subject.digest, 'subject');
-  return [...out].map(([digest, kind]) => ({ digest, kind }));
-}
-
-/** Queries over the `refs` table. Statements are prepared once. */
 export class RefGraph {
-  readonly #children;
-  readonly #parents;
+  readonly #insert: Statement<[string, string, RefKind]>;
+  readonly #children: Statement<[string], ManifestReference>;
+  readonly #parents: Statement<[string], ManifestReference>;
+  readonly #deleteOf: Statement<[string]>;
+  readonly #deleteOrphans: Statement<[]>;
 
-  constructor(metadata: Metadata) {
-    this.#children = metadata.db.prepare<[string], { digest: string; kind: RefKind }>('SELECT child AS digest, kind FROM refs WHERE parent = ?');
-    this.#parents = metadata.db.prepare<[string], { digest: string; kind: RefKind }>('SELECT parent AS digest, kind FROM refs WHERE child = ?');
+  constructor(db: Database) {
+    this.#insert = db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
+    this.#children = db.prepare('SELECT child AS digest, kind FROM refs WHERE parent = ?');
+    this.#parents = db.prepare('SELECT parent AS digest, kind FROM refs WHERE child = ?');
+    this.#deleteOf = db.prepare('DELETE FROM refs WHERE parent = ?');
+    this.#deleteOrphans = db.prepare('DELETE FROM refs WHERE parent NOT IN (SELECT digest FROM manifests)');
+  }
+
+  /** Records what `parent` references (rows already there stay). */
+  add(parent: string, references: Iterable<ManifestReference>): void {
+    for (const r of references) this.#insert.run(parent, r.digest, r.kind);
+  }
+
+  /** Forgets what `parent` references (its manifest is being removed). */
+  deleteOf(parent: string): void {
+    this.#deleteOf.run(parent);
+  }
+
+  /** Deletes rows whose manifest is not cached; returns how many. */
+  deleteOrphans(): number {
+    return this.#deleteOrphans.run().changes;
   }
 
   /** What the cached manifest `parent` references (nothing when it is not cached). */

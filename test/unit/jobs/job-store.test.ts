@@ -5,6 +5,7 @@
  * counts and pruning that keep the table observable and bounded.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
 import type { Database as DB } from 'better-sqlite3';
 import { JobStore } from '../../../src/jobs/job-store.ts';
 import { Metadata } from '../../../src/cache/metadata/metadata.ts';
@@ -279,14 +280,23 @@ describe('JobStore: listing, counts and pruning', () => {
 
 describe('JobStore: in the app database', () => {
   it('adds its table beside the cache metadata without disturbing it', () => {
-    const metadata = new Metadata(`${tmp.file}.meta`, { flushIntervalMs: 3_600_000 });
+    const file = `${tmp.file}.meta`;
+    const userVersion = () => {
+      const raw = new Database(file, { readonly: true });
+      try {
+        return raw.pragma('user_version', { simple: true });
+      } finally {
+        raw.close();
+      }
+    };
+    const metadata = new Metadata(file, { flushIntervalMs: 3_600_000 });
     try {
-      const version = metadata.db.pragma('user_version', { simple: true });
-      const jobs = new JobStore(metadata.db);
-      new JobStore(metadata.db); // opening twice is harmless
+      const version = userVersion();
+      const jobs = new JobStore(metadata.connectionForJobs());
+      new JobStore(metadata.connectionForJobs()); // opening twice is harmless
       jobs.enqueue('gc', null);
       metadata.putBlob({ digest: `sha256:${'a'.repeat(64)}`, size: 1, mediaType: null });
-      expect(metadata.db.pragma('user_version', { simple: true })).toBe(version);
+      expect(userVersion()).toBe(version);
       expect(jobs.depth()).toBe(1);
       expect(metadata.getBlob(`sha256:${'a'.repeat(64)}`)?.size).toBe(1);
     } finally {

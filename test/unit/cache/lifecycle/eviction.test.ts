@@ -10,6 +10,7 @@ import { Evictor, type EvictorOptions } from '../../../../src/cache/lifecycle/ev
 import { Pins } from '../../../../src/cache/metadata/pins.ts';
 import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
 import { OCI_MANIFEST, openCacheFixture, readBody, type CacheFixture } from '../cache-fixture.ts';
+import { withRawDatabase } from '../metadata/raw-database.ts';
 
 const MINUTE = 60_000;
 
@@ -34,6 +35,12 @@ async function blobsInOrder(f: CacheFixture, n: number, size = 100, name = 'b'):
 }
 
 const cached = (f: CacheFixture, digests: string[]) => digests.filter((d) => f.metadata.getBlob(d) !== undefined);
+
+/** Moves a blob's last access to the epoch, as no request can (pending hits are flushed first). */
+function lastUsedAtZero(f: CacheFixture, digest: string): void {
+  f.metadata.flush();
+  withRawDatabase(f.paths.database, (db) => db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(digest));
+}
 
 describe('Evictor: quota', () => {
   it('evicts least recently used blobs first until usage is under the low watermark', async () => {
@@ -105,6 +112,17 @@ describe('Evictor: quota', () => {
     expect(await second).toMatchObject({ evicted: 5, usage: 500 });
   });
 
+  it('lets a call made while a disk-full run is queued join the queued run', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.5 });
+    const first = e.run();
+    const queued = e.run({ diskFull: true });
+    expect(e.run()).toBe(queued);
+    expect((await first).evicted).toBe(0);
+    expect(await queued).toMatchObject({ evicted: 5, usage: 500 });
+  });
+
   it('shares one run between concurrent callers', async () => {
     fx = await openCacheFixture();
     await blobsInOrder(fx, 4);
@@ -122,8 +140,7 @@ describe('Evictor: what it never evicts', () => {
     const oldest = all[0]!;
     const reading = await fx.blobs.openCommitted(fx.metadata.getBlob(oldest)!);
     // The read counts as use: make the blob oldest again so eviction would pick it first.
-    fx.metadata.flush();
-    fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(oldest);
+    lastUsedAtZero(fx, oldest);
     const e = evictor(fx, { maxSize: 350, lowWatermark: 0.6 });
     const report = await e.run();
     expect(report).toMatchObject({ evicted: 2, skippedInUse: 1, usage: 200 });
@@ -174,7 +191,7 @@ describe('Evictor: consistency', () => {
     expect(fx.metadata.cachedTags('hub', 'library/app')).toEqual([]);
     expect(fx.metadata.hasLink('hub', 'library/app', layer!)).toBe(false);
     expect(fx.metadata.hasLink('hub', 'library/mirror-of-app', amd)).toBe(false);
-    expect(fx.metadata.db.prepare('SELECT count(*) FROM refs WHERE parent IN (?, ?)').pluck().get(amd, index)).toBe(0);
+    expect([...fx.metadata.refs.children(amd), ...fx.metadata.refs.children(index)]).toEqual([]);
     expect(fx.hot.getManifest(amd)).toBeUndefined();
     expect(fx.hot.getManifest(index)).toBeUndefined();
     expect(fx.hot.getTag('hub', 'library/app', 'latest')).toBeUndefined();
@@ -192,7 +209,7 @@ describe('Evictor: consistency', () => {
     const config = await fx.blob('config');
     const image = fx.image({ config, layers: [layer!] });
     const sig = fx.image({ config, layers: [sigLayer!], subject: image });
-    fx.metadata.db.prepare('UPDATE blobs SET last_access = 0 WHERE digest = ?').run(layer);
+    lastUsedAtZero(fx, layer!);
     await evictor(fx, { maxSize: 250, lowWatermark: 0.9 }).run();
     expect(fx.metadata.getManifest(image)).toBeUndefined();
     expect(fx.metadata.getManifest(sig)).toBeDefined();

@@ -13,6 +13,7 @@ import { GarbageCollector } from '../../../../src/cache/lifecycle/gc.ts';
 import { parseDigest } from '../../../../src/registry/digest.ts';
 import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
 import { openCacheFixture, sha256, type CacheFixture } from '../cache-fixture.ts';
+import { withRawDatabase } from '../metadata/raw-database.ts';
 
 const HOUR = 3_600_000;
 const NOTHING = {
@@ -144,7 +145,7 @@ describe('GarbageCollector: unreferenced blobs', () => {
     fx.advance(2 * HOUR);
     const report = await collector(fx, () => new Set([pinned])).collectGarbage({ grace: HOUR, now: fx.now() });
     expect(report).toMatchObject({ unreferencedBlobs: 0, skippedPinned: 1, skippedInUse: 1 });
-    stream!.body.discard();
+    await stream!.body.release();
   });
 
   it('treats blobs only a foreign manifest uses as unreferenced', async () => {
@@ -184,10 +185,12 @@ describe('GarbageCollector: orphan rows', () => {
     const [c, l] = [await fx.blob('c'), await fx.blob('l')];
     const image = fx.image({ config: c, layers: [l], tag: 'v1' });
     const gone = sha256('gone');
-    const db = fx.metadata.db;
-    db.prepare("INSERT INTO tags VALUES ('hub', 'library/app', 'old', ?, 'x', 0)").run(gone);
+    // A tag and refs of a manifest that is not cached: nothing but a bug or a crash leaves these.
+    withRawDatabase(fx.paths.database, (db) => {
+      db.prepare("INSERT INTO tags VALUES ('hub', 'library/app', 'old', ?, 'x', 0)").run(gone);
+      db.prepare("INSERT INTO refs VALUES (?, ?, 'blob')").run(gone, l);
+    });
     fx.metadata.putLink('hub', 'library/app', gone);
-    db.prepare("INSERT INTO refs VALUES (?, ?, 'blob')").run(gone, l);
     fx.hot.setTag('hub', 'library/app', 'old', { digest: gone, mediaType: 'x', fetchedAt: 0 });
     fx.hot.setLink('hub', 'library/app', gone);
     const report = await collector(fx).collectGarbage({ grace: HOUR, now: fx.now() });

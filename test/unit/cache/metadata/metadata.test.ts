@@ -11,6 +11,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Metadata, type MetadataOptions } from '../../../../src/cache/metadata/metadata.ts';
+import { withRawDatabase } from './raw-database.ts';
 
 const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -31,11 +32,9 @@ function open(opts: MetadataOptions = {}): Metadata {
   return m;
 }
 
-/** Raw row, read past the Metadata API. */
+/** How a blob or manifest has been used, as stored. */
 function row(m: Metadata, table: 'blobs' | 'manifests', digest: string) {
-  return m.db.prepare(`SELECT hits, last_access AS lastAccess, created_at AS createdAt FROM ${table} WHERE digest = ?`).get(digest) as
-    | { hits: number; lastAccess: number; createdAt: number }
-    | undefined;
+  return m[table].access(digest);
 }
 
 beforeEach(async () => {
@@ -112,7 +111,7 @@ describe('Metadata: manifests, tags and links', () => {
     const brokenLink = { upstream: 'hub', repo: null as unknown as string }; // links.repo is NOT NULL
     expect(() => m.putManifest({ digest: digestOf(1), mediaType: OCI_MANIFEST, bytes: Buffer.from('{}') }, brokenLink, 'latest')).toThrow();
     expect(m.getManifest(digestOf(1))).toBeUndefined();
-    expect(m.db.prepare('SELECT count(*) FROM tags').pluck().get()).toBe(0);
+    expect(m.tags.all()).toEqual([]);
   });
 
   it('keeps the first bytes stored for a digest and moves the tag to a new digest', () => {
@@ -157,7 +156,7 @@ describe('Metadata: manifests, tags and links', () => {
     m.putLink('hub', 'r', digestOf(1));
     m.putLink('hub', 'r', digestOf(1));
     expect(m.hasLink('hub', 'r', digestOf(1))).toBe(true);
-    expect(m.db.prepare('SELECT count(*) FROM links').pluck().get()).toBe(1);
+    expect(m.links.deleteTo(digestOf(1))).toEqual([{ upstream: 'hub', repo: 'r', digest: digestOf(1) }]);
   });
 });
 
@@ -211,7 +210,7 @@ describe('Metadata: batched hits', () => {
       m.putBlob({ digest: digestOf(n), size: n, mediaType: null });
       m.recordBlobHit(digestOf(n));
     }
-    const transaction = vi.spyOn(m.db, 'transaction');
+    const transaction = vi.spyOn(m, 'transaction');
     m.flush();
     expect(transaction).toHaveBeenCalledTimes(1);
     for (const n of [1, 2, 3]) expect(row(m, 'blobs', digestOf(n))?.hits).toBe(1);
@@ -233,6 +232,25 @@ describe('Metadata: batched hits', () => {
   });
 });
 
+describe('Metadata: transactions', () => {
+  it('commits writes made through several query modules together, or none of them', () => {
+    const m = open();
+    const write = (fail: boolean) =>
+      m.transaction(() => {
+        m.putBlob({ digest: digestOf(1), size: 1, mediaType: null });
+        m.tags.put({ upstream: 'hub', repo: 'r', tag: 't' }, { digest: digestOf(2), mediaType: OCI_MANIFEST, fetchedAt: 0 });
+        if (fail) throw new Error('abort');
+        return 'done';
+      });
+    expect(() => write(true)).toThrow('abort');
+    expect(m.getBlob(digestOf(1))).toBeUndefined();
+    expect(m.getTag('hub', 'r', 't')).toBeUndefined();
+    expect(write(false)).toBe('done');
+    expect(m.getBlob(digestOf(1))).toBeDefined();
+    expect(m.getTag('hub', 'r', 't')?.digest).toBe(digestOf(2));
+  });
+});
+
 describe('Metadata: durability', () => {
   it('keeps everything, including unflushed hits, across close and reopen', () => {
     const first = new Metadata(file, { flushIntervalMs: 3_600_000 });
@@ -241,7 +259,7 @@ describe('Metadata: durability', () => {
     first.putList('hub', 'k', { status: 200, contentType: null, link: null, body: Buffer.from('b') });
     first.recordBlobHit(digestOf(1));
     first.close();
-    expect(first.db.open).toBe(false);
+    expect(first.open).toBe(false);
 
     const again = open();
     expect(again.getBlob(digestOf(1))).toEqual({ digest: digestOf(1), size: 42, mediaType: null });
@@ -259,7 +277,8 @@ describe('Metadata: durability', () => {
   });
 
   it('uses WAL journaling', () => {
-    expect(open().db.pragma('journal_mode', { simple: true })).toBe('wal');
+    open();
+    expect(withRawDatabase(file, (db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
   });
 
   it('refuses a database written by another schema version', () => {

@@ -10,15 +10,21 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Metadata, SCHEMA_VERSION } from '../../../../src/cache/metadata/metadata.ts';
-import { manifestReferences, RefGraph } from '../../../../src/cache/metadata/references.ts';
+import { Metadata } from '../../../../src/cache/metadata/metadata.ts';
+import { manifestReferences } from '../../../../src/cache/metadata/manifest-references.ts';
+import { SCHEMA_VERSION } from '../../../../src/cache/metadata/schema.ts';
 import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
+import { withRawDatabase } from './raw-database.ts';
 import { OCI_INDEX, OCI_MANIFEST, openCacheFixture, sha256, type CacheFixture } from '../cache-fixture.ts';
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 const json = (doc: unknown) => Buffer.from(JSON.stringify(doc));
 const refsOf = (m: Metadata, parent: string) =>
-  m.db.prepare('SELECT child, kind FROM refs WHERE parent = ? ORDER BY child').all(parent) as { child: string; kind: string }[];
+  m.refs
+    .children(parent)
+    .map((r) => ({ child: r.digest, kind: r.kind }))
+    .sort((a, b) => a.child.localeCompare(b.child));
+const countRefs = (file: string) => withRawDatabase(file, (db) => db.prepare('SELECT count(*) FROM refs').pluck().get());
 
 let fx: CacheFixture | undefined;
 let dir: string | undefined;
@@ -90,7 +96,7 @@ describe('Metadata.putManifest records references', () => {
     const brokenTag = { upstream: 'hub', repo: null as unknown as string }; // tags.repo is NOT NULL
     expect(() => fx!.metadata.putManifest({ digest: sha256(bytes), mediaType: OCI_MANIFEST, bytes }, brokenTag, 'latest')).toThrow();
     expect(fx.metadata.getManifest(sha256(bytes))).toBeUndefined();
-    expect(fx.metadata.db.prepare('SELECT count(*) FROM refs').pluck().get()).toBe(0);
+    expect(refsOf(fx.metadata, sha256(bytes))).toEqual([]);
   });
 
   it('keeps the refs of the bytes first stored for a digest', async () => {
@@ -110,7 +116,7 @@ describe('RefGraph', () => {
     const other = fx.image({ config: c, layers: [base] });
     const index = fx.index([amd, arm]);
     const sig = fx.image({ config: c, layers: [], subject: amd });
-    const graph = new RefGraph(fx.metadata);
+    const graph = fx.metadata.refs;
     expect(graph.dependents(base)).toEqual(new Set([amd, other, index]));
     expect(graph.dependents(amd)).toEqual(new Set([index]));
     expect(graph.dependents(app).has(sig)).toBe(false);
@@ -123,7 +129,7 @@ describe('RefGraph', () => {
     const b = fx.image({ config: c, layers: [l2] });
     const index = fx.index([a, b]);
     const sig = fx.image({ config: s, layers: [], subject: index });
-    const graph = new RefGraph(fx.metadata);
+    const graph = fx.metadata.refs;
     expect(graph.closure([index])).toEqual(new Set([index, a, b, c, l1, l2]));
     expect(graph.closure([index], { referrers: true })).toEqual(new Set([index, a, b, c, l1, l2, sig, s]));
     expect(graph.closure([d(404)])).toEqual(new Set([d(404)]));
@@ -170,7 +176,7 @@ describe('Metadata: migration from schema version 1', () => {
 
     const m = new Metadata(file, { flushIntervalMs: 3_600_000 });
     try {
-      expect(m.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(withRawDatabase(file, (raw) => raw.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION);
       expect(refsOf(m, d(10_005))).toEqual([
         { child: d(1), kind: 'blob' },
         { child: d(1005), kind: 'blob' },
@@ -180,16 +186,16 @@ describe('Metadata: migration from schema version 1', () => {
         { child: d(10_001), kind: 'manifest' },
       ]);
       expect(refsOf(m, d(99_998))).toEqual([]);
-      expect(m.db.prepare('SELECT count(*) FROM refs').pluck().get()).toBe(1200 * 2 + 2);
+      expect(countRefs(file)).toBe(1200 * 2 + 2);
       expect(new UsageMeter(m).current()).toMatchObject({ bytes: 750, blobs: 2, manifests: 1202 });
       expect(m.getTag('hub', 'library/app', 'latest')?.digest).toBe(d(99_999));
-      expect(new RefGraph(m).dependents(d(1000))).toEqual(new Set([d(10_000), d(99_999)]));
+      expect(m.refs.dependents(d(1000))).toEqual(new Set([d(10_000), d(99_999)]));
     } finally {
       m.close();
     }
     // Opening again at the current version changes nothing.
     const again = new Metadata(file, { flushIntervalMs: 3_600_000 });
-    expect(again.db.prepare('SELECT count(*) FROM refs').pluck().get()).toBe(1200 * 2 + 2);
+    expect(countRefs(file)).toBe(1200 * 2 + 2);
     again.close();
   });
 

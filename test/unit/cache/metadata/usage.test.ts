@@ -10,6 +10,7 @@ import { Metadata } from '../../../../src/cache/metadata/metadata.ts';
 import { ContentRemover } from '../../../../src/cache/lifecycle/removal.ts';
 import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
 import { OCI_MANIFEST, openCacheFixture, type CacheFixture } from '../cache-fixture.ts';
+import { withRawDatabase } from './raw-database.ts';
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 
@@ -66,7 +67,7 @@ describe('UsageMeter', () => {
     await fx.store.reconcile(fx.metadata);
     expect(exact(meter)).toMatchObject({ bytes: 3000, blobs: 2 });
     const remover = new ContentRemover({ metadata: fx.metadata, blobs: fx.blobs, hot: fx.hot });
-    fx.metadata.db.transaction(() => remover.removeRows({ manifests: [image], blobs: [b] }))();
+    fx.metadata.transaction(() => remover.removeRows({ manifests: [image], blobs: [b] }));
     expect(exact(meter)).toEqual({ bytes: 1000, blobs: 1, manifestBytes: 0, manifests: 0 });
   });
 
@@ -78,7 +79,7 @@ describe('UsageMeter', () => {
     try {
       const meter = new UsageMeter(again);
       expect(meter.current()).toMatchObject({ bytes: 123, blobs: 1 });
-      again.db.prepare('UPDATE usage SET blob_bytes = 1').run(); // only a bug or a hand edit could do this
+      withRawDatabase(fx.paths.database, (db) => db.prepare('UPDATE usage SET blob_bytes = 1').run()); // only a bug or a hand edit could do this
       expect(meter.recount()).toMatchObject({ drifted: true, usage: { bytes: 123 } });
       expect(meter.current()).toMatchObject({ bytes: 123, blobs: 1 });
     } finally {
@@ -89,7 +90,7 @@ describe('UsageMeter', () => {
   it('rebuilds a missing totals row when the database is opened', async () => {
     fx = await openCacheFixture();
     fx.metadata.putBlob({ digest: d(1), size: 10, mediaType: null });
-    fx.metadata.db.prepare('DELETE FROM usage').run();
+    withRawDatabase(fx.paths.database, (db) => db.prepare('DELETE FROM usage').run());
     fx.metadata.close();
     const again = new Metadata(fx.paths.database, { flushIntervalMs: 3_600_000 });
     try {
