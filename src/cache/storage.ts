@@ -6,8 +6,10 @@
 import fsp from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
+import type { NativeAddon } from '../util/native-addon.ts';
 import { BlobCache } from './blobs/blob-cache.ts';
 import { BlobStore, type ReconcileReport } from './blobs/blob-store.ts';
+import { createFillWriter } from './blobs/fill-writer.ts';
 import { HotCache } from './hot-cache.ts';
 import { Metadata } from './metadata/metadata.ts';
 import { dataPaths, type DataPaths } from './paths.ts';
@@ -23,14 +25,19 @@ export interface Storage {
   close(): void;
 }
 
-export async function openStorage(opts: { path: string; hotCacheBytes: number; log: Logger }): Promise<Storage> {
+/**
+ * `now` is the clock metadata timestamps are taken from (tests move it); fills hash and write
+ * through `nativeAddon` when given (server.nativeAddon), else in Node.
+ */
+export async function openStorage(opts: { path: string; hotCacheBytes: number; log: Logger; now?: () => number; nativeAddon?: NativeAddon | undefined }): Promise<Storage> {
   const paths = dataPaths(opts.path);
   const store = new BlobStore(paths);
   await store.init();
-  const metadata = new Metadata(paths.database);
+  const metadata = new Metadata(paths.database, opts.now ? { now: opts.now } : {});
   const reconciled = await store.reconcile(metadata);
   opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled }, 'storage ready');
-  const blobs = new BlobCache(store, metadata, opts.log);
+  const addon = opts.nativeAddon;
+  const blobs = new BlobCache(store, metadata, opts.log, { fillWriter: () => createFillWriter(addon) });
   return {
     paths,
     metadata,
@@ -39,7 +46,7 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
     reconciled,
     async check() {
       try {
-        metadata.db.prepare('SELECT 1').get();
+        metadata.ping();
       } catch (err) {
         return `database: ${(err as Error).message}`;
       }

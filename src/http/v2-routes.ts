@@ -19,6 +19,7 @@ import type { Router, Route } from '../proxy/router.ts';
 import type { ManifestProxy, ManifestResult } from '../proxy/manifest-proxy.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
 import type { ListProxy } from '../proxy/list-proxy.ts';
+import type { BlobWriter } from './blob-writer.ts';
 import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
 import { requestInfo } from './request-info.ts';
 
@@ -27,6 +28,8 @@ export interface V2Deps {
   manifests: ManifestProxy;
   blobs: BlobProxy;
   lists: ListProxy;
+  /** Writes blob bodies onto clients' sockets (sendfile or reused buffers). */
+  blobWriter: BlobWriter;
   /** A manifest the cache did not have was pulled (prefetch its content for the next node). */
   onManifestMiss?: (route: Route, digest: string) => void;
 }
@@ -170,7 +173,7 @@ async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Pro
   }
   // Straight onto the socket (sendfile where it can): no stream hop on the hottest path, and a
   // failed fill destroys the connection (the client sees an abort, never a clean end to a wrong body).
-  result.body.writeTo(outgoing).then(
+  deps.blobWriter.write(result.body, outgoing).then(
     (written) => {
       info.sendfileBytes = written.sendfile;
       outgoing.end();

@@ -23,6 +23,37 @@ export class SingleFlight<T> {
     return promise;
   }
 
+  /**
+   * Like {@link do}, but a resolved call stays shared until the work calls `release` (a rejected one
+   * is dropped at once): for work whose result lives on after its promise settles, such as a fill
+   * that keeps running once the upstream answered. `release` drops only this call's entry, never a
+   * newer one started for the same key after an earlier release.
+   */
+  hold(key: string, work: (release: () => void) => Promise<T>): Promise<T> {
+    const existing = this.#running.get(key);
+    if (existing) return existing;
+    let promise: Promise<T> | undefined;
+    let released = false;
+    const release = () => {
+      released = true;
+      if (promise !== undefined && this.#running.get(key) === promise) this.#running.delete(key);
+    };
+    try {
+      promise = work(release);
+    } catch (err) {
+      promise = Promise.reject(err);
+    }
+    if (!released) this.#running.set(key, promise);
+    // Registered before any caller's handler: a caller retrying after the failure starts afresh.
+    promise.catch(release);
+    return promise;
+  }
+
+  /** The call running (or held) for `key`, if any. */
+  get(key: string): Promise<T> | undefined {
+    return this.#running.get(key);
+  }
+
   get size(): number {
     return this.#running.size;
   }

@@ -1,6 +1,6 @@
 /**
  * @module test/unit/sendfile
- * The sendfile addon (native/sendfile) through its wrapper src/cache/blobs/sendfile.ts, against a bare
+ * The sendfile addon (native/sendfile) through its wrapper src/http/sendfile.ts, against a bare
  * node:http server on loopback and real HTTP clients: the bytes and the HTTP framing, a range,
  * clients that go away or stall, cancellation, a file shorter than asked, concurrency, and that
  * the addon's private fds are closed afterwards.
@@ -18,7 +18,10 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { sendFileRange, sendfileAvailable, sendfileUnavailableReason } from '../../src/cache/blobs/sendfile.ts';
+import { SendfilePolicy, sendFileRange } from '../../src/http/sendfile.ts';
+import { nativeAddon, nativeAddonError } from '../../src/util/native-addon.ts';
+
+const native = nativeAddon();
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 const SMALL = 5 * 1024 * 1024 + 4321;
@@ -81,7 +84,7 @@ async function serve(route: () => Route) {
         res.flushHeaders();
         if (r.prefix) res.write(r.prefix);
         try {
-          const sent = await sendFileRange(res.socket!, r.file.fd, r.start, r.length, r.signal);
+          const sent = await sendFileRange(native!, res.socket!, r.file.fd, r.start, r.length, r.signal);
           res.end();
           return { sent };
         } catch (err) {
@@ -159,7 +162,7 @@ function pausedGet(url: string) {
   };
 }
 
-describe.skipIf(!sendfileAvailable())(`sendFileRange (${sendfileUnavailableReason() ?? 'sendfile addon loaded'})`, () => {
+describe.skipIf(!native)(`sendFileRange (${nativeAddonError() ?? 'sendfile addon loaded'})`, () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-sendfile-'));
     small = await tempFile('small', SMALL);
@@ -314,7 +317,7 @@ describe.skipIf(!sendfileAvailable())(`sendFileRange (${sendfileUnavailableReaso
 
   it('refuses a socket without a file descriptor with ENOTSOCK, so the caller can stream instead', async () => {
     const socket = new net.Socket();
-    await expect(sendFileRange(socket, small.handle.fd, 0, 10)).rejects.toMatchObject({ code: 'ENOTSOCK' });
+    await expect(sendFileRange(native!, socket, small.handle.fd, 0, 10)).rejects.toMatchObject({ code: 'ENOTSOCK' });
   });
 
   describe('the native handle', () => {
@@ -416,5 +419,33 @@ describe.skipIf(!sendfileAvailable())(`sendFileRange (${sendfileUnavailableReaso
         server.destroy();
       }
     });
+  });
+});
+
+describe('SendfilePolicy (server.sendfile)', () => {
+  // A stand-in: the policy only decides, it never calls the addon.
+  const addon = {} as NonNullable<typeof native>;
+
+  it("by default ('fills') sends only fills' followers by sendfile, and a cached blob once enough others are buffered", () => {
+    const policy = new SendfilePolicy('fills', addon);
+    expect(policy.available).toBe(true);
+    expect(policy.allows('fill')).toBe(true);
+    expect(policy.allows('cached')).toBe(false);
+    expect(policy.allows('cached', true)).toBe(true);
+  });
+
+  it("with 'all' sends every body by sendfile", () => {
+    const policy = new SendfilePolicy('all', addon);
+    expect(policy.allows('cached')).toBe(true);
+    expect(policy.allows('fill')).toBe(true);
+  });
+
+  it("with 'off', or without the addon (missing, or server.nativeAddon: false), sends nothing by sendfile", () => {
+    for (const policy of [new SendfilePolicy('off', addon), new SendfilePolicy('all', undefined), new SendfilePolicy('fills', undefined)]) {
+      expect(policy.available).toBe(false);
+      expect(policy.addon).toBeUndefined();
+      expect(policy.allows('fill')).toBe(false);
+      expect(policy.allows('cached', true)).toBe(false);
+    }
   });
 });

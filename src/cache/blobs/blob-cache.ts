@@ -1,17 +1,19 @@
 /**
  * @module cache/blobs/blob-cache
  * The local side of blob serving: committed blobs (SQLite row + file) and fills in flight,
- * with exactly one fill per digest however many clients ask at once. A fill owns its own abort
- * controller and timeout; it is never tied to the client that started it.
+ * with exactly one fill per digest however many clients ask at once (util/single-flight). A fill
+ * owns its own abort controller and timeout; it is never tied to the client that started it.
+ * What it hands out are readable ranges (cache/blobs/blob-body); the HTTP layer writes them.
  */
 import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../util/logger.ts';
 import type { Digest } from '../../registry/digest.ts';
-import { CommittedBody, type BlobBody } from './blob-body.ts';
+import { SingleFlight } from '../../util/single-flight.ts';
+import { CommittedBody } from './blob-body.ts';
 import { BlobFill } from './blob-fill.ts';
 import type { BlobStore } from './blob-store.ts';
-import { READ_CHUNK } from './blob-store.ts';
+import { nodeFillWriter, type FillWriter } from './fill-writer.ts';
 import type { BlobRow, Metadata } from '../metadata/metadata.ts';
 
 /** What a fill needs from the upstream: the announced size and the body to copy. */
@@ -33,14 +35,21 @@ export interface FillRequest {
 
 export interface OpenBlob {
   size: number;
-  body: BlobBody;
+  body: CommittedBody;
+}
+
+export interface BlobCacheOptions {
+  /** A fresh hash-and-write for each fill (cache/blobs/fill-writer's createFillWriter); Node's by default. */
+  fillWriter?: () => FillWriter;
 }
 
 export class BlobCache {
   readonly store: BlobStore;
   readonly metadata: Metadata;
   readonly #log: Logger;
-  readonly #fills = new Map<string, Promise<BlobFill>>();
+  /** One fill per digest, held from the upstream's answer until the fill is over (or the disk filled up). */
+  readonly #fills = new SingleFlight<BlobFill>();
+  readonly #fillWriter: () => FillWriter;
   /** Fills whose bytes are still being copied or committed, with the means to abort them. */
   readonly #running = new Set<{ controller: AbortController; done: Promise<boolean> }>();
   /** digest → committed-file readers open now; eviction never removes a blob being read. */
@@ -48,17 +57,16 @@ export class BlobCache {
 
   /** Settles when a fill is over: true when its blob was committed. */
   readonly #outcome = new WeakMap<BlobFill, Promise<boolean>>();
-  /** Fills by digest once upstream answered, to tell a fill's own map entry from a newer one's. */
-  readonly #active = new Map<string, BlobFill>();
   /** Called when a fill hits a full disk (the owner triggers eviction). */
   onDiskFull: ((info: { digest: string; error: Error }) => void) | undefined;
   /** Called when a fill ends, for metrics. */
   onFillDone: ((info: { upstream: string; result: 'committed' | 'uncached' | 'failed'; seconds: number; bytes: number }) => void) | undefined;
 
-  constructor(store: BlobStore, metadata: Metadata, log: Logger) {
+  constructor(store: BlobStore, metadata: Metadata, log: Logger, opts: BlobCacheOptions = {}) {
     this.store = store;
     this.metadata = metadata;
     this.#log = log.child({ module: 'blob-cache' });
+    this.#fillWriter = opts.fillWriter ?? nodeFillWriter;
   }
 
   lookup(digest: string): BlobRow | undefined {
@@ -87,12 +95,12 @@ export class BlobCache {
       if (n <= 0) this.#readers.delete(row.digest);
       else this.#readers.set(row.digest, n);
     };
-    return { size: row.size, body: new CommittedBody(handle, start ?? 0, end ?? row.size - 1, READ_CHUNK, done) };
+    return { size: row.size, body: new CommittedBody(handle, start ?? 0, end ?? row.size - 1, done) };
   }
 
   /** Whether a blob is being read from disk or filled right now: such a blob must not be removed. */
   inUse(digest: string): boolean {
-    return this.#readers.has(digest) || this.#fills.has(digest);
+    return this.#readers.has(digest) || this.#fills.get(digest) !== undefined;
   }
 
   /**
@@ -111,16 +119,11 @@ export class BlobCache {
 
   /** Starts a fill, or joins the one running for this digest. Resolves once upstream answered. */
   fill(req: FillRequest): Promise<BlobFill> {
-    const key = req.digest.value;
-    const running = this.#fills.get(key);
-    if (running) return running;
-    const started = this.#start(req);
-    this.#fills.set(key, started);
-    started.catch(() => this.#fills.delete(key));
-    return started;
+    return this.#fills.hold(req.digest.value, (forget) => this.#start(req, forget));
   }
 
-  async #start(req: FillRequest): Promise<BlobFill> {
+  /** `forget` ends this fill's claim on its digest: the next client for it starts a fill of its own. */
+  async #start(req: FillRequest, forget: () => void): Promise<BlobFill> {
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new Error(`fill of ${req.digest.value} exceeded fillTimeout (${req.timeoutMs} ms)`)),
@@ -136,16 +139,12 @@ export class BlobCache {
     }
     const key = req.digest.value;
     let diskFull: Error | undefined;
-    const forget = () => {
-      if (this.#active.get(key) !== fill) return;
-      this.#active.delete(key);
-      this.#fills.delete(key);
-    };
     const fill: BlobFill = new BlobFill({
       digest: req.digest,
       expectedSize: source.size,
       tempPath: this.store.tempPath(req.digest.hex),
       source: req.source,
+      writer: this.#fillWriter(),
       onDiskFull: (error) => {
         // Clients already attached keep streaming (relayed); new ones start their own fill.
         forget();
@@ -153,7 +152,6 @@ export class BlobCache {
         this.#log.error({ digest: key, err: error.message, upstream: req.source }, 'disk full: serving this blob uncached');
       },
     });
-    this.#active.set(key, fill);
     const onAbort = () => {
       fill.fail(controller.signal.reason);
       source.body.destroy(controller.signal.reason as Error);

@@ -6,8 +6,9 @@
  * from any offset, so a client joining late (or asking for a Range) gets bytes as soon as they
  * exist on disk, a slow client never slows the fill, and memory stays flat however large the
  * blob. The final byte is released to readers only once the sha256 and size are verified: a
- * client must never see a clean end to a wrong body. On any failure every reader is destroyed
- * (its connection aborts), the temp file is removed and nothing is committed.
+ * client must never see a clean end to a wrong body. On any failure every reader fails with the
+ * fill's error (the HTTP layer aborts its connection), the temp file is removed and nothing is
+ * committed. Readers are ranges the HTTP layer writes (cache/blobs/blob-body's FillBody).
  * (distribution's proxyblobstore streams to one client while copying to storage; here every
  * waiting client streams.)
  *
@@ -22,24 +23,10 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../../registry/errors.ts';
 import type { Digest } from '../../registry/digest.ts';
 import { releaseChunk } from '../../util/read-slabs.ts';
-import { untilClosed, writeChunk, writeFileRange, type BlobBody, type BodyTarget, type Written } from './blob-body.ts';
-import { createFillWriter, type FillWriter } from './fill-writer.ts';
+import type { FillBody, FillWindow } from './blob-body.ts';
+import { nodeFillWriter, type FillWriter } from './fill-writer.ts';
 
 export type FillState = 'running' | 'verified' | 'failed';
-
-/**
- * Buffer size of a reader following a fill when it copies through buffers (no sendfile). Smaller
- * than a committed read's 1 MiB: a herd of clients each holds two of these, and a fill's bytes
- * arrive no faster than the upstream sends them anyway.
- */
-const FILL_READ_CHUNK = 256 << 10;
-
-/**
- * Bytes a reader behind a running fill lets gather before it sends again: each send costs a few
- * syscalls and callbacks, and a herd of readers woken for every 64 KiB upstream chunk spent more
- * on that than on the bytes. The first send goes out at once (time to first byte).
- */
-const FILL_BATCH = 512 << 10;
 
 /** Downloaded bytes that may wait for their temp-file write before the upstream is paused. */
 const WRITE_AHEAD = 4 << 20;
@@ -64,6 +51,8 @@ export interface BlobFillOptions {
   source: string;
   /** Called once when the disk fills up and the fill starts relaying. */
   onDiskFull?: (err: Error) => void;
+  /** Hashes and writes the batches (cache/blobs/fill-writer); Node's own when not given. */
+  writer?: FillWriter;
 }
 
 export class BlobFill {
@@ -83,17 +72,17 @@ export class BlobFill {
   readonly #readers = new Set<FillReader>();
   #drainWaiters = new Set<() => void>();
   readonly #onDiskFull: ((err: Error) => void) | undefined;
-  /** Hashes and writes the batches (cache/fill-writer). */
-  readonly #writer: FillWriter = createFillWriter();
+  readonly #writer: FillWriter;
   /** The batch being hashed and written: a failed fill waits for it before its fd may close. */
   #storing: Promise<void> | undefined;
 
-  constructor({ digest, expectedSize, tempPath, source, onDiskFull }: BlobFillOptions) {
+  constructor({ digest, expectedSize, tempPath, source, onDiskFull, writer }: BlobFillOptions) {
     this.digest = digest;
     this.expectedSize = expectedSize;
     this.tempPath = tempPath;
     this.source = source;
     this.#onDiskFull = onDiskFull;
+    this.#writer = writer ?? nodeFillWriter();
   }
 
   /** Bytes readable from the temp file when relaying; undefined when all bytes are on disk. */
@@ -288,10 +277,10 @@ export class BlobFill {
   }
 
   /**
-   * The body of bytes [start, end] (inclusive; end defaults to the last byte), following the
-   * fill. Writing it fails with the fill's error if the fill fails before the range was delivered.
+   * A reader of bytes [start, end] (inclusive; end defaults to the last byte), following the
+   * fill. Its window turns 'failed' if the fill fails before the range was taken.
    */
-  createReader(start = 0, end?: number): BlobBody {
+  createReader(start = 0, end?: number): FillBody {
     if (this.#state === 'failed') throw this.#error;
     if (this.#fileBytes !== undefined && this.#written > this.#fileBytes) {
       // Relayed bytes are gone from memory once their readers took them: this client cannot join.
@@ -348,13 +337,14 @@ export class BlobFill {
   readonly closed: Promise<void> = new Promise((resolve) => (this.#resolveClosed = resolve));
 }
 
-/** Tails a fill's temp file from `position`, waiting for bytes the fill has not written yet. */
-class FillReader implements BlobBody {
+/** Tails a fill's temp file from `position`, through bytes the fill has not written yet. */
+class FillReader implements FillBody {
+  readonly kind = 'fill';
   readonly #fill: BlobFill;
   readonly #end: number | undefined;
   readonly #release: () => void;
   #position: number;
-  /** Relayed chunks not yet sent, in offset order (only after the disk filled up). */
+  /** Relayed chunks not yet taken, in offset order (only after the disk filled up). */
   readonly #queue: Array<{ offset: number; chunk: Buffer }> = [];
   #queued = 0;
 
@@ -363,6 +353,10 @@ class FillReader implements BlobBody {
     this.#position = start;
     this.#end = end;
     this.#release = release;
+  }
+
+  get position(): number {
+    return this.#position;
   }
 
   get queuedBytes(): number {
@@ -376,84 +370,46 @@ class FillReader implements BlobBody {
     this.#queued += chunk.length;
   }
 
-  discard(): void {
+  release(): void {
     this.#release();
   }
 
   /**
-   * Writes the reader's range straight to `out` as the fill makes bytes available (sendfile from
-   * the temp file where possible), under the rules of {@link #window}. Rejects
-   * with the fill's error if it fails, so the caller aborts the response.
+   * What this reader may take now. Until the fill is verified the final byte of the range is held
+   * back (and the fill's newest byte, for a range that runs to the end): a wrong body must end in
+   * an abort, never cleanly, whichever part of it a client asked for. Once the disk filled up
+   * (relaying), bytes past what reached the file come from the in-memory queue.
    */
-  async writeTo(out: BodyTarget): Promise<Written> {
-    const from = this.#position;
-    let sendfile = 0;
-    // The status and size are settled once the upstream answered: tell the client now rather than
-    // with the first body bytes (clients time out on a response head that is slow to come).
-    out.flushHeaders?.();
-    try {
-      for (;;) {
-        const w = this.#window();
-        if (w.kind === 'failed') throw w.error;
-        if (w.kind === 'done') return { bytes: this.#position - from, sendfile };
-        if (w.kind === 'queue') {
-          const part = this.#takeQueued(w.limit);
-          if (part) await writeChunk(out, part);
-          else await this.#progress(out);
-        } else if (w.kind === 'wait' || (w.more && this.#position > from && w.limit - this.#position < FILL_BATCH)) {
-          await this.#progress(out);
-        } else {
-          sendfile += await writeFileRange(w.fd, this.#position, w.limit, out, FILL_READ_CHUNK, 'fill');
-          this.#position = w.limit;
-        }
-      }
-    } finally {
-      this.#release();
-    }
-  }
-
-  /**
-   * What this reader may take now. Until the fill is verified the final byte is held back: a wrong
-   * body must end in an abort, never cleanly. Once the disk filled up (relaying), bytes past what
-   * reached the file come from the in-memory queue.
-   */
-  #window():
-    | { kind: 'failed'; error: Error | undefined }
-    | { kind: 'done' }
-    | { kind: 'wait' }
-    | { kind: 'queue'; limit: number }
-    | { kind: 'file'; fd: number; limit: number; more: boolean } {
+  window(): FillWindow {
     const fill = this.#fill;
     if (fill.state === 'failed') return { kind: 'failed', error: fill.error };
     const verified = fill.state === 'verified';
     const last = this.#end ?? (verified ? fill.written - 1 : undefined);
     if (last !== undefined && this.#position > last) return { kind: 'done' };
-    const available = verified ? fill.written : fill.written - 1;
-    let limit = last === undefined ? available : Math.min(available, last + 1);
+    let limit = verified ? Math.min(fill.written, (last as number) + 1) : Math.min(fill.written - 1, this.#end ?? Infinity);
     const fileBytes = fill.fileBytes;
     if (fileBytes !== undefined && this.#position >= fileBytes) return { kind: 'queue', limit };
     if (fileBytes !== undefined) limit = Math.min(limit, fileBytes);
     if (this.#position >= limit || fill.fd === undefined) return { kind: 'wait' };
     // More bytes of this range are still to come from the fill (a reader may wait to batch them).
-    const more = !verified && (last === undefined || limit <= last) && (fileBytes === undefined || limit < fileBytes);
+    const more = !verified && (fileBytes === undefined || limit < fileBytes);
     return { kind: 'file', fd: fill.fd, limit, more };
   }
 
-  /** Waits for the fill's next progress; rejects if the client goes away first. */
-  async #progress(out: BodyTarget): Promise<void> {
-    const closed = untilClosed(out);
-    try {
-      await Promise.race([new Promise<void>((resolve) => this.#fill.onProgress(resolve)), closed.promise]);
-    } finally {
-      closed.cancel();
-    }
+  advance(to: number): void {
+    if (to < this.#position) throw new Error(`a fill reader cannot go back from ${this.#position} to ${to}`);
+    this.#position = to;
+  }
+
+  progress(): Promise<void> {
+    return new Promise<void>((resolve) => this.#fill.onProgress(resolve));
   }
 
   /**
-   * The next relayed bytes (disk full) up to `limit`, taken off the queue and counted as sent;
+   * The next relayed bytes (disk full) up to `limit`, taken off the queue and counted as taken;
    * undefined when none are releasable yet.
    */
-  #takeQueued(limit: number): Buffer | undefined {
+  takeQueued(limit: number): Buffer | undefined {
     while (this.#queue.length > 0 && this.#queue[0]!.offset + this.#queue[0]!.chunk.length <= this.#position) {
       this.#queued -= this.#queue.shift()!.chunk.length;
     }

@@ -11,9 +11,6 @@ import path from 'node:path';
 import type { DataPaths } from '../paths.ts';
 import type { Metadata } from '../metadata/metadata.ts';
 
-/** 1 MiB reads roughly double file-serving throughput over the 64 KiB default (stack.md). */
-export const READ_CHUNK = 1 << 20;
-
 export interface ReconcileReport {
   tempFilesRemoved: number;
   rowsWithoutFile: number;
@@ -105,9 +102,9 @@ export class BlobStore {
       for (const name of readdirOrEmpty(path.join(this.paths.blobsRoot, entry))) strays.push(path.join(this.paths.blobsRoot, entry, name));
     }
     if (missing.length > 0) {
-      metadata.db.transaction(() => {
+      metadata.transaction(() => {
         for (const digest of missing) metadata.deleteBlob(digest);
-      })();
+      });
       report.rowsWithoutFile = missing.length;
     }
     for (const file of strays) {

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { nativeAddon } from '../../util/native-addon.ts';
+import type { NativeAddon } from '../../util/native-addon.ts';
 
 /** Bytes per write(2), for both writers (the native one takes it as an argument). */
 export const WRITE_PIECE = 256 << 10;
@@ -32,15 +32,13 @@ export interface FillWriter {
   digest(): string;
 }
 
-/** The native writer where the addon loads, else the Node one. */
-export function createFillWriter(): FillWriter {
-  return nativeFillWriter() ?? nodeFillWriter();
+/** The native writer when given the addon (loaded and switched on: server.nativeAddon), else the Node one. */
+export function createFillWriter(addon: NativeAddon | undefined): FillWriter {
+  return addon ? nativeFillWriter(addon) : nodeFillWriter();
 }
 
-/** Hash and writes on a threadpool thread (native/sendfile/hash-write.c); undefined without the addon. */
-export function nativeFillWriter(): FillWriter | undefined {
-  const addon = nativeAddon();
-  if (!addon) return undefined;
+/** Hash and writes on a threadpool thread (native/sendfile/hash-write.c). */
+export function nativeFillWriter(addon: NativeAddon): FillWriter {
   const hasher = addon.hasher();
   return {
     write: (chunks, fd, position) =>

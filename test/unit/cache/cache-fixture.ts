@@ -6,12 +6,11 @@
  * are stored through Metadata.putManifest with real OCI / Docker JSON referencing those blobs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import type { BlobBody } from '../../../src/cache/blobs/blob-body.ts';
+import type { CommittedBody } from '../../../src/cache/blobs/blob-body.ts';
 import { BlobCache } from '../../../src/cache/blobs/blob-cache.ts';
 import { BlobStore } from '../../../src/cache/blobs/blob-store.ts';
 import { HotCache } from '../../../src/cache/hot-cache.ts';
@@ -114,15 +113,18 @@ export async function openCacheFixture(): Promise<CacheFixture> {
   };
 }
 
-/** Every byte of a blob body, written to an in-memory sink (the buffered copy; no socket here). */
-export async function readBody(body: BlobBody): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      chunks.push(Buffer.from(chunk)); // the body reuses its buffers once a write is done
-      done();
-    },
-  });
-  await body.writeTo(sink);
-  return Buffer.concat(chunks);
+/** Every byte of a committed blob's range, read from its open file, which is then released. */
+export async function readBody(body: CommittedBody): Promise<Buffer> {
+  try {
+    const bytes = Buffer.alloc(body.end + 1 - body.start);
+    let n = 0;
+    while (n < bytes.length) {
+      const read = readSync(body.fd, bytes, n, bytes.length - n, body.start + n);
+      if (read === 0) break;
+      n += read;
+    }
+    return bytes.subarray(0, n);
+  } finally {
+    await body.release();
+  }
 }

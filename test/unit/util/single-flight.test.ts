@@ -114,3 +114,45 @@ describe('SingleFlight', () => {
     await expect(flights.do('k', work)).resolves.toBe('ok');
   });
 });
+
+describe('SingleFlight.hold', () => {
+  it('keeps sharing a resolved result until the work releases it, then runs the work again', async () => {
+    const flights = new SingleFlight<string>();
+    let release!: () => void;
+    const work = vi.fn(async (r: () => void) => {
+      release = r;
+      return 'fill';
+    });
+    expect(await flights.hold('k', work)).toBe('fill');
+    expect(await flights.hold('k', work)).toBe('fill');
+    expect(work).toHaveBeenCalledTimes(1);
+    expect(flights.get('k')).toBeDefined();
+    release();
+    expect(flights.get('k')).toBeUndefined();
+    await flights.hold('k', work);
+    expect(work).toHaveBeenCalledTimes(2);
+  });
+
+  it('drops a rejected call at once, before its callers see the failure', async () => {
+    const flights = new SingleFlight<string>();
+    const failing = flights.hold('k', async () => {
+      throw new Error('refused');
+    });
+    await expect(failing.catch((err: Error) => (flights.get('k') === undefined ? err.message : 'still held'))).resolves.toBe('refused');
+  });
+
+  it('lets a stale release leave a newer call for the same key alone', async () => {
+    const flights = new SingleFlight<string>();
+    const releases: Array<() => void> = [];
+    const work = async (r: () => void) => {
+      releases.push(r);
+      return `call ${releases.length}`;
+    };
+    await flights.hold('k', work);
+    releases[0]!();
+    const newer = flights.hold('k', work);
+    expect(await newer).toBe('call 2');
+    releases[0]!();
+    expect(flights.get('k')).toBe(newer);
+  });
+});

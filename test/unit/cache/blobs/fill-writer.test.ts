@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nativeAddonError } from '../../../../src/util/native-addon.ts';
-import { nativeFillWriter, nodeFillWriter, pieces, WRITE_PIECE, type FillWriter } from '../../../../src/cache/blobs/fill-writer.ts';
+import { nativeAddon, nativeAddonError, type NativeAddon } from '../../../../src/util/native-addon.ts';
+import { createFillWriter, nativeFillWriter, nodeFillWriter, pieces, WRITE_PIECE, type FillWriter } from '../../../../src/cache/blobs/fill-writer.ts';
 
 const sha = (...chunks: Buffer[]) => {
   const h = createHash('sha256');
@@ -46,8 +46,11 @@ describe('pieces', () => {
   });
 });
 
+const addon = nativeAddon();
+const native = () => (addon ? nativeFillWriter(addon) : undefined);
+
 const kinds: Array<[string, () => FillWriter | undefined]> = [
-  ['native', nativeFillWriter],
+  ['native', native],
   ['Node', nodeFillWriter],
 ];
 
@@ -105,9 +108,9 @@ describe.each(kinds)('the %s fill writer', (kind, make) => {
   });
 });
 
-describe.skipIf(nativeFillWriter() === undefined)('the native hasher', () => {
+describe.skipIf(addon === undefined)('the native hasher', () => {
   it('refuses a second write while one runs, and any use after its digest', async () => {
-    const writer = nativeFillWriter()!;
+    const writer = native()!;
     const running = writer.write([randomBytes(4 << 20)], undefined, 0);
     await expect(writer.write([Buffer.from('x')], undefined, 0)).rejects.toMatchObject({ code: 'EBUSY' });
     expect(() => writer.digest()).toThrow(expect.objectContaining({ code: 'EBUSY' }));
@@ -115,5 +118,21 @@ describe.skipIf(nativeFillWriter() === undefined)('the native hasher', () => {
     writer.digest();
     expect(() => writer.digest()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     await expect(writer.write([Buffer.from('x')], undefined, 0)).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+});
+
+describe('createFillWriter', () => {
+  it('hashes and writes in Node when given no addon (server.nativeAddon: false), and natively when given one', async () => {
+    const node = createFillWriter(undefined);
+    await node.write([Buffer.from('pure')], undefined, 0);
+    expect(node.digest()).toBe(sha(Buffer.from('pure')));
+    if (addon) {
+      const calls: number[] = [];
+      const spied = Object.create(addon, { hasher: { value: () => (calls.push(1), addon.hasher()) } }) as NativeAddon;
+      const writer = createFillWriter(spied);
+      await writer.write([Buffer.from('native')], undefined, 0);
+      expect(writer.digest()).toBe(sha(Buffer.from('native')));
+      expect(calls).toEqual([1]);
+    }
   });
 });

@@ -1,55 +1,57 @@
 /**
- * @module cache/blobs/sendfile
+ * @module http/sendfile
  * Sends a range of a file straight from the page cache to a client's TCP socket with Linux
- * sendfile(2), through the small native addon in native/sendfile (cache/native-addon). Node's
+ * sendfile(2), through the small native addon in native/sendfile (util/native-addon). Node's
  * stream path copies every byte through JavaScript buffers and tops out well below what the kernel can do (nginx serves
  * static files this way); the addon runs the copy non-blocking on the main event loop, a few MiB
  * per turn, so other sockets are still served.
  *
- * Where the addon is missing (not Linux, no compiler at install, OCIMIRROR_SENDFILE=0)
- * `sendfileAvailable()` is false and callers stream instead.
+ * Where the addon is missing (not Linux, no compiler at install) or switched off
+ * (server.nativeAddon: false, server.sendfile: off) the policy is unavailable and bodies are
+ * copied through buffers instead (http/blob-writer).
  *
- * Which bodies use it (`sendfileFor`, set by OCIMIRROR_SENDFILE): by default ('fills') only clients
+ * Which bodies use it ({@link SendfilePolicy.allows}, set by server.sendfile): by default ('fills') only clients
  * following a fill. A cached blob goes through buffers: measured here, Go clients (skopeo, like
  * containerd and CRI-O's containers/image) pulled a cached 512 MiB layer 9 % slower from sendfile
  * than from buffered writes (2.83 s against 2.57 s, 5 interleaved runs; straight from the upstream
  * 2.48 s), their own CPU up by ~0.3 s, while buffered reads still beat nginx's sendfile 1.65x. A
  * fill's followers keep sendfile: there it was no slower for skopeo, and a herd of 32 peaked at
  * 131-136 MiB RSS against 156 MiB with two read buffers per client. Past a few concurrent buffered
- * cached reads (cache/blob-body's BUFFERED_CACHED_MAX) the next goes by sendfile as well: 32 warm
+ * cached reads (http/blob-writer's BUFFERED_CACHED_MAX) the next goes by sendfile as well: 32 warm
  * readers of one blob, all buffered, took peak RSS from 119 to 164 MiB; by sendfile to 131.
  */
 import type { Socket } from 'node:net';
-import { abortable } from '../../util/abortable.ts';
-import { nativeAddon, nativeAddonError } from '../../util/native-addon.ts';
+import { abortable } from '../util/abortable.ts';
+import type { NativeAddon } from '../util/native-addon.ts';
 
-/** The bodies that may use sendfile: OCIMIRROR_SENDFILE=fills (default), all, or 0 (none). */
-function sendfileUse(): 'fills' | 'all' | 'none' {
-  const v = process.env.OCIMIRROR_SENDFILE;
-  if (v === '0') return 'none';
-  return v === 'all' ? 'all' : 'fills';
-}
+/** The bodies that may use sendfile (server.sendfile). */
+export type SendfileUse = 'fills' | 'all' | 'off';
 
-/**
- * Whether a body of this kind should go out by sendfile (and can, see {@link sendfileAvailable}).
- * `busy`: enough cached blobs are already being copied through buffers that another would cost
- * more memory (two buffers per response) than a Go client gains from it; under 'fills' it then
- * goes by sendfile too.
- */
-export function sendfileFor(kind: 'fill' | 'cached', busy = false): boolean {
-  const use = sendfileUse();
-  return (use === 'all' || (use === 'fills' && (kind === 'fill' || busy))) && sendfileAvailable();
-}
+/** Which bodies go out by sendfile, and the addon that sends them. */
+export class SendfilePolicy {
+  /** The addon, when sendfile may be used at all. */
+  readonly addon: NativeAddon | undefined;
+  readonly #use: SendfileUse;
 
-/** Whether `sendFileRange` can be used here (Linux, addon built and loadable, not switched off). */
-export function sendfileAvailable(): boolean {
-  return sendfileUse() !== 'none' && nativeAddon() !== undefined;
-}
+  /** `addon`: the loaded native addon, undefined where it is missing or switched off (server.nativeAddon). */
+  constructor(use: SendfileUse, addon: NativeAddon | undefined) {
+    this.#use = use;
+    this.addon = use === 'off' ? undefined : addon;
+  }
 
-/** Why `sendfileAvailable()` is false (for a start-up log line), or undefined when it is true. */
-export function sendfileUnavailableReason(): string | undefined {
-  if (sendfileUse() === 'none') return 'switched off by OCIMIRROR_SENDFILE=0';
-  return nativeAddonError();
+  /** Whether any body may go out by sendfile. */
+  get available(): boolean {
+    return this.addon !== undefined;
+  }
+
+  /**
+   * Whether a body of this kind should go out by sendfile (and can). `busy`: enough cached blobs
+   * are already being copied through buffers that another would cost more memory (two buffers per
+   * response) than a Go client gains from it; under 'fills' it then goes by sendfile too.
+   */
+  allows(kind: 'fill' | 'cached', busy = false): boolean {
+    return this.addon !== undefined && (this.#use === 'all' || kind === 'fill' || busy);
+  }
 }
 
 function codeError(code: string, message: string): NodeJS.ErrnoException {
@@ -70,7 +72,7 @@ function drained(socket: Socket): Promise<void> {
 }
 
 /**
- * Sends bytes [start, start + length) of the file open as `fd` on `socket`, and resolves with the
+ * Sends bytes [start, start + length) of the file open as `fd` on `socket` through the addon `native`, and resolves with the
  * bytes sent (always `length`) once the kernel has them all. The caller writes nothing else to
  * the socket until then; headers must already be written (`res.flushHeaders()`).
  *
@@ -83,9 +85,7 @@ function drained(socket: Socket): Promise<void> {
  * After any rejection but 'ENOTSOCK' some bytes may be on the wire (`err.bytesSent`): the response
  * is broken and the socket should be destroyed.
  */
-export async function sendFileRange(socket: Socket, fd: number, start: number, length: number, signal?: AbortSignal): Promise<number> {
-  const native = sendfileAvailable() ? nativeAddon() : undefined;
-  if (!native) throw codeError('ENOTSOCK', `sendfile unavailable: ${sendfileUnavailableReason()}`);
+export async function sendFileRange(native: NativeAddon, socket: Socket, fd: number, start: number, length: number, signal?: AbortSignal): Promise<number> {
   // A TLS socket's fd carries ciphertext: sendfile would write plaintext around the TLS layer.
   if ((socket as { encrypted?: boolean }).encrypted) throw codeError('ENOTSOCK', 'sendfile cannot write to a TLS socket');
   if (socket.destroyed || !socket.writable || socketFd(socket) === undefined) throw codeError('ENOTSOCK', 'the socket has no file descriptor to sendfile to');
