@@ -8,6 +8,7 @@
  * <data>/                                  storage.path (default ./data)
  * ├── ocimirror.db                         SQLite metadata (WAL): blobs, manifests, tags, links, lists
  * ├── ocimirror.db-wal, ocimirror.db-shm   SQLite write-ahead log and shared memory
+ * ├── lock                                 pid of the serve or gc --offline using the directory (cli/data-lock)
  * ├── blobs/
  * │   └── sha256/
  * │       └── ab/                          first two hex digits, so no directory holds millions of files

@@ -32,7 +32,8 @@ export interface AuthCounters {
 
 export interface AuthenticatorOptions {
   config: UpstreamConfig;
-  dispatcher: Dispatcher;
+  /** The dispatcher for a request to a URL (the token realm's host may be proxied differently). */
+  dispatcher: (url: URL) => Dispatcher;
   logger: Logger;
   counters: AuthCounters;
   userAgent: string;
@@ -48,7 +49,7 @@ export function pullScope(repository: string): string {
 
 export class UpstreamAuthenticator {
   readonly #config: UpstreamConfig;
-  readonly #dispatcher: Dispatcher;
+  readonly #dispatcher: (url: URL) => Dispatcher;
   readonly #log: Logger;
   readonly #counters: AuthCounters;
   readonly #userAgent: string;
@@ -143,7 +144,7 @@ export class UpstreamAuthenticator {
     let res: Dispatcher.ResponseData;
     try {
       res = await request(url, {
-        dispatcher: this.#dispatcher,
+        dispatcher: this.#dispatcher(url),
         method: 'GET',
         headers,
         signal: AbortSignal.timeout(timeout),

@@ -8,11 +8,18 @@
  * Connections are kept alive per origin while idle, like undici's pool: a pull's blobs follow each
  * other. A request whose kept-alive connection turns out closed before any byte of the answer came
  * back is sent once more on a new connection (RFC 9110 §9.2.2: GET is idempotent).
+ *
+ * Through an egress proxy ({@link ProxyHop}), an http target is asked for in absolute form on a
+ * connection to the proxy (still read into slabs), an https one through a CONNECT tunnel. Node's TLS
+ * cannot read a tunnelled socket into our buffers (`onread` is ignored with `socket`), so a tunnel's
+ * body arrives in Node's own buffers: correct, only without the slab saving.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { Readable } from 'node:stream';
+import type { ProxyHop } from './egress.ts';
 import { ResponseParser, type ResponseHead } from './http1-response.ts';
+import { ProxyRefusedError } from './transport-error.ts';
 import { releaseChunk, retainChunk, SlabReader } from '../util/read-slabs.ts';
 
 export interface BulkResponse extends ResponseHead {
@@ -33,12 +40,16 @@ export interface BulkClientOptions {
   bodyIdleTimeout: number;
   /** How long an idle connection is kept for the next request. */
   keepAlive?: number;
+  /** The egress proxy for a request to a URL; undefined (or no function) = direct. */
+  proxyFor?: (url: URL) => ProxyHop | undefined;
 }
 
 /** Idle connections kept per origin. */
 const MAX_IDLE_PER_ORIGIN = 16;
 /** Body bytes a response buffers before it stops reading from the socket (the fill pauses at 4 MiB). */
 const BODY_HIGH_WATER_MARK = 1 << 20;
+/** A proxy's answer to CONNECT is a status line and a few headers; more than this is not one. */
+const MAX_CONNECT_ANSWER = 16 * 1024;
 
 /** The connection ended or failed before the answer's first byte. */
 class NoAnswerError extends Error {
@@ -50,21 +61,36 @@ export class BulkClient {
   readonly #active = new Set<Connection>();
   readonly #bodyIdleTimeout: number;
   readonly #keepAlive: number;
+  readonly #proxyFor: (url: URL) => ProxyHop | undefined;
   #closed = false;
   #drained: (() => void) | undefined;
 
-  constructor({ bodyIdleTimeout, keepAlive = 30_000 }: BulkClientOptions) {
+  constructor({ bodyIdleTimeout, keepAlive = 30_000, proxyFor = () => undefined }: BulkClientOptions) {
     this.#bodyIdleTimeout = bodyIdleTimeout;
     this.#keepAlive = keepAlive;
+    this.#proxyFor = proxyFor;
   }
 
   async get(url: URL, headers: Record<string, string>, { signal }: BulkGetOptions = {}): Promise<BulkResponse> {
-    const request = requestHead(url, headers);
+    const hop = this.#proxyFor(url);
+    // An http target through a proxy: absolute form, and the proxy's credentials on every request.
+    const viaProxy = hop !== undefined && url.protocol === 'http:';
+    const request = requestHead(url, headers, viaProxy ? hop : undefined);
+    // Connections are to a proxy for one target origin, or straight to the origin.
+    const key = hop ? `${hop.url.href} ${url.origin}` : url.origin;
     for (;;) {
       signal?.throwIfAborted();
       if (this.#closed) throw new Error('bulk client closed');
-      const idle = this.#takeIdle(url.origin);
-      const conn = idle ?? new Connection(url, this.#bodyIdleTimeout);
+      const idle = this.#takeIdle(key);
+      let conn: Connection;
+      if (idle) conn = idle;
+      else if (hop === undefined) conn = new Connection(key, { url }, this.#bodyIdleTimeout);
+      else if (viaProxy) conn = new Connection(key, { url: hop.url }, this.#bodyIdleTimeout);
+      else conn = new Connection(key, { socket: await openTunnel(hop, url, signal) }, this.#bodyIdleTimeout);
+      if (this.#closed) {
+        conn.destroy();
+        throw new Error('bulk client closed');
+      }
       this.#active.add(conn);
       try {
         // A failed exchange has already handed its connection back through #done.
@@ -130,26 +156,34 @@ export class BulkClient {
   }
 }
 
-/** One connection; carries one exchange at a time. */
+/**
+ * One connection; carries one exchange at a time. Opened to `url` (read into slabs), or on a socket
+ * that is already open (a CONNECT tunnel, read through 'data' events).
+ */
 class Connection {
+  /** The idle pool's key. */
   readonly origin: string;
   readonly #socket: net.Socket;
-  readonly #slabs = new SlabReader();
+  /** Read slabs, for a socket opened here (a tunnel's TLS socket cannot read into them). */
+  readonly #slabs: SlabReader | undefined;
   readonly #bodyIdleTimeout: number;
   #exchange: Exchange | undefined;
   #reusable = false;
   #onIdleClose: (() => void) | undefined;
 
-  constructor(url: URL, bodyIdleTimeout: number) {
-    this.origin = url.origin;
+  constructor(key: string, to: { url: URL } | { socket: net.Socket }, bodyIdleTimeout: number) {
+    this.origin = key;
     this.#bodyIdleTimeout = bodyIdleTimeout;
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    const onread = { buffer: () => this.#slabs.target(), callback: (n: number) => this.#onRead(n) };
-    this.#socket =
-      url.protocol === 'https:'
-        ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
-        : net.connect({ host, port, onread } as net.NetConnectOpts);
+    if ('socket' in to) {
+      this.#socket = to.socket;
+      this.#socket.on('data', (chunk: Buffer) => {
+        if (!this.#onChunk(chunk)) this.#socket.pause();
+      });
+    } else {
+      const slabs = new SlabReader();
+      this.#slabs = slabs;
+      this.#socket = connect(to.url, { buffer: () => slabs.target(), callback: (n: number) => this.#onRead(slabs, n) });
+    }
     this.#socket.setNoDelay(true);
     this.#socket.on('error', (err) => this.#ended(err));
     this.#socket.on('close', () => this.#ended(undefined));
@@ -204,24 +238,28 @@ class Connection {
     this.#socket.destroy(err);
   }
 
-  #onRead(n: number): boolean {
-    const view = this.#slabs.took(n);
-    const exchange = this.#exchange;
+  #onRead(slabs: SlabReader, n: number): boolean {
+    const view = slabs.took(n);
     try {
-      // Bytes nobody asked for (we never pipeline) make the connection unusable.
-      if (!exchange) {
-        this.destroy();
-        return false;
-      }
-      return exchange.read(view);
+      return this.#onChunk(view);
     } finally {
       releaseChunk(view);
     }
   }
 
+  #onChunk(chunk: Buffer): boolean {
+    const exchange = this.#exchange;
+    // Bytes nobody asked for (we never pipeline) make the connection unusable.
+    if (!exchange) {
+      this.destroy();
+      return false;
+    }
+    return exchange.read(chunk);
+  }
+
   #ended(err: Error | undefined): void {
     this.#socket.destroy();
-    this.#slabs.close();
+    this.#slabs?.close();
     this.#exchange?.closed(err);
     this.#exchange = undefined;
     const onIdleClose = this.#onIdleClose;
@@ -356,9 +394,74 @@ class BulkBody extends Readable {
   }
 }
 
-/** The request head; refuses header text that would split it (CR, LF, NUL). */
-function requestHead(url: URL, headers: Record<string, string>): string {
-  let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+/** A socket to `url`'s host (TLS for https, with SNI and HTTP/1.1 by ALPN), reading through `onread`. */
+function connect(url: URL, onread?: unknown): net.Socket {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  return url.protocol === 'https:'
+    ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], ...(onread ? { onread } : {}) } as tls.ConnectionOptions)
+    : net.connect({ host, port, ...(onread ? { onread } : {}) } as net.NetConnectOpts);
+}
+
+/**
+ * A TLS connection to `target` through `hop`'s CONNECT tunnel (RFC 9110 §9.3.6). Rejects with
+ * ProxyRefusedError when the proxy answers anything but 2xx, and with the signal's reason on abort
+ * (the caller's per-hop timer bounds the whole setup).
+ */
+function openTunnel(hop: ProxyHop, target: URL, signal: AbortSignal | undefined): Promise<tls.TLSSocket> {
+  signal?.throwIfAborted();
+  const authority = `${target.hostname}:${target.port || 443}`;
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  return new Promise((resolve, reject) => {
+    const raw = connect(hop.url);
+    let answer = Buffer.alloc(0);
+    const done = () => {
+      raw.off('data', onData);
+      raw.off('error', fail);
+      raw.off('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: unknown) => {
+      done();
+      raw.destroy();
+      reject(err);
+    };
+    const onClose = () => fail(new Error('the egress proxy closed the connection before answering CONNECT'));
+    const onAbort = () => fail(signal?.reason);
+    const onData = (chunk: Buffer) => {
+      answer = Buffer.concat([answer, chunk]);
+      const end = answer.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (answer.length > MAX_CONNECT_ANSWER) fail(new Error('the egress proxy sent an oversized answer to CONNECT'));
+        return;
+      }
+      const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(answer.subarray(0, end + 2).toString('latin1'))?.[1];
+      if (status === undefined) return fail(new Error('the egress proxy sent an invalid answer to CONNECT'));
+      if (!status.startsWith('2')) return fail(new ProxyRefusedError(Number(status)));
+      // The target speaks only after our TLS hello: bytes already here are not from it.
+      if (answer.length > end + 4) return fail(new Error('the egress proxy sent bytes after its answer to CONNECT'));
+      done();
+      // From here the TLS socket on top reports the connection's failures.
+      raw.on('error', () => {});
+      resolve(tls.connect({ socket: raw, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] }));
+    };
+    raw.on('data', onData);
+    raw.on('error', fail);
+    raw.on('close', onClose);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const auth = hop.authorization !== undefined ? `proxy-authorization: ${hop.authorization}\r\n` : '';
+    raw.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n${auth}\r\n`);
+  });
+}
+
+/**
+ * The request head; refuses header text that would split it (CR, LF, NUL). Through a proxy (`hop`),
+ * the target is in absolute form and the proxy's credentials go along.
+ */
+function requestHead(url: URL, headers: Record<string, string>, hop?: ProxyHop): string {
+  const target = hop ? `${url.origin}${url.pathname}${url.search}` : `${url.pathname}${url.search}`;
+  let head = `GET ${target} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  if (hop?.authorization !== undefined) head += `proxy-authorization: ${hop.authorization}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n\0:]/.test(name) || /[\r\n\0]/.test(value)) throw new TypeError(`Expected a header without CR, LF or NUL, got '${name}'`);
     head += `${name}: ${value}\r\n`;

@@ -5,6 +5,7 @@
 export { UpstreamClient } from './upstream-client.ts';
 export type { UpstreamClientOptions, UpstreamCounters, UpstreamRequest, UpstreamResponse } from './upstream-client.ts';
 export { UpstreamPool, createUpstreams } from './upstream-pool.ts';
+export type { EgressConfig } from './egress.ts';
 export { parseWwwAuthenticate } from './www-authenticate.ts';
 export type { AuthChallenge } from './www-authenticate.ts';
 export { BUILTIN_REALM_HOSTS, checkRealm } from './realm-policy.ts';

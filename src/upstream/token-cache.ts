@@ -9,6 +9,7 @@
  * completed.
  */
 import { abortable } from '../util/abortable.ts';
+import { SingleFlight } from '../util/single-flight.ts';
 
 /** A token as the cache keeps it. Never log `token`. */
 export interface BearerToken {
@@ -65,7 +66,7 @@ export interface TokenCacheOptions {
  */
 export class TokenCache {
   readonly #entries = new Map<string, BearerToken>();
-  readonly #inflight = new Map<string, Promise<BearerToken>>();
+  readonly #inflight = new SingleFlight<BearerToken>();
   readonly #maxEntries: number;
   readonly #now: () => number;
 
@@ -100,20 +101,14 @@ export class TokenCache {
   async getOrFetch(key: string, fetch: () => Promise<BearerToken>, signal?: AbortSignal): Promise<string> {
     const cached = this.get(key);
     if (cached !== undefined) return cached;
-    let pending = this.#inflight.get(key);
-    if (pending === undefined) {
-      pending = fetch().then((token) => {
+    const pending = this.#inflight.do(key, () =>
+      fetch().then((token) => {
         this.#store(key, token);
         return token;
-      });
-      const shared = pending;
-      this.#inflight.set(key, shared);
-      // Clean up on both outcomes; errors reach the waiters through `shared` itself.
-      shared.then(
-        () => this.#inflight.get(key) === shared && this.#inflight.delete(key),
-        () => this.#inflight.get(key) === shared && this.#inflight.delete(key),
-      );
-    }
+      }),
+    );
+    // Every waiter may have left (aborted) before a fetch fails: that failure is nobody's to handle.
+    pending.catch(() => {});
     return (await abortable(pending, signal)).token;
   }
 

@@ -32,6 +32,8 @@ const PROGRAMMING_ERRORS = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTE
  */
 export function toUnavailable(err: unknown, upstreamName: string, url: URL): unknown {
   if (err instanceof RegistryError) return err;
+  const refused = proxyRefusal(err);
+  if (refused !== undefined) return unavailable(upstreamName, url, refused, err);
   const code = errorCode(err);
   if (code !== undefined && PROGRAMMING_ERRORS.has(code)) return err;
   return new RegistryError('UNAVAILABLE', {
@@ -53,11 +55,38 @@ export function unavailable(upstreamName: string, url: URL, reason: string, caus
   return new RegistryError('UNAVAILABLE', { message: `upstream ${upstreamName} (${url.host}) is unreachable: ${reason}`, cause });
 }
 
+/** An egress proxy answered CONNECT (or a request through it) with `status` instead of letting it through. */
+export class ProxyRefusedError extends Error {
+  override name = 'ProxyRefusedError';
+  constructor(readonly status: number) {
+    super(`the egress proxy answered ${status}`);
+  }
+}
+
+/**
+ * undici reports an egress proxy's refusal as an error whose message carries the proxy's status:
+ * "Proxy Authentication Required (407)" for a plain-http request, "Proxy response (N) !== 200 when
+ * HTTP Tunneling" for a CONNECT. Said in the operator's terms; undefined for any other error.
+ */
+function proxyRefusal(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const m = /^Proxy Authentication Required \((\d{3})\)$|^Proxy response \((\d{3})\) !== 200 when HTTP Tunneling$/.exec(err.message);
+  if (m === null && !(err instanceof ProxyRefusedError)) return undefined;
+  const status = err instanceof ProxyRefusedError ? err.status : Number(m![1] ?? m![2]);
+  return status === 407
+    ? 'the egress proxy wants credentials (407 Proxy Authentication Required): check the proxy username and password'
+    : `the egress proxy refused the connection (${status})`;
+}
+
 function describe(err: unknown): string {
   // Node 20's happy-eyeballs connect reports every address tried in an AggregateError.
   const first = err instanceof AggregateError && err.errors.length > 0 ? err.errors[0] : err;
   const code = errorCode(first) ?? errorCode(err);
-  if (code !== undefined && DESCRIPTIONS[code] !== undefined) return `${DESCRIPTIONS[code]} (${code})`;
+  // The address says which hop failed when an egress proxy is in between (the proxy's or the registry's).
+  const address = (first as { address?: unknown; port?: unknown } | null)?.address;
+  const port = (first as { port?: unknown } | null)?.port;
+  const at = typeof address === 'string' ? ` at ${address}${typeof port === 'number' ? `:${port}` : ''}` : '';
+  if (code !== undefined && DESCRIPTIONS[code] !== undefined) return `${DESCRIPTIONS[code]}${at} (${code})`;
   if (first instanceof Error && first.message !== '') return code ? `${first.message} (${code})` : first.message;
   return code ?? 'unknown network error';
 }

@@ -6,16 +6,18 @@
  * RegistryError UNAVAILABLE (503) for network failures and timeouts, BAD_GATEWAY (502)
  * for protocol violations (redirect loops, refused token realms, broken token responses), DENIED /
  * TOOMANYREQUESTS when the token service refuses, and the caller's own abort reason when its
- * signal fires.
+ * signal fires. Every request, the token service's and redirect targets' included, leaves through
+ * the upstream's {@link Egress}: direct, or through the configured egress proxy.
  */
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { RegistryError } from '../registry/errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { UpstreamAuthenticator } from './authenticator.ts';
 import { BulkClient } from './bulk-client.ts';
-import { badGateway, toUnavailable, unavailable } from './transport-error.ts';
+import { DIRECT, Egress, type EgressConfig } from './egress.ts';
+import { badGateway, ProxyRefusedError, toUnavailable, unavailable } from './transport-error.ts';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -69,6 +71,8 @@ export interface UpstreamCounters {
 
 export interface UpstreamClientOptions {
   logger?: Logger;
+  /** The process-wide egress proxy settings (config `egress`); the upstream's own `proxy` beats them. Default: direct. */
+  egress?: EgressConfig;
   /** Clock in epoch ms, for token lifetimes (tests move it). */
   now?: () => number;
 }
@@ -76,7 +80,7 @@ export interface UpstreamClientOptions {
 /** Docker Hub answers blob GETs with a redirect to its CDN; 5 hops is plenty for any registry. */
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-/** undici reads bodies in 64 KiB buffers by default; 1 MiB roughly doubles throughput here (stack.md). */
+/** undici reads bodies in 64 KiB buffers by default; 1 MiB roughly doubles download throughput. */
 const BODY_HIGH_WATER_MARK = 1 << 20;
 /**
  * undici's idle-body timeout: the longest pause between two body chunks, not a bound on the whole
@@ -106,15 +110,15 @@ export class UpstreamClient {
   readonly name: string;
   readonly config: UpstreamConfig;
   readonly #counters: UpstreamCounters = { requests: 0, errors: 0, tokenFetches: 0, lastAnswerAt: 0, lastErrorAt: 0, lastError: null };
-  readonly #agent: Agent;
-  readonly #bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS });
+  readonly #egress: Egress;
+  readonly #bulk: BulkClient;
   readonly #auth: UpstreamAuthenticator;
   readonly #log: Logger;
   readonly #base: URL;
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now }: UpstreamClientOptions = {}) {
+  constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now, egress = DIRECT }: UpstreamClientOptions = {}) {
     const base = new URL(config.url);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
       throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${config.url}'`);
@@ -126,17 +130,19 @@ export class UpstreamClient {
     this.config = config;
     this.#base = base;
     this.#log = logger.child({ module: 'upstream', upstream: config.name });
-    this.#agent = new Agent({
-      connect: { timeout: config.timeout },
+    this.#egress = new Egress(config, egress, {
+      connectTimeout: config.timeout,
       headersTimeout: config.timeout,
       bodyTimeout: BODY_IDLE_TIMEOUT_MS,
       // Keep connections for the bursts of a pull (manifest, config, layers); servers may shorten it.
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 10 * 60_000,
     });
+    if (this.#egress.proxied) this.#log.info(this.#egress.describe(), 'upstream requests go through an egress proxy');
+    this.#bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS, proxyFor: (url) => this.#egress.hop(url) });
     this.#auth = new UpstreamAuthenticator({
       config,
-      dispatcher: this.#agent,
+      dispatcher: (url) => this.#egress.dispatcher(url),
       logger: this.#log,
       counters: this.#counters,
       userAgent: USER_AGENT,
@@ -202,7 +208,7 @@ export class UpstreamClient {
       timer = setTimeout(() => resolve('timeout'), graceMs);
     });
     // Destroying below makes a pending close() reject; that is the expected end, not an error.
-    const closed = Promise.all([this.#agent.close(), this.#bulk.close()]).then(
+    const closed = Promise.all([this.#egress.close(), this.#bulk.close()]).then(
       () => 'closed' as const,
       () => 'closed' as const,
     );
@@ -210,7 +216,7 @@ export class UpstreamClient {
     clearTimeout(timer);
     if (outcome === 'timeout') {
       this.#bulk.destroy();
-      await this.#agent.destroy();
+      await this.#egress.destroy();
     }
   }
 
@@ -294,13 +300,18 @@ export class UpstreamClient {
       res = bulk
         ? await this.#bulk.get(url, headers, { signal: controller.signal })
         : await request(url, {
-            dispatcher: this.#agent,
+            dispatcher: this.#egress.dispatcher(url),
             method,
             headers,
             signal: controller.signal,
             headersTimeout: timeout,
             highWaterMark: BODY_HIGH_WATER_MARK,
           }).then((r) => ({ status: r.statusCode, headers: flattenHeaders(r.headers), body: r.body }));
+      // A plain-http request through a proxy that wants credentials gets the proxy's own 407.
+      if (res.status === 407 && this.#egress.hop(url) !== undefined) {
+        destroyQuietly(res.body);
+        throw new ProxyRefusedError(407);
+      }
     } catch (err) {
       detach();
       if (signal?.aborted) throw signal.reason ?? err;

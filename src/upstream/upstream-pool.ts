@@ -5,6 +5,7 @@
  */
 import type { UpstreamConfig } from '../config/schema.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
+import { DIRECT, type EgressConfig } from './egress.ts';
 import { UpstreamClient, type UpstreamCounters } from './upstream-client.ts';
 
 /** A Map of upstream name → client, plus the two things done to all of them at once. */
@@ -22,12 +23,17 @@ export class UpstreamPool extends Map<string, UpstreamClient> {
   }
 }
 
-export function createUpstreams(configs: readonly UpstreamConfig[], logger: Logger = silentLogger): UpstreamPool {
+/** One client per upstream; `egress` is the config's process-wide proxy settings (an upstream's own `proxy` beats them). */
+export function createUpstreams(
+  configs: readonly UpstreamConfig[],
+  logger: Logger = silentLogger,
+  { now = Date.now, egress = DIRECT }: { now?: () => number; egress?: EgressConfig } = {},
+): UpstreamPool {
   const pool = new UpstreamPool();
   for (const config of configs) {
     // Config parsing already rejects duplicate names; guard anyway so one client is never orphaned.
     if (pool.has(config.name)) throw new TypeError(`Expected upstream names to be unique, got '${config.name}' twice`);
-    pool.set(config.name, new UpstreamClient(config, { logger }));
+    pool.set(config.name, new UpstreamClient(config, { logger, now, egress }));
   }
   return pool;
 }

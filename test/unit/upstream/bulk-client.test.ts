@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -257,5 +258,167 @@ describe('UpstreamClient bulk GETs over TLS', () => {
     expect(child.code, child.stderr).toBe(0);
     expect(JSON.parse(child.stdout)).toEqual({ status: 200, sha256: createHash('sha256').update(data).digest('hex') });
     expect(up.seen).toEqual([{ servername: 'localhost', alpn: 'http/1.1' }]);
+  });
+});
+
+/**
+ * A forward proxy as the mirror meets one: absolute-form requests are relayed, CONNECT opens a tunnel.
+ * With `credentials`, anything without that Proxy-Authorization gets 407.
+ */
+async function forwardProxy(credentials?: string) {
+  const seen: Array<{ method: string; target: string; proxyAuthorization: string | undefined }> = [];
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method!, target: req.url!, proxyAuthorization: req.headers['proxy-authorization'] });
+    if (credentials !== undefined && req.headers['proxy-authorization'] !== credentials) {
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"', 'content-length': 0 });
+      return void res.end();
+    }
+    const { 'proxy-authorization': _, ...headers } = req.headers;
+    const out = http.request(req.url!, { method: req.method, headers }, (up) => {
+      res.writeHead(up.statusCode!, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('connect', (req: http.IncomingMessage, client: net.Socket) => {
+    seen.push({ method: 'CONNECT', target: req.url!, proxyAuthorization: req.headers['proxy-authorization'] });
+    client.on('error', () => {});
+    if (credentials !== undefined && req.headers['proxy-authorization'] !== credentials) {
+      return void client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\n\r\n');
+    }
+    const [host, port] = [req.url!.slice(0, req.url!.lastIndexOf(':')), Number(req.url!.slice(req.url!.lastIndexOf(':') + 1))];
+    const target = net.connect(port, host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      target.pipe(client).pipe(target);
+    });
+    target.on('error', () => client.destroy());
+    sockets.add(target);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxy = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  return track(proxy);
+}
+
+/** An https server on loopback with a fresh self-signed certificate for 127.0.0.1; `answer` serves each request. */
+async function tlsServer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  const dir = await mkdtemp(join(tmpdir(), 'ocimirror-tls-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const [keyFile, certFile] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+  ], { timeout: 20_000 });
+  const server = https.createServer({ key: await readFile(keyFile), cert: await readFile(certFile) }, answer);
+  const sockets = new Set<net.Socket>();
+  server.on('secureConnection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  }));
+  return { origin: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, certFile };
+}
+
+describe('UpstreamClient bulk GETs through an egress proxy', () => {
+  const egressVia = (url: string) => ({ httpProxy: url, httpsProxy: undefined, noProxy: '' });
+  const proxyAuth = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+
+  it('asks for an http blob in absolute form, with the proxy credentials, on the proxy connection', async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    const origin = track(await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': data.length });
+      res.end(data);
+    }));
+    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const client = track(new UpstreamClient(upstreamConfig(origin.origin, { proxy: { url: fwd.url, username: 'alice', password: 'pw' } })));
+    expect(await sha256((await client.request(blob())).body)).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(fwd.seen).toEqual([{ method: 'GET', target: `${origin.origin}/v2/r/blobs/sha256:abc`, proxyAuthorization: proxyAuth('alice', 'pw') }]);
+    expect(origin.requests[0]!.headers['proxy-authorization']).toBeUndefined();
+  });
+
+  it('reports a proxy’s 407, to a plain request or to CONNECT, as UNAVAILABLE saying the proxy wants credentials', async () => {
+    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const plain = track(new UpstreamClient(upstreamConfig('http://127.0.0.1:9', { name: 'hub' }), { egress: egressVia(fwd.url) }));
+    const tunnelled = track(new UpstreamClient(upstreamConfig('https://127.0.0.1:9', { name: 'hub' }), { egress: egressVia(fwd.url) }));
+    for (const client of [plain, tunnelled]) {
+      for (const req of [blob(), { method: 'GET' as const, repository: 'r', path: 'r/manifests/latest' }]) {
+        const err = await rejection(client.request(req));
+        expect(err.status).toBe(503);
+        expect(err.message).toMatch(/upstream hub .*egress proxy wants credentials \(407/);
+      }
+    }
+    expect(fwd.seen.map((s) => s.method)).toEqual(['GET', 'GET', 'CONNECT', 'CONNECT']);
+  });
+
+  it('checks the upstream certificate through the tunnel: one no trusted CA signed is refused as UNAVAILABLE', async () => {
+    const up = await tlsServer((_req, res) => res.end('never'));
+    const fwd = await forwardProxy();
+    const client = track(new UpstreamClient(upstreamConfig(up.origin, { name: 'private' }), { egress: egressVia(fwd.url) }));
+    const err = await rejection(client.request(blob()));
+    expect(err.status).toBe(503);
+    expect(err.message).toMatch(/upstream private .*self.signed certificate/i);
+    expect(fwd.seen).toEqual([{ method: 'CONNECT', target: new URL(up.origin).host, proxyAuthorization: undefined }]);
+  });
+
+  it('streams a blob through a CONNECT tunnel byte for byte, and fails one cut off mid-way (CA trusted through NODE_EXTRA_CA_CERTS)', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const up = await tlsServer((req, res) => {
+      if (req.url!.includes('cut')) {
+        res.writeHead(200, { 'content-length': data.length });
+        res.write(data.subarray(0, 100_000));
+        return void setTimeout(() => req.socket.destroy(), 20);
+      }
+      res.writeHead(200, { 'content-length': data.length });
+      res.end(data);
+    });
+    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const clientModule = fileURLToPath(new URL('../../../src/upstream/upstream-client.ts', import.meta.url));
+    const script = `
+      import { createHash } from 'node:crypto';
+      import { UpstreamClient } from ${JSON.stringify(clientModule)};
+      const client = new UpstreamClient({ name: 'private', url: ${JSON.stringify(up.origin)}, registries: [], tagTTL: 1000, timeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [], proxy: undefined },
+        { egress: { httpProxy: undefined, httpsProxy: ${JSON.stringify(fwd.url.replace('http://', 'http://alice:pw@'))}, noProxy: '' } });
+      const out = {};
+      const res = await client.request({ method: 'GET', repository: 'r', path: 'r/blobs/sha256:whole', bulk: true });
+      const hash = createHash('sha256');
+      for await (const chunk of res.body) hash.update(chunk);
+      out.whole = { status: res.status, sha256: hash.digest('hex') };
+      try {
+        const cut = await client.request({ method: 'GET', repository: 'r', path: 'r/blobs/sha256:cut', bulk: true });
+        for await (const chunk of cut.body) void chunk;
+        out.cut = 'ended cleanly';
+      } catch (err) {
+        out.cut = err.message;
+      }
+      console.log(JSON.stringify(out));
+      await client.close();
+    `;
+    const child = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: up.certFile }, timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    });
+    expect(child.code, child.stderr).toBe(0);
+    const out = JSON.parse(child.stdout) as { whole: unknown; cut: string };
+    expect(out.whole).toEqual({ status: 200, sha256: createHash('sha256').update(data).digest('hex') });
+    expect(out.cut).toMatch(/before the end of the response body/);
+    expect(fwd.seen.every((s) => s.method === 'CONNECT' && s.proxyAuthorization === proxyAuth('alice', 'pw'))).toBe(true);
+    expect(fwd.seen.length).toBeGreaterThan(0);
   });
 });
