@@ -14,6 +14,7 @@ import type { UpstreamPool } from '../upstream/index.ts';
 import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
 import type { Background } from '../jobs/background.ts';
 
+/** Every timestamp the admin API returns is an ISO 8601 string (null when it never happened). */
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
 function jobView(job: Job) {
@@ -59,7 +60,7 @@ export function createAdminService({ config, storage, upstreams, background }: {
         healthy: u.counters.lastErrorAt <= u.counters.lastAnswerAt,
       })),
     }),
-    pins: () => ({ pins: background.pins.list() }),
+    pins: () => ({ pins: background.pins.list().map((pin) => ({ ...pin, createdAt: iso(pin.createdAt ?? null) })) }),
     addPin: (image) => ({ pinned: background.pins.add(checkImage(image)) }),
     removePin: (image) => {
       if (!background.pins.remove(image)) throw new RegistryError('NOT_FOUND', { message: `'${image}' is not pinned through the admin API (config pins are changed in the config)` });

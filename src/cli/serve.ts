@@ -1,14 +1,15 @@
 /**
  * @module cli/serve
- * `ocimirror serve`: load config → start the mirror → on SIGTERM/SIGINT drain and exit 0.
- * A bad config exits 2 with the key path in the message, before anything is opened.
+ * `ocimirror serve`: load config → lock the data directory → start the mirror → on SIGTERM/SIGINT
+ * drain, unlock and exit 0. A bad config exits 2 with the key path in the message, before anything
+ * is opened; the other failures are in cli/program's exit-code table.
  */
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
-import { ConfigError } from '../config/config-error.ts';
+import { handled } from './cli-error.ts';
+import { lockDataDir } from './data-lock.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
 import { startMirror } from '../mirror.ts';
-import { trimReadBuffers } from '../cache/blobs/blob-body.ts';
 import { fullCollection, startIdleCollector } from '../util/idle-collector.ts';
 import { trimSlabs } from '../util/read-slabs.ts';
 
@@ -20,26 +21,19 @@ export function registerServe(program: Command): void {
     .option('--listen <addr>', 'listen address host:port (overrides listen)')
     .option('--data <dir>', 'data directory (overrides storage.path)')
     .option('--upstream <url>', 'mirror this one upstream for every request (replaces upstreams)')
+    .option('--registry <names>', "registry names clients use for --upstream, comma-separated (e.g. docker.io; default: the URL's host:port)")
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
-    .action(async (opts: { config?: string; listen?: string; data?: string; upstream?: string; logLevel?: string }) => {
-      let config;
-      try {
-        config = loadConfig({
-          file: opts.config ?? (process.env.OCIMIRROR_CONFIG || undefined),
-          overrides: { listen: opts.listen, data: opts.data, upstream: opts.upstream, logLevel: opts.logLevel },
-        });
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          process.stderr.write(`ocimirror: ${err.message}\n`);
-          process.exit(2);
-        }
-        throw err;
-      }
+    .action(handled(async (opts: { config?: string; listen?: string; data?: string; upstream?: string; registry?: string; logLevel?: string }) => {
+      const config = loadConfig({
+        file: opts.config ?? (process.env.OCIMIRROR_CONFIG || undefined),
+        overrides: { listen: opts.listen, data: opts.data, upstream: opts.upstream, registry: opts.registry, logLevel: opts.logLevel },
+      });
+      const lock = lockDataDir(config.storage.path);
       const log = createLogger(config.log.level);
       const mirror = await startMirror(config, log);
-      // Memory back after bursts (README "Memory"); the serving process only, not in-process test mirrors.
-      // OCIMIRROR_IDLE_GC=0 turns it off: steadier latency in the burst after an idle spell, more memory kept.
-      const idle = process.env.OCIMIRROR_IDLE_GC === '0' ? { stop: () => {} } : startIdleCollection(log);
+      // Memory back after bursts (server.idleGc); the serving process only, not in-process test mirrors.
+      // server.idleGc: false (OCIMIRROR_IDLE_GC=0) turns it off: steadier latency in the burst after an idle spell, more memory kept.
+      const idle = !config.server.idleGc ? { stop: () => {} } : startIdleCollection(log, () => mirror.blobWriter.trim());
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) {
@@ -50,7 +44,10 @@ export function registerServe(program: Command): void {
         idle.stop();
         log.info({ signal, inFlight: mirror.server.inFlight, graceMs: config.server.shutdownGrace }, 'draining');
         mirror.stop().then(
-          () => process.exit(0),
+          () => {
+            lock.release();
+            process.exit(0);
+          },
           (err: unknown) => {
             log.error({ err }, 'shutdown failed');
             process.exit(1);
@@ -59,11 +56,11 @@ export function registerServe(program: Command): void {
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
-    });
+    }));
 }
 
 /** The idle collector (util/idle-collector) with the pools it empties, logging each collection. */
-function startIdleCollection(log: Logger): { stop(): void } {
+function startIdleCollection(log: Logger, trimReadBuffers: () => void): { stop(): void } {
   const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return startIdleCollector({
     trims: [trimReadBuffers, trimSlabs],

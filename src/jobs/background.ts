@@ -52,7 +52,7 @@ export class Background {
     const { config, storage, log } = deps;
     this.#deps = deps;
     this.#log = log.child({ module: 'background' });
-    this.store = new JobStore(storage.metadata.db, { maxAttempts: config.jobs.maxAttempts });
+    this.store = new JobStore(storage.metadata.connectionForJobs(), { maxAttempts: config.jobs.maxAttempts });
     this.pins = new Pins({ metadata: storage.metadata, config: config.pin });
     const parts = { metadata: storage.metadata, blobs: storage.blobs, hot: storage.hot, pinned: () => this.pinnedDigests(), log };
     this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge });
@@ -159,7 +159,7 @@ export class Background {
 
   #resolve(image: string): { route: Route; ref: ImageRef } {
     const ref = parseImageRef(image, { allowWildcard: true });
-    return { route: this.#deps.router.resolve(`${ref.registry}/${ref.repo}`), ref };
+    return { route: this.#deps.router.resolve(ref.pullName), ref };
   }
 
   #prefetch(p: PrefetchPayload, ctx: { signal: AbortSignal; progress(p: unknown): void }): Promise<PrefetchProgress> {

@@ -14,6 +14,7 @@
  * work that was interrupted.
  */
 import PQueue from 'p-queue';
+import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EnqueueOptions, JobStore } from './job-store.ts';
 import { JOB_PRIORITY, type Job, type JobContext, type JobHandler, type JobType } from './job-types.ts';
@@ -33,6 +34,8 @@ export interface JobRunnerOptions {
   pollIntervalMs?: number;
   /** Handlers may report progress per chunk; it reaches SQLite at most this often (and once at the end). */
   progressIntervalMs?: number;
+  /** Whether a failed attempt may succeed when tried again; {@link isTransient} by default. */
+  retryable?: (err: unknown) => boolean;
   log: Logger;
   now?: () => number;
 }
@@ -55,6 +58,7 @@ export class JobRunner {
   readonly #progressIntervalMs: number;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #retryable: (err: unknown) => boolean;
   readonly #queue: PQueue;
   readonly #inFlight = new Map<number, InFlight>();
   #poll: NodeJS.Timeout | undefined;
@@ -71,6 +75,7 @@ export class JobRunner {
     maxRetryBackoffMs = 3_600_000,
     pollIntervalMs = 1000,
     progressIntervalMs = 250,
+    retryable = isTransient,
     log,
     now = Date.now,
   }: JobRunnerOptions) {
@@ -96,6 +101,7 @@ export class JobRunner {
     this.#progressIntervalMs = progressIntervalMs;
     this.#log = log.child({ module: 'jobs' });
     this.#now = now;
+    this.#retryable = retryable;
     this.#queue = new PQueue({ concurrency });
   }
 
@@ -240,6 +246,11 @@ export class JobRunner {
     } catch (err) {
       if (interrupted()) return;
       progress.flush();
+      if (!this.#retryable(err)) {
+        this.#store.fail(job.id, err);
+        log.warn({ err }, 'job failed; the error is permanent, so it is not retried');
+        return;
+      }
       const retryAt = this.#now() + this.#backoff(job.attempts);
       const after = this.#store.fail(job.id, err, { retryAt });
       if (after?.state === 'failed') log.error({ err, attempts: after.attempts }, 'job failed; no attempts left');
@@ -250,6 +261,17 @@ export class JobRunner {
   #backoff(attempts: number): number {
     return Math.min(this.#retryBackoff * 2 ** (attempts - 1), this.#maxRetryBackoff);
   }
+}
+
+/**
+ * Whether an attempt that failed with `err` may succeed later. An upstream answer that will not
+ * change by asking again (404 for a missing tag, 400, 401/403 after the client already fetched a
+ * fresh token, a registry this mirror does not serve) fails the job at once; outages, 5xx, 429
+ * and network errors (anything that is not a RegistryError) are retried with backoff.
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof RegistryError) return err.status >= 500 || err.code === 'TOOMANYREQUESTS';
+  return true;
 }
 
 /** Writes the first report at once, then at most one per interval; flush() writes the last one held back. */

@@ -8,7 +8,7 @@
  *                 ▲                  │
  *                 └──fail (retry)────┤
  *                 └──release/crash───┤
- *                                    └──fail (attempts used up)──▶ failed
+ *                                    └──fail (attempts used up, or a permanent error)──▶ failed
  * ```
  */
 

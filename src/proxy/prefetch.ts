@@ -5,6 +5,7 @@
  * fills client pulls use (a client arriving mid-prefetch joins the stream instead of starting
  * another fetch). Used by the prefetch-on-pull and watch-list jobs and by `ocimirror prefetch`.
  */
+import { RegistryError } from '../registry/errors.ts';
 import { parseReference } from '../registry/reference.ts';
 import { parseDigest } from '../registry/digest.ts';
 import { DEFAULT_ACCEPT, parseAccept } from '../registry/media-types.ts';
@@ -49,7 +50,16 @@ export class Prefetcher {
 
   async image(route: Route, reference: string, { platforms, signal, onProgress, concurrency = 2, revalidate = false }: PrefetchOptions): Promise<PrefetchProgress> {
     const ref = parseReference(reference);
-    const top = revalidate && ref.kind === 'tag' ? await this.#manifests.refresh(route, ref.tag) : await this.#manifests.get(route, ref, ACCEPT_ALL);
+    let top;
+    try {
+      top = revalidate && ref.kind === 'tag' ? await this.#manifests.refresh(route, ref.tag) : await this.#manifests.get(route, ref, ACCEPT_ALL);
+    } catch (err) {
+      // The job fails at once on a 404 (jobs/job-runner) and its message is what `ocimirror prefetch` prints.
+      if (err instanceof RegistryError && err.status === 404) {
+        throw new RegistryError(err.code, { message: `${route.repo}${ref.kind === 'tag' ? ':' : '@'}${reference} not found on upstream ${route.upstream.name}: ${err.message}`, detail: err.detail, cause: err, upstreamStatus: err.upstreamStatus });
+      }
+      throw err;
+    }
     const progress: PrefetchProgress = { digest: top.digest, manifests: 1, blobsTotal: 0, blobsDone: 0, bytesTotal: 0, bytesDone: 0, fetched: 0 };
     const blobs = new Map<string, Descriptor>();
     const queue = [top.bytes];

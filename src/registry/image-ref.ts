@@ -16,6 +16,11 @@ export interface ImageRef {
   /** A tag, '*' (every tag; watch lists only), or undefined when pinned by digest. */
   readonly tag: string | undefined;
   readonly digest: string | undefined;
+  /**
+   * The name a pull of this text puts after /v2/: `<registry>/<repo>` when the text names a
+   * registry, else the repository as written ('alpine'), which a mirror sends to its default upstream.
+   */
+  readonly pullName: string;
 }
 
 export function parseImageRef(text: string, { allowWildcard = false } = {}): ImageRef {
@@ -41,10 +46,11 @@ export function parseImageRef(text: string, { allowWildcard = false } = {}): Ima
   const hasRegistry = first !== '' && (first.includes('.') || first.includes(':') || first === 'localhost');
   const registry = (hasRegistry ? first : 'docker.io').toLowerCase();
   let repo = hasRegistry ? rest.slice(slash + 1) : rest;
+  const written = repo;
   if (registry === 'docker.io' && !repo.includes('/')) repo = `library/${repo}`;
   assertName(repo);
   if (tag === undefined && digest === undefined) tag = 'latest';
-  return { registry, repo, tag, digest };
+  return { registry, repo, tag, digest, pullName: hasRegistry ? `${registry}/${repo}` : written };
 }
 
 export function formatImageRef(ref: ImageRef): string {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config-error.ts';
-import { DEFAULT_CONFIG_FILE, ENV_OVERRIDES, loadConfig, parseConfig, parseListen, type ParseOptions } from '../../../src/config/load.ts';
+import { DEFAULT_CONFIG_FILE, loadConfig, parseConfig, parseListen, type ParseOptions } from '../../../src/config/load.ts';
 import type { Config } from '../../../src/config/schema.ts';
 
 const HUB = { name: 'dockerhub', url: 'https://registry-1.docker.io', registries: ['docker.io'] };
@@ -117,12 +117,6 @@ describe('parseConfig: the result', () => {
 });
 
 describe('parseConfig: environment overrides', () => {
-  it('documents every OCIMIRROR_* variable it reads', () => {
-    expect(Object.keys(ENV_OVERRIDES).sort()).toEqual(
-      ['OCIMIRROR_ADMIN_TOKEN', 'OCIMIRROR_DATA', 'OCIMIRROR_DEFAULT_UPSTREAM', 'OCIMIRROR_HOT_CACHE_MAX_SIZE', 'OCIMIRROR_LISTEN', 'OCIMIRROR_LOG_LEVEL', 'OCIMIRROR_MAX_SIZE', 'OCIMIRROR_SHUTDOWN_GRACE', 'OCIMIRROR_UPSTREAM', 'OCIMIRROR_SENDFILE', 'OCIMIRROR_NATIVE_ADDON', 'OCIMIRROR_IDLE_GC', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'].sort(),
-    );
-  });
-
   it('lets each variable override its key in the file', () => {
     const config = parse(
       { listen: '0.0.0.0:5000', storage: { path: './data' }, log: { level: 'info' }, hotCache: { maxSize: '64MiB' }, server: { shutdownGrace: '30s' }, upstreams: [HUB, GHCR], defaultUpstream: 'dockerhub' },
@@ -227,6 +221,26 @@ describe('parseConfig: a single --upstream', () => {
     expect(config.defaultUpstream).toBe('default');
   });
 
+  it('serves the registry names given by --registry or OCIMIRROR_REGISTRY instead of the URL\'s host', () => {
+    const flag = parse({}, { overrides: { upstream: 'http://127.0.0.1:5001', registry: 'docker.io' } });
+    expect(flag.upstreams.map((u) => [u.name, u.url, u.registries])).toEqual([['default', 'http://127.0.0.1:5001', ['docker.io']]]);
+    const env = parse({}, { env: { OCIMIRROR_UPSTREAM: 'http://127.0.0.1:5001', OCIMIRROR_REGISTRY: 'docker.io, Quay.io' } });
+    expect(env.upstreams[0]?.registries).toEqual(['docker.io', 'quay.io']);
+  });
+
+  it('refuses --registry without --upstream rather than ignoring it', () => {
+    expect(issuesOf(() => parse({ upstreams: [HUB] }, { overrides: { registry: 'docker.io' } }))).toEqual([
+      '--registry / OCIMIRROR_REGISTRY: only applies together with --upstream / OCIMIRROR_UPSTREAM',
+    ]);
+    expect(issuesOf(() => parse({ upstreams: [HUB] }, { env: { OCIMIRROR_REGISTRY: 'docker.io' } }))).toHaveLength(1);
+  });
+
+  it('reports a bad --registry under the key it sets', () => {
+    expect(issuesOf(() => parse({}, { overrides: { upstream: 'http://127.0.0.1:5001', registry: 'http://docker.io' } }))).toEqual([
+      'upstreams[0].registries[0]: expected a registry host such as docker.io or myreg.local:5000',
+    ]);
+  });
+
   it('reports an invalid URL under upstreams[0].url', () => {
     expect(issuesOf(() => parse({}, { overrides: { upstream: 'not a url' } }))).toEqual(['upstreams[0].url: expected an http(s) URL such as https://registry-1.docker.io']);
     expect(issuesOf(() => parse({}, { overrides: { upstream: 'ftp://example.com' } }))[0]).toMatch(/^upstreams\[0\]\.url: /);
@@ -255,7 +269,10 @@ describe('parseConfig: errors name the key path', () => {
     expect(issuesOf(() => parse({ lisen: ':5000' }))).toEqual(["config: unknown key(s) 'lisen'"]);
     expect(issuesOf(() => parse({ storage: { path: 'x', size: '1GiB' } }))).toEqual(["storage: unknown key(s) 'size'"]);
     expect(issuesOf(() => parse({ upstreams: [{ ...HUB, tagTtl: '5m' }] }))).toEqual(["upstreams[0]: unknown key(s) 'tagTtl'"]);
-    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, auth: { user: 'x', password: 'y' } }] }))).toEqual(["upstreams[0].auth: unknown key(s) 'user'"]);
+    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, auth: { user: 'x', password: 'y' } }] }))).toEqual([
+      "upstreams[0].auth: unknown key(s) 'user'",
+      'upstreams[0].auth.username is required',
+    ]);
   });
 
   it('quotes the bad duration and where it was', () => {
@@ -344,6 +361,32 @@ describe('parseConfig: errors name the key path', () => {
     expect(issues).toEqual(expect.arrayContaining(["hotCache.maxSize: expected a size such as '512MiB' or '50GiB', got 'x'", 'upstreams[0].url is required', 'upstreams[1].name is required']));
   });
 
+  it('reports schema problems and the rules across keys in the same pass', () => {
+    const issues = issuesOf(() =>
+      parse({
+        hotCache: { maxSize: 'x' },
+        admin: { token: 'short' },
+        upstreams: [HUB, { name: 'dockerhub', registries: ['docker.io'], tagTTL: 'soon' }],
+        defaultUpstream: 'missing',
+      }),
+    );
+    expect(issues).toEqual([
+      'admin.token: expected at least 16 characters',
+      "hotCache.maxSize: expected a size such as '512MiB' or '50GiB', got 'x'",
+      'upstreams[1].url is required',
+      "upstreams[1].tagTTL: expected a duration such as '30s', '5m' or '7d', got 'soon'",
+      "upstreams[1].name: 'dockerhub' is used by another upstream",
+      "upstreams[1].registries: 'docker.io' is already served by upstream 'dockerhub'",
+      "defaultUpstream: 'missing' is not the name of a configured upstream",
+    ]);
+  });
+
+  it('reports each broken rule once', () => {
+    expect(issuesOf(() => parse({ admin: { token: 'short' } }))).toEqual(['admin.token: expected at least 16 characters']);
+    expect(issuesOf(() => parse({ admin: { tokenEnv: 'T' } }, { env: { T: 'short' } }))).toEqual(['admin.tokenEnv: T holds fewer than 16 characters']);
+    expect(issuesOf(() => parse({ upstreams: [HUB, { ...GHCR, name: 'dockerhub' }] }))).toEqual(["upstreams[1].name: 'dockerhub' is used by another upstream"]);
+  });
+
   it('lists the issues in the error message, one a line', () => {
     try {
       parse({ lisen: 1 });
@@ -381,9 +424,7 @@ describe('parseConfig: upstream credentials', () => {
 
   it('requires both halves of the credentials', () => {
     expect(issuesOf(() => parse({ upstreams: [{ ...HUB, auth: { password: 'pw' } }] }))).toEqual(['upstreams[0].auth.username is required']);
-    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, auth: { username: 'me' } }] }))).toEqual([
-      'upstreams[0].auth.password or upstreams[0].auth.passwordEnv is required',
-    ]);
+    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, auth: { username: 'me' } }] }))).toEqual(['upstreams[0].auth.password is required (or passwordEnv)']);
   });
 
   it('never puts a password into an error message', () => {
@@ -395,6 +436,52 @@ describe('parseConfig: upstream credentials', () => {
     }
     expect(message).toMatch(/listen/);
     expect(message).not.toContain('s3cr3t-token');
+  });
+});
+
+describe('parseConfig: secrets from the environment', () => {
+  it('reads the admin token from admin.tokenEnv, and prefers admin.token written in the file', () => {
+    const token = 'a-token-of-sixteen-chars';
+    expect(parse({ admin: { tokenEnv: 'T' } }, { env: { T: token } }).admin.token).toBe(token);
+    expect(parse({ admin: { token, tokenEnv: 'T' } }, { env: { T: 'other-token-0123456789' } }).admin.token).toBe(token);
+  });
+
+  it('names every unset variable a secret comes from, in one pass', () => {
+    const issues = issuesOf(() =>
+      parse({
+        admin: { tokenEnv: 'ADMIN' },
+        upstreams: [{ ...HUB, auth: { username: 'me', passwordEnv: 'HUB' }, proxy: { url: 'http://proxy.internal:3128', usernameEnv: 'PU', passwordEnv: 'PP' } }],
+      }),
+    );
+    expect(issues).toEqual([
+      'admin.tokenEnv: environment variable ADMIN is not set',
+      'upstreams[0].auth.passwordEnv: environment variable HUB is not set',
+      'upstreams[0].proxy.usernameEnv: environment variable PU is not set',
+      'upstreams[0].proxy.passwordEnv: environment variable PP is not set',
+    ]);
+  });
+
+  it('resolves an upstream\'s egress proxy with its credentials', () => {
+    const config = parse({ upstreams: [{ ...HUB, proxy: { url: 'http://proxy.internal:3128/', username: 'u', passwordEnv: 'PP' } }] }, { env: { PP: 'pw' } });
+    expect(config.upstreams[0]?.proxy).toEqual({ url: 'http://proxy.internal:3128', username: 'u', password: 'pw' });
+    expect(parse({ upstreams: [HUB] }).upstreams[0]?.proxy).toBeUndefined();
+  });
+});
+
+describe('parseConfig: the watch list', () => {
+  it('gives each image its own refresh or prefetch.refresh', () => {
+    const config = parse({ prefetch: { refresh: '10m', images: ['docker.io/library/alpine:3.19', { image: 'ghcr.io/org/app:*', refresh: '15m' }, { image: 'quay.io/a/b:1' }] } });
+    expect(config.prefetch.images).toEqual([
+      { image: 'docker.io/library/alpine:3.19', refresh: 600_000 },
+      { image: 'ghcr.io/org/app:*', refresh: 900_000 },
+      { image: 'quay.io/a/b:1', refresh: 600_000 },
+    ]);
+  });
+
+  it('names the entry whose refresh is not a duration', () => {
+    expect(issuesOf(() => parse({ prefetch: { images: ['a', { image: 'b', refresh: 'soon' }] } }))).toEqual([
+      "prefetch.images[1].refresh: expected a duration such as '30s', '5m' or '7d', got 'soon'",
+    ]);
   });
 });
 

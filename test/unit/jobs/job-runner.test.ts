@@ -1,7 +1,7 @@
 /**
  * @module test/unit/jobs/job-runner
  * The runner over a real SQLite file: results and retries with exponential backoff recorded in the
- * store, progress visible while a job runs, the concurrency bound and type priorities, a job that
+ * store (only for transient failures: a permanent upstream answer fails the job at once), progress visible while a job runs, the concurrency bound and type priorities, a job that
  * survives the process dying mid-run, and a graceful stop that leaves interrupted jobs queued.
  * Polling is set far out so only wake(), start() and finishing jobs drive claims: the tests decide
  * when anything runs, and the clock only moves when they move it.
@@ -9,7 +9,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Database as DB } from 'better-sqlite3';
 import { JobStore } from '../../../src/jobs/job-store.ts';
-import { JobRunner, type JobRunnerOptions } from '../../../src/jobs/job-runner.ts';
+import { JobRunner, isTransient, type JobRunnerOptions } from '../../../src/jobs/job-runner.ts';
+import { RegistryError, type ErrorCode } from '../../../src/registry/errors.ts';
 import type { Job, JobHandler, JobType } from '../../../src/jobs/job-types.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 import { clock, tempDb, type TempDb } from './temp-db.ts';
@@ -135,6 +136,59 @@ describe('JobRunner: outcomes', () => {
 
   it('refuses a concurrency below 1', () => {
     expect(() => runner({}, { concurrency: 0 })).toThrow("Expected concurrency to be a whole number of at least 1, got '0'");
+  });
+});
+
+describe('JobRunner: which failures are retried', () => {
+  const PERMANENT: ErrorCode[] = ['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN', 'TAG_INVALID', 'NAME_INVALID', 'DENIED', 'UNAUTHORIZED', 'BAD_REQUEST'];
+  const TRANSIENT: ErrorCode[] = ['UNAVAILABLE', 'TOOMANYREQUESTS', 'BAD_GATEWAY', 'UNKNOWN'];
+
+  it('fails a job at once when the upstream gave an answer asking again cannot change (404, 400, 401/403)', async () => {
+    for (const code of PERMANENT) {
+      let calls = 0;
+      const r = runner({
+        prefetch: async () => {
+          calls++;
+          throw new RegistryError(code, { message: `${code} from upstream`, upstreamStatus: 404 });
+        },
+      });
+      r.start();
+      const { id } = r.enqueue('prefetch', code);
+      await r.onIdle();
+      expect(store.get(id), code).toMatchObject({ state: 'failed', attempts: 1, lastError: `${code} from upstream`, finishedAt: time.now() });
+      expect(calls, code).toBe(1);
+      await r.stop();
+    }
+  });
+
+  it('retries outages, 5xx, 429 and network errors with backoff', async () => {
+    const errors: unknown[] = [
+      ...TRANSIENT.map((code) => new RegistryError(code, { upstreamStatus: 503 })),
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
+      new Error('socket hang up'),
+    ];
+    for (const err of errors) {
+      const r = runner({ prefetch: async () => Promise.reject(err) });
+      r.start();
+      const { id } = r.enqueue('prefetch', String(err));
+      await r.onIdle();
+      expect(store.get(id), String(err)).toMatchObject({ state: 'queued', attempts: 1, runAfter: time.now() + 100 });
+      await r.stop();
+    }
+  });
+
+  it('classifies by the error code, not by the message', () => {
+    expect(isTransient(new RegistryError('MANIFEST_UNKNOWN', { message: 'upstream 503' }))).toBe(false);
+    expect(isTransient(new RegistryError('UNAVAILABLE', { message: 'not found' }))).toBe(true);
+    expect(isTransient(new TypeError('x is undefined'))).toBe(true);
+  });
+
+  it('takes another classification when given one', async () => {
+    const r = runner({ gc: async () => Promise.reject(new Error('disk on fire')) }, { retryable: () => false });
+    r.start();
+    const { id } = r.enqueue('gc', null);
+    await r.onIdle();
+    expect(store.get(id)).toMatchObject({ state: 'failed', attempts: 1 });
   });
 });
 
