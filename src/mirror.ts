@@ -6,8 +6,9 @@
  */
 import type { Config } from './config/schema.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
-import { nativeAddonError } from './util/native-addon.ts';
-import { sendfileUnavailableReason } from './cache/blobs/sendfile.ts';
+import { nativeAddon, nativeAddonError } from './util/native-addon.ts';
+import { BlobWriter } from './http/blob-writer.ts';
+import { SendfilePolicy } from './http/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
 import { Router, type Route } from './proxy/router.ts';
@@ -30,20 +31,32 @@ export interface Mirror {
   readonly upstreams: UpstreamPool;
   readonly background: Background;
   readonly metrics: Metrics | undefined;
+  /** Writes blob bodies to clients; owns the read-buffer pool the idle collector trims. */
+  readonly blobWriter: BlobWriter;
+  /** Whether the native addon is in use (sendfile, fills' hash-and-write): loaded, and server.nativeAddon on. */
+  readonly nativeAddon: boolean;
   /** True once a stop began: /readyz answers 503. */
   readonly draining: boolean;
   /** Drains (readiness 503, optional delay, close listener, finish in-flight pulls) and closes storage. */
   stop(opts?: { graceMs?: number; drainDelayMs?: number }): Promise<void>;
 }
 
-export async function startMirror(config: Config, log: Logger): Promise<Mirror> {
-  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log });
-  const upstreams = createUpstreams(config.upstreams, log);
+export interface MirrorOptions {
+  /** The clock for tag TTLs, stale backoff, listing freshness, token lifetimes and metadata timestamps (tests move it). */
+  now?: () => number;
+}
+
+export async function startMirror(config: Config, log: Logger, { now = Date.now }: MirrorOptions = {}): Promise<Mirror> {
+  // server.nativeAddon: false leaves the addon unloaded: buffered copies and Node's hashing (the pure-Node path).
+  const addon = config.server.nativeAddon ? nativeAddon() : undefined;
+  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
+  const blobWriter = new BlobWriter({ sendfile: new SendfilePolicy(config.server.sendfile, addon) });
+  const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const router = new Router([...upstreams.values()], config.defaultUpstream);
-  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log });
+  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
   const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot });
-  const lists = new ListProxy({ metadata: storage.metadata });
+  const lists = new ListProxy({ metadata: storage.metadata, now });
   const background = new Background({ config, storage, router, prefetcher: new Prefetcher({ manifests, blobs }), lists, metrics, log });
   storage.blobs.onFillDone = (fill) => {
     metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
@@ -62,7 +75,7 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
   background.start();
 
   let draining = false;
-  const v2 = { router, manifests, blobs, lists, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
+  const v2 = { router, manifests, blobs, lists, blobWriter, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
   const app = createApp({
     log,
     ...v2,
@@ -79,11 +92,12 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
     await upstreams.closeAll();
     throw err;
   }
-  log.info({ url: server.url, upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, registries: u.registries })), defaultUpstream: config.defaultUpstream }, 'ocimirror listening');
-  const noAddon = nativeAddonError();
-  const noSendfile = sendfileUnavailableReason();
+  // listen: the address bound (0.0.0.0 = every interface); url: where a client on this host reaches it.
+  const bound = server.address.family === 'IPv6' ? `[${server.address.address}]:${server.address.port}` : `${server.address.address}:${server.address.port}`;
+  log.info({ listen: bound, url: server.url, upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, registries: u.registries })), defaultUpstream: config.defaultUpstream }, 'ocimirror listening');
+  const noAddon = config.server.nativeAddon ? nativeAddonError() : 'switched off by server.nativeAddon: false';
   if (noAddon) log.warn({ reason: noAddon }, 'blob bodies are copied through buffers instead of sendfile, and fills hash on the event loop');
-  else if (noSendfile) log.warn({ reason: noSendfile }, 'blob bodies are copied through buffers instead of sendfile');
+  else if (!blobWriter.sendfile.available) log.warn({ reason: 'switched off by server.sendfile: off' }, 'blob bodies are copied through buffers instead of sendfile');
   let stopping: Promise<void> | undefined;
   return {
     url: server.url,
@@ -92,6 +106,8 @@ export async function startMirror(config: Config, log: Logger): Promise<Mirror> 
     upstreams,
     background,
     metrics,
+    blobWriter,
+    nativeAddon: addon !== undefined,
     get draining() {
       return draining;
     },

@@ -2,7 +2,8 @@
  * @module http/render-error
  * The one place errors become responses: every client-visible error is the OCI envelope
  * `{"errors":[{"code","message","detail"}]}` with the table's status. Anything that is not a
- * RegistryError is logged with its stack and rendered as a bare 500 UNKNOWN.
+ * RegistryError is logged with its stack and rendered as a bare 500 UNKNOWN. A HEAD gets the
+ * headers its GET would have, Content-Length included (RFC 9110 §9.3.2, §8.6), and no content.
  */
 import type { Context } from 'hono';
 import { RegistryError, toErrorEnvelope } from '../registry/errors.ts';
@@ -14,10 +15,12 @@ export function createErrorRenderer(log: Logger) {
     if (!(err instanceof RegistryError)) {
       log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     } else if (err.status >= 500) {
-      log.warn({ code: err.code, status: err.status, msg: err.message, cause: (err.cause as Error | undefined)?.message, path: c.req.path }, 'request failed');
+      // The error goes under `err`, as everywhere else: pino owns `msg`.
+      log.warn({ code: err.code, status: err.status, err: err.message, cause: (err.cause as Error | undefined)?.message, path: c.req.path }, 'request failed');
     }
     const { status, headers, body } = toErrorEnvelope(err);
-    const all = { ...API_VERSION_HEADER, 'Content-Type': 'application/json', ...headers };
-    return c.req.method === 'HEAD' ? c.body(null, status as 500, all) : c.body(JSON.stringify(body), status as 500, all);
+    const json = JSON.stringify(body);
+    const all = { ...API_VERSION_HEADER, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)), ...headers };
+    return c.req.method === 'HEAD' ? c.body(null, status as 500, all) : c.body(json, status as 500, all);
   };
 }

@@ -6,7 +6,10 @@
  *  3. the Host header — one Service/Ingress host name per registry;
  *  4. `defaultUpstream` — Docker's `registry-mirrors`, which only mirrors docker.io.
  * A registry that is not configured is refused before any connection is made: the mirror is
- * never an open proxy. Docker Hub's implicit `library/` namespace is added for one-component names.
+ * never an open proxy. Docker Hub's implicit `library/` namespace is added to one-component names
+ * when the registry the request named is Docker Hub, or when it named none and the default
+ * upstream serves Docker Hub: an upstream may serve Docker Hub under other names too, and a
+ * request for `registry.example/multi` must reach it as `multi`.
  */
 import { RegistryError } from '../registry/errors.ts';
 import { assertName } from '../registry/reference.ts';
@@ -14,7 +17,7 @@ import type { Upstream } from './upstream.ts';
 
 export interface Route {
   readonly upstream: Upstream;
-  /** Repository name on the upstream (prefix stripped, `library/` added for docker.io). */
+  /** Repository name on the upstream (prefix stripped, `library/` added for a Docker Hub request). */
   readonly repo: string;
   /** The path prefix the client used, so links we emit keep working (`docker.io`), if any. */
   readonly prefix: string | undefined;
@@ -28,6 +31,10 @@ export interface RouteHints {
 }
 
 const DOCKER_HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+function isDockerHub(registry: string): boolean {
+  return DOCKER_HUB_NAMES.has(registry.toLowerCase());
+}
 
 /** Docker's rule (distribution/reference): a first component is a registry host if it has '.' or ':' or is 'localhost'. */
 function looksLikeHost(component: string): boolean {
@@ -51,18 +58,20 @@ export class Router {
   resolve(rawName: string, hints: RouteHints = {}): Route {
     if (hints.ns !== undefined && hints.ns !== '') {
       const upstream = this.#registry(hints.ns);
-      return this.#route(upstream, rawName, undefined, 'ns');
+      return this.#route(upstream, rawName, undefined, 'ns', isDockerHub(hints.ns));
     }
     const slash = rawName.indexOf('/');
     const first = slash > 0 ? rawName.slice(0, slash) : '';
     if (first && looksLikeHost(first)) {
       const upstream = this.#registry(first);
-      return this.#route(upstream, rawName.slice(slash + 1), first, 'prefix');
+      return this.#route(upstream, rawName.slice(slash + 1), first, 'prefix', isDockerHub(first));
     }
     const host = hints.host?.toLowerCase();
     if (host) {
-      const byHost = this.#byRegistry.get(host) ?? this.#byRegistry.get(host.replace(/:\d+$/, ''));
-      if (byHost) return this.#route(byHost, rawName, undefined, 'host');
+      const bare = host.replace(/:\d+$/, '');
+      const registry = this.#byRegistry.has(host) ? host : bare;
+      const byHost = this.#byRegistry.get(registry);
+      if (byHost) return this.#route(byHost, rawName, undefined, 'host', isDockerHub(registry));
     }
     if (!this.#default) {
       assertName(rawName);
@@ -71,7 +80,7 @@ export class Router {
         detail: { name: rawName.slice(0, 300) },
       });
     }
-    return this.#route(this.#default, rawName, undefined, 'default');
+    return this.#route(this.#default, rawName, undefined, 'default', this.#default.config.registries.some(isDockerHub));
   }
 
   /** The route for a repository on a named upstream (jobs that stored it earlier). */
@@ -92,10 +101,9 @@ export class Router {
     return upstream;
   }
 
-  #route(upstream: Upstream, name: string, prefix: string | undefined, via: Route['via']): Route {
+  #route(upstream: Upstream, name: string, prefix: string | undefined, via: Route['via'], dockerHub: boolean): Route {
     assertName(name);
-    const isHub = upstream.config.registries.some((r) => DOCKER_HUB_NAMES.has(r));
-    const repo = isHub && !name.includes('/') ? `library/${name}` : name;
+    const repo = dockerHub && !name.includes('/') ? `library/${name}` : name;
     return { upstream, repo, prefix, via };
   }
 }

@@ -28,6 +28,14 @@ export function parseDigest(text: string): Digest {
   throw new RegistryError('DIGEST_INVALID', { message: 'invalid digest format', detail });
 }
 
+/**
+ * Whether `text` has the shape of a digest (`algorithm:encoded`, any algorithm), whatever its
+ * value: a reference of that shape with a bad value is DIGEST_INVALID, not some other error.
+ */
+export function isDigestShaped(text: string): boolean {
+  return GENERAL.test(text);
+}
+
 export function isDigest(text: string): boolean {
   return SHA256.test(text);
 }

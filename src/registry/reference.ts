@@ -5,9 +5,12 @@
  *   <reference> a tag [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} or a digest.
  * The grammar already excludes '.', '..', empty components and any character that could
  * escape a directory, which is why names may be used in cache keys after this check.
+ * A reference that is neither is not a malformed request but one the spec's manifest route does
+ * not match, so no manifest can have it: MANIFEST_UNKNOWN (404), as distribution answers. Only
+ * text of the digest shape `algorithm:encoded` with a value ocimirror cannot verify is DIGEST_INVALID.
  */
 import { RegistryError } from './errors.ts';
-import { isDigest, parseDigest, type Digest } from './digest.ts';
+import { isDigest, isDigestShaped, parseDigest, type Digest } from './digest.ts';
 
 const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const NAME = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
@@ -32,13 +35,14 @@ export function isValidTag(tag: string): boolean {
 
 export type Reference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
 
-/** A manifest reference: digest when it contains ':', else a tag. */
+/** A manifest reference: a tag, else a digest; anything else names no manifest. */
 export function parseReference(text: string): Reference {
-  if (text.includes(':')) return { kind: 'digest', digest: parseDigest(text) };
-  if (!isValidTag(text)) {
-    throw new RegistryError('TAG_INVALID', { message: 'invalid tag', detail: { reference: text.slice(0, 200) } });
-  }
-  return { kind: 'tag', tag: text };
+  if (isValidTag(text)) return { kind: 'tag', tag: text };
+  if (isDigestShaped(text)) return { kind: 'digest', digest: parseDigest(text) };
+  throw new RegistryError('MANIFEST_UNKNOWN', {
+    message: 'the manifest reference is neither a tag nor a digest',
+    detail: { reference: text.slice(0, 200) },
+  });
 }
 
 export function referenceString(ref: Reference): string {

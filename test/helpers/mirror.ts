@@ -15,6 +15,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { silentLogger } from '../../src/util/logger.ts';
+import type { TestClock } from './clock.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -48,11 +49,33 @@ export function mirrorConfig(upstreamUrl: string, extra: Partial<RawConfig> & { 
   } as RawConfig;
 }
 
-export async function startTestMirror(raw: RawConfig, opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
+/**
+ * A mirror config with one upstream, `shared`, that serves Docker Hub (`docker.io`) and another
+ * registry (`registry.example`) from the same upstream, and is the default: `library/` is added
+ * for requests that name Docker Hub or no registry, never for those naming `registry.example`.
+ */
+export function sharedHubConfig(upstreamUrl: string, extra: Partial<RawConfig> = {}): RawConfig {
+  return {
+    listen: '127.0.0.1:0',
+    upstreams: [{ name: 'shared', url: upstreamUrl, registries: ['docker.io', 'registry.example'], tagTTL: '1h' }],
+    defaultUpstream: 'shared',
+    prefetch: { onPull: false },
+    ...extra,
+  } as RawConfig;
+}
+
+export interface TestMirrorOptions {
+  dataDir?: string;
+  env?: NodeJS.ProcessEnv;
+  /** The mirror's clock for TTLs and backoffs; tests advance it instead of sleeping. */
+  clock?: TestClock;
+}
+
+export async function startTestMirror(raw: RawConfig, opts: TestMirrorOptions = {}): Promise<TestMirror> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'ocimirror-test-')));
   // Storage options (maxSize, lowWatermark, maxAge) from `raw` are kept; only the path is the test's.
   const config = parseConfig({ ...raw, storage: { ...raw.storage, path: dataDir } }, { env: opts.env ?? {} });
-  const mirror = await startMirror(config, silentLogger);
+  const mirror = await startMirror(config, silentLogger, opts.clock ? { now: opts.clock.now } : {});
   return {
     url: mirror.url,
     dataDir,

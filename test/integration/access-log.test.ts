@@ -44,8 +44,12 @@ describeWithTools(['docker-registry'], 'the access log', () => {
       await waitFor('the blob to be committed', () => mirror.storage.metadata.getBlob(blob.digest));
     }
     await fetch(`${mirror.url}/v2/Bad/manifests/latest`).then((r) => r.arrayBuffer());
-    await new Promise((r) => setTimeout(r, 100));
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    // A line is written when its response closes, which may come after the client has the body.
+    const parsed = () => text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = await waitFor('three access lines', () => {
+      const all = parsed();
+      return all.filter((l) => l.module === 'access').length >= 3 && all;
+    });
     const access = lines.filter((l) => l.module === 'access');
     const blobLines = access.filter((l) => l.path === `/v2/small/blobs/${blob.digest}`);
     expect(blobLines).toHaveLength(2);

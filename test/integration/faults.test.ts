@@ -5,6 +5,7 @@
  * to a wrong body) and leave nothing corrupt in the cache.
  */
 import { readdir } from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
@@ -14,8 +15,34 @@ import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { get, sha256 } from '../helpers/pull.ts';
-import { sleep, waitFor } from '../helpers/wait.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { TestClock } from '../helpers/clock.ts';
+import { STALE_RETRY_MS } from '../../src/proxy/manifest-proxy.ts';
+import type { Mirror } from '../../src/mirror.ts';
 
+/** The faults suite's tagTTL, passed by advancing the mirror's clock rather than by sleeping. */
+const TAG_TTL_MS = 60_000;
+
+/** Waits until no fill is running and no temp file is left: a failed fill removes its own. */
+async function fillsSettled(mirror: Mirror): Promise<void> {
+  await waitFor('running fills to end', () => mirror.storage.blobs.activeFills === 0, 10_000, 10);
+  await waitFor('temp files to be removed', async () => (await readdir(mirror.storage.paths.tmp)).length === 0, 10_000, 10);
+}
+
+/** A HEAD over node:http with the target exactly as written: status, headers, and the body bytes that came (must be 0). */
+function rawHead(base: string, rawPath: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: number }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: hostname, port, path: rawPath, method: 'HEAD', headers }, (res) => {
+      let body = 0;
+      res.on('data', (c: Buffer) => (body += c.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 async function errorOf(url: string, headers: Record<string, string> = {}) {
   const { res, body } = await get(url, headers);
@@ -34,10 +61,11 @@ async function filesUnder(dir: string): Promise<string[]> {
 describeWithTools(['docker-registry'], 'faults between the mirror and its upstream', () => {
   let upstream: Upstream;
   let m: TestMirror;
+  const clock = new TestClock();
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    m = await startTestMirror(mirrorConfig(upstream.url, { upstream: { tagTTL: '300ms', timeout: '2s' } }));
+    m = await startTestMirror(mirrorConfig(upstream.url, { upstream: { tagTTL: `${TAG_TTL_MS}ms`, timeout: '2s' } }), { clock });
   });
   afterAll(async () => {
     await m?.stop();
@@ -67,7 +95,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
         if (a.status === 'fulfilled') expect(a.value.res.status).not.toBe(200);
         else expect(`${a.reason} ${(a.reason as Error).cause ?? ''}`).toMatch(/terminated|socket|closed|aborted|fetch failed|reset/i);
       }
-      await sleep(100);
+      await fillsSettled(m.mirror);
       expectNotCached(blob.digest);
       expect(await readdir(m.mirror.storage.paths.tmp)).toEqual([]);
       expect(await filesUnder(m.dataDir)).not.toContain(expect.stringContaining(blob.digest.slice(7)));
@@ -79,7 +107,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
       expect(again.res.status).toBe(200);
       expect(sha256(again.body)).toBe(blob.digest);
       expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(attempted + 1);
-      await sleep(100);
+      await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
       expect(m.mirror.storage.metadata.getBlob(blob.digest)?.size).toBe(blob.size);
     });
   }
@@ -88,7 +116,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
     const image = upstream.fixtures.image('medium');
     const first = await get(`${m.url}/v2/medium/manifests/latest`, { accept: MANIFEST_ACCEPT });
     expect(first.res.headers.get('x-cache')).toBe('MISS');
-    await sleep(400); // past tagTTL
+    clock.advance(TAG_TTL_MS);
     await upstream.proxy.down();
     const stale = await get(`${m.url}/v2/medium/manifests/latest`, { accept: MANIFEST_ACCEPT });
     expect(stale.res.status).toBe(200);
@@ -106,7 +134,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
 
   it('asks a failing upstream about an expired tag at most once per backoff, serving STALE in between', async () => {
     await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
-    await sleep(400); // past tagTTL (300 ms), which also bounds the backoff here
+    clock.advance(TAG_TTL_MS);
     upstream.proxy.status(503, {}, { pathIncludes: '/manifests/' });
     upstream.proxy.reset();
     const caches: string[] = [];
@@ -116,12 +144,16 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
     }
     expect(caches).toEqual(Array(5).fill('200 STALE'));
     expect(upstream.proxy.count({ pathIncludes: '/manifests/' })).toBe(1);
-    await sleep(350); // past the backoff: the next request asks again
+    clock.advance(STALE_RETRY_MS - 1);
+    const within = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
+    expect(within.res.headers.get('x-cache')).toBe('STALE');
+    expect(upstream.proxy.count({ pathIncludes: '/manifests/' })).toBe(1);
+    clock.advance(1); // the backoff is over: the next request asks again
     const again = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
     expect(again.res.headers.get('x-cache')).toBe('STALE');
     expect(upstream.proxy.count({ pathIncludes: '/manifests/' })).toBe(2);
     upstream.proxy.clear(); // the upstream is back; the tag is fresh again once the backoff is over
-    await sleep(350);
+    clock.advance(STALE_RETRY_MS);
     const back = await get(`${m.url}/v2/small/manifests/latest`, { accept: MANIFEST_ACCEPT });
     expect(back.res.headers.get('x-cache')).toBe('HIT');
   });
@@ -138,7 +170,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
 
   it('revalidates an expired tag with a HEAD and no GET when it has not moved', async () => {
     await get(`${m.url}/v2/multi/manifests/latest`, { accept: MANIFEST_ACCEPT });
-    await sleep(400);
+    clock.advance(TAG_TTL_MS);
     upstream.proxy.reset();
     const again = await get(`${m.url}/v2/multi/manifests/latest`, { accept: MANIFEST_ACCEPT });
     expect(again.res.headers.get('x-cache')).toBe('HIT');
@@ -154,7 +186,7 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
     await pushFixtures(upstream.registry.url, upstream.fixtures, [{ ...v2, tags: ['moving'] }]);
     const within = await get(`${m.url}/v2/small/manifests/moving`, { accept: MANIFEST_ACCEPT });
     expect(within.res.headers.get('docker-content-digest')).toBe(v1.manifest.digest);
-    await sleep(400);
+    clock.advance(TAG_TTL_MS);
     const after = await get(`${m.url}/v2/small/manifests/moving`, { accept: MANIFEST_ACCEPT });
     expect(after.res.headers.get('docker-content-digest')).toBe(v2.manifest.digest);
     expect(after.res.headers.get('x-cache')).toBe('MISS');
@@ -213,7 +245,7 @@ describeWithTools(['docker-registry'], 'fills detached from their clients', () =
         (err: Error) => `${err} ${err.cause ?? ''}`,
       );
       expect(String(attempt)).toMatch(/terminated|socket|closed|aborted|fetch failed|reset|502|503/i);
-      await sleep(100);
+      await fillsSettled(m.mirror);
       expect(m.mirror.storage.metadata.getBlob(blob.digest)).toBeUndefined();
       expect(await readdir(m.mirror.storage.paths.tmp)).toEqual([]);
     } finally {
@@ -243,8 +275,14 @@ describeWithTools(['docker-registry'], 'malformed client input', () => {
       ['/v2/small/../../../etc/manifests/latest', 400, 'NAME_INVALID'],
       ['/v2/small/%2e%2e/%2e%2e/manifests/latest', 400, 'NAME_INVALID'],
       ['/v2/a//b/manifests/latest', 400, 'NAME_INVALID'],
-      ['/v2/small/manifests/bad%2Ftag', 400, 'TAG_INVALID'],
-      ['/v2/small/manifests/-x', 400, 'TAG_INVALID'],
+      // Neither a tag nor a digest: the spec's manifest route names no such manifest.
+      ['/v2/small/manifests/bad%2Ftag', 404, 'MANIFEST_UNKNOWN'],
+      ['/v2/small/manifests/-x', 404, 'MANIFEST_UNKNOWN'],
+      ['/v2/small/manifests/sha256:', 404, 'MANIFEST_UNKNOWN'],
+      [`/v2/small/manifests/${'x'.repeat(129)}`, 404, 'MANIFEST_UNKNOWN'],
+      // Digest-shaped, with a value the mirror cannot verify.
+      [`/v2/small/manifests/sha512:${'ab'.repeat(64)}`, 400, 'DIGEST_INVALID'],
+      [`/v2/small/manifests/sha256:${'A'.repeat(64)}`, 400, 'DIGEST_INVALID'],
       ['/v2/small/blobs/sha256:../../../../etc/passwd', 404, 'NOT_FOUND'],
       ['/v2/small/blobs/sha256:ABC', 400, 'DIGEST_INVALID'],
       [`/v2/small/blobs/md5:${'a'.repeat(32)}`, 400, 'DIGEST_INVALID'],
@@ -260,10 +298,39 @@ describeWithTools(['docker-registry'], 'malformed client input', () => {
         const res = await rawGet(m.url, p);
         expect(res.status).toBe(status);
         expect(JSON.parse(res.body).errors[0].code).toBe(code);
+        const head = await rawHead(m.url, p);
+        expect(head.status).toBe(status);
+        expect(head.headers['content-length']).toBe(String(Buffer.byteLength(res.body)));
+        expect(head.body).toBe(0);
         expect(await filesUnder(m.dataDir)).toEqual(before);
         expect(upstream.proxy.count()).toBe(0);
       });
     }
+  });
+
+  it('gives HEAD errors the Content-Length of the GET error body, whoever raised the error', async () => {
+    const blob = upstream.fixtures.image('small').manifest.layers[0]!;
+    await get(`${m.url}/v2/small/blobs/${blob.digest}`);
+    await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
+    const cases: Array<[string, Record<string, string>, number]> = [
+      ['/v2/small/manifests/nope', {}, 404], // the upstream's 404
+      [`/v2/small/blobs/sha256:${'0'.repeat(64)}`, {}, 404],
+      ['/v2/small/manifests/latest?ns=evil.example', {}, 404], // NAME_UNKNOWN, no upstream contact
+      [`/v2/small/blobs/${blob.digest}`, { range: `bytes=${blob.size + 10}-` }, 416],
+      ['/v2/_catalog', {}, 405],
+      ['/nothing/here', {}, 404], // outside the registry API
+      ['/admin/v1/usage', {}, 401], // the admin API without its token
+    ];
+    for (const [p, headers, status] of cases) {
+      const res = await rawGet(m.url, p, headers);
+      const head = await rawHead(m.url, p, headers);
+      expect([res.status, head.status], p).toEqual([status, status]);
+      expect(res.body.length, p).toBeGreaterThan(0);
+      expect(head.headers['content-length'], p).toBe(String(Buffer.byteLength(res.body)));
+      expect(head.headers['content-type'], p).toBe(res.headers['content-type']);
+      expect(head.body, p).toBe(0);
+    }
+    upstream.proxy.reset();
   });
 
   it('survives a TLS ClientHello on the plain-HTTP port and keeps serving', async () => {

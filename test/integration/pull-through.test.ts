@@ -9,7 +9,7 @@ import { get, pullImage, sha256 } from '../helpers/pull.ts';
 import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
-import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { mirrorConfig, sharedHubConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 
@@ -89,7 +89,7 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
       const tail = await get(url, { range: 'bytes=-10' });
       expect(tail.res.status).toBe(206);
       expect(tail.body.equals(whole.subarray(whole.length - 10))).toBe(true);
-      if (round === 'miss') await new Promise((r) => setTimeout(r, 200)); // let the fill commit
+      if (round === 'miss') await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
     }
     const past = await get(url, { range: `bytes=${blob.size + 10}-` });
     expect(past.res.status).toBe(416);
@@ -170,5 +170,48 @@ describeWithTools(['docker-registry'], 'pull-through from a real upstream regist
       expect(JSON.parse(body.toString()).errors[0].code).toBe('UNSUPPORTED');
     }
     expect(upstream.proxy.count()).toBe(0);
+  });
+});
+
+describeWithTools(['docker-registry'], 'an upstream that serves Docker Hub and another registry', () => {
+  let upstream: Upstream;
+  let m: TestMirror;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    m = await startTestMirror(sharedHubConfig(upstream.url));
+  });
+  afterAll(async () => {
+    await m?.stop();
+    await upstream?.stop();
+  });
+  beforeEach(() => upstream.proxy.reset());
+
+  it('asks the upstream for a one-component name as is when the request names the other registry', async () => {
+    const image = upstream.fixtures.image('multi');
+    const urls = [
+      `${m.url}/v2/multi/manifests/latest?ns=registry.example`,
+      `${m.url}/v2/registry.example/multi/manifests/latest`,
+    ];
+    for (const url of urls) {
+      const { res } = await get(url, { accept: MANIFEST_ACCEPT });
+      expect(res.status, url).toBe(200);
+      expect(res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
+    }
+    const viaHost = await rawGet(m.url, '/v2/multi/manifests/latest', { host: 'registry.example', accept: MANIFEST_ACCEPT });
+    expect(viaHost.status).toBe(200);
+    expect(upstream.proxy.count({ pathIncludes: '/v2/multi/manifests/latest' })).toBe(1);
+    expect(upstream.proxy.count({ pathIncludes: '/library/multi' })).toBe(0);
+  });
+
+  it('adds library/ when the request names Docker Hub, or no registry', async () => {
+    const image = upstream.fixtures.image('library/alpine');
+    for (const url of [`${m.url}/v2/alpine/manifests/latest?ns=docker.io`, `${m.url}/v2/docker.io/alpine/manifests/latest`, `${m.url}/v2/alpine/manifests/latest`]) {
+      const { res } = await get(url, { accept: MANIFEST_ACCEPT });
+      expect(res.status, url).toBe(200);
+      expect(res.headers.get('docker-content-digest')).toBe(image.manifest.digest);
+    }
+    expect(upstream.proxy.count({ pathIncludes: '/v2/library/alpine/manifests/latest' })).toBe(1);
+    expect(upstream.proxy.count({ pathRegex: /^\/v2\/alpine\// })).toBe(0);
   });
 });

@@ -7,11 +7,13 @@
  * Content-Range on 416, Allow on 405) reach the client; anything else is a bare 500 UNKNOWN
  * whose message stays in the log.
  */
+import http from 'node:http';
 import { Hono } from 'hono';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createErrorRenderer } from '../../../src/http/render-error.ts';
+import { startServer, type RunningServer } from '../../../src/http/server.ts';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { silentLogger, type Logger } from '../../../src/util/logger.ts';
 
@@ -109,6 +111,22 @@ describe('createErrorRenderer', () => {
     expect(raw[0]?.body).toBeNull();
   });
 
+  it('gives HEAD the Content-Length of the body GET would have', async () => {
+    const { app, raw } = appThrowing(new RegistryError('MANIFEST_UNKNOWN', { detail: { tag: 'nope' } }));
+    const get = await app.request('/boom');
+    const body = Buffer.from(await get.arrayBuffer());
+    await app.request('/boom', { method: 'HEAD' });
+    expect(raw[1]?.headers.get('content-length')).toBe(String(body.length));
+    expect(get.headers.get('content-length')).toBe(String(body.length));
+  });
+
+  it('counts Content-Length in bytes, not characters', async () => {
+    const { app, raw } = appThrowing(new RegistryError('DENIED', { message: 'zugriff verweigert für ä' }));
+    await app.request('/boom', { method: 'HEAD' });
+    const expected = Buffer.byteLength(JSON.stringify({ errors: [{ code: 'DENIED', message: 'zugriff verweigert für ä' }] }));
+    expect(raw[0]?.headers.get('content-length')).toBe(String(expected));
+  });
+
   it('gives GET a body from the same renderer (so the HEAD check above can fail)', async () => {
     const { app, raw } = appThrowing(new RegistryError('TOOMANYREQUESTS'));
     await app.request('/boom');
@@ -125,12 +143,80 @@ describe('createErrorRenderer', () => {
     expect((line?.err as { stack: string }).stack).toMatch(/disk on fire\n\s+at /);
   });
 
-  it('logs a 5xx RegistryError at warn with its cause, and 4xx not at all', async () => {
+  it('logs a 5xx RegistryError at warn with its message under err and its cause, and 4xx not at all', async () => {
     const { log, lines } = capturingLogger();
-    await appThrowing(new RegistryError('UNAVAILABLE', { cause: new Error('ECONNREFUSED') }), log).app.request('/boom');
+    await appThrowing(new RegistryError('UNAVAILABLE', { message: 'upstream test is unreachable', cause: new Error('ECONNREFUSED') }), log).app.request('/boom');
     await appThrowing(new RegistryError('BLOB_UNKNOWN'), log).app.request('/boom');
     const logged = lines();
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ level: 40, code: 'UNAVAILABLE', status: 503, cause: 'ECONNREFUSED', msg: 'request failed' });
+    expect(logged[0]).toMatchObject({ level: 40, code: 'UNAVAILABLE', status: 503, err: 'upstream test is unreachable', cause: 'ECONNREFUSED', msg: 'request failed' });
   });
+
+  it('writes one msg key per log line', async () => {
+    const chunks: string[] = [];
+    const dest = new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(String(chunk));
+        done();
+      },
+    });
+    const log = pino({ level: 'debug' }, dest);
+    await appThrowing(new RegistryError('BAD_GATEWAY', { message: 'upstream sent garbage' }), log).app.request('/boom');
+    await appThrowing(new Error('disk on fire'), log).app.request('/boom');
+    const raw = chunks.join('').split('\n').filter(Boolean);
+    expect(raw).toHaveLength(2);
+    // JSON.parse keeps the last of duplicate keys, so count them in the text itself.
+    for (const line of raw) expect(line.match(/"msg":/g), line).toHaveLength(1);
+  });
+});
+
+/** One request over a real loopback socket: status, headers and the body bytes that arrived. */
+function request(url: string, method: 'GET' | 'HEAD'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('createErrorRenderer behind the real node:http server', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    const app = new Hono();
+    app.onError(createErrorRenderer(silentLogger));
+    app.get('/manifest', () => {
+      throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference: 'nope' } });
+    });
+    app.get('/range', () => {
+      throw new RegistryError('RANGE_INVALID', { detail: { size: 10 }, headers: { 'Content-Range': 'bytes */10' } });
+    });
+    app.get('/crash', () => {
+      throw new Error('internal');
+    });
+    server = await startServer(app, { host: '127.0.0.1', port: 0, log: silentLogger });
+  });
+  afterAll(async () => {
+    await server?.close(1000);
+  });
+
+  for (const [path, status] of [['/manifest', 404], ['/range', 416], ['/crash', 500]] as const) {
+    it(`sends HEAD ${path} the status, headers and Content-Length of its GET (${status}) and no body`, async () => {
+      const get = await request(`${server.url}${path}`, 'GET');
+      const head = await request(`${server.url}${path}`, 'HEAD');
+      expect(get.status).toBe(status);
+      expect(get.body.length).toBeGreaterThan(0);
+      expect(get.headers['content-length']).toBe(String(get.body.length));
+      expect(head.status).toBe(status);
+      expect(head.headers['content-length']).toBe(String(get.body.length));
+      expect(head.headers['content-type']).toBe(get.headers['content-type']);
+      expect(head.headers['docker-distribution-api-version']).toBe('registry/2.0');
+      expect(head.body.length).toBe(0);
+    });
+  }
 });

@@ -5,7 +5,9 @@
  * header, then `defaultUpstream` (Docker's registry-mirrors). A first component is a registry
  * host when it contains '.' or ':' or is 'localhost' (distribution/reference's rule). Names
  * are checked against the distribution-spec v1.1 grammar after the prefix is stripped; Docker
- * Hub's implicit `library/` is added to one-component names only on a Docker Hub upstream. An
+ * Hub's implicit `library/` is added to one-component names only when the request named Docker
+ * Hub (or named no registry and the default upstream serves Docker Hub), whatever else the
+ * upstream serves. An
  * unconfigured registry is NAME_UNKNOWN and never falls through to the default: the mirror is
  * not an open proxy.
  */
@@ -182,6 +184,38 @@ describe('Router: Docker Hub library/ expansion', () => {
     expect(router.resolve('alpine', { ns: 'ghcr.io' }).repo).toBe('alpine');
     expect(router.resolve('registry.local:5000/alpine').repo).toBe('alpine');
     expect(router.resolve('alpine', { host: 'localhost' }).repo).toBe('alpine');
+  });
+
+  describe('on an upstream that serves Docker Hub under other names too', () => {
+    const shared = upstream('shared', ['docker.io', 'registry.example', 'mirror.example:5000']);
+    const router = new Router([shared, ghcr], 'shared');
+
+    it('adds library/ when the request names Docker Hub', () => {
+      expect(router.resolve('multi', { ns: 'docker.io' })).toMatchObject({ upstream: shared, repo: 'library/multi', via: 'ns' });
+      expect(router.resolve('docker.io/multi')).toMatchObject({ upstream: shared, repo: 'library/multi', via: 'prefix' });
+      expect(router.resolve('multi', { host: 'docker.io' })).toMatchObject({ upstream: shared, repo: 'library/multi', via: 'host' });
+      expect(router.resolve('multi', { host: 'DOCKER.IO:443' })).toMatchObject({ repo: 'library/multi', via: 'host' });
+    });
+
+    it('leaves the name alone when the request names another of its registries', () => {
+      expect(router.resolve('multi', { ns: 'registry.example' })).toMatchObject({ upstream: shared, repo: 'multi', via: 'ns' });
+      expect(router.resolve('registry.example/multi')).toMatchObject({ upstream: shared, repo: 'multi', via: 'prefix' });
+      expect(router.resolve('mirror.example:5000/multi')).toMatchObject({ upstream: shared, repo: 'multi', via: 'prefix' });
+      expect(router.resolve('multi', { host: 'registry.example' })).toMatchObject({ upstream: shared, repo: 'multi', via: 'host' });
+      expect(router.resolve('multi', { host: 'mirror.example:5000' })).toMatchObject({ upstream: shared, repo: 'multi', via: 'host' });
+    });
+
+    it('adds library/ to a request naming no registry, since the default upstream serves Docker Hub', () => {
+      expect(router.resolve('multi')).toMatchObject({ upstream: shared, repo: 'library/multi', via: 'default' });
+      expect(router.resolve('multi', { host: 'mirror.internal' })).toMatchObject({ repo: 'library/multi', via: 'default' });
+    });
+
+    it('does not add library/ to a request naming no registry when the default upstream does not serve Docker Hub', () => {
+      const other = new Router([shared, ghcr], 'ghcr');
+      expect(other.resolve('app')).toMatchObject({ upstream: ghcr, repo: 'app', via: 'default' });
+      expect(other.resolve('multi', { ns: 'registry.example' }).repo).toBe('multi');
+      expect(other.resolve('multi', { ns: 'docker.io' }).repo).toBe('library/multi');
+    });
   });
 
   it('recognises Docker Hub by any of its names', () => {

@@ -7,7 +7,7 @@
  * DIGEST_INVALID (distribution-spec v1.1 "Error Codes", code-4), status 400.
  */
 import { describe, expect, it } from 'vitest';
-import { isDigest, parseDigest } from '../../../src/registry/digest.ts';
+import { isDigest, isDigestShaped, parseDigest } from '../../../src/registry/digest.ts';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { thrown } from '../../helpers/thrown.ts';
 
@@ -74,6 +74,20 @@ describe('isDigest', () => {
         parses = false;
       }
       expect(isDigest(text), text).toBe(parses);
+    }
+  });
+});
+
+describe('isDigestShaped', () => {
+  it('accepts any algorithm:encoded text, valid for ocimirror or not', () => {
+    for (const text of [`sha256:${HEX}`, `sha256:${HEX.toUpperCase()}`, `sha512:${'ab'.repeat(64)}`, 'md5:abc', 'multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8', 'latest:1']) {
+      expect(isDigestShaped(text), text).toBe(true);
+    }
+  });
+
+  it('refuses text without an algorithm, without an encoded part, or with characters outside the grammar', () => {
+    for (const text of ['latest', '', 'sha256:', ':abc', 'SHA256:abc', 'sha256:a/b', 'sha256:a:b', '-x', 'sha256:abc\n']) {
+      expect(isDigestShaped(text), JSON.stringify(text)).toBe(false);
     }
   });
 });
