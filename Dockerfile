@@ -38,7 +38,9 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY config ./config
-RUN mkdir -p /data && chown node:node /data
+# `ocimirror prefetch|gc …` on PATH, e.g. for `kubectl exec`.
+RUN mkdir -p /data && chown node:node /data \
+    && ln -s /app/bin/ocimirror.js /usr/local/bin/ocimirror
 USER node
 VOLUME ["/data"]
 EXPOSE 5000
@@ -46,6 +48,6 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM drains (readiness 503, in-flight pulls finish within server.shutdownGrace) and exits 0.
 STOPSIGNAL SIGTERM
-# --max-semi-space-size=8: a smaller young generation (README "Memory").
+# --max-semi-space-size=8: a smaller young generation (lower peak RSS under load).
 ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/ocimirror.mjs"]
 CMD ["serve"]

@@ -60,7 +60,7 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
-  // The node flags the image and bin/ocimirror.js run it with (README "Memory").
+  // The node flags the image and bin/ocimirror.js run it with.
   const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/ocimirror.mjs'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
   const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);

@@ -103,6 +103,7 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['  … upstream bytes × content', f(om.coldRunning.upstreamBytes / r.pull.contentBytes, 3), '', ''],
     ['cold upstream bytes × content', f(om.cold.upstreamBytes / r.pull.contentBytes, 3), f(ref.cold.upstreamBytes / r.pull.contentBytes, 3),
       `${f(r.pull.direct[0]!.upstreamBytes / r.pull.contentBytes, 3)} direct`, 'cold.bytes'],
+    ['cold mirror CPU s (median round; fresh / running)', `${f(medianCpu(om.cold.rounds), 2)} / ${f(medianCpu(om.coldRunning.rounds), 2)}`, f(ref.cold.mirrorCpuS ?? Number.NaN, 2), ''],
     ['cold upstream requests', f(om.cold.upstreamRequests), f(ref.cold.upstreamRequests), `${f(r.pull.direct[0]!.upstreamRequests)} direct`],
     ['warm wall s', f(om.warm.wallS, 2), f(ref.warm.wallS, 2), `${f(directWallS(r), 2)} direct`, 'warm.wall'],
     ['warm upstream requests', f(om.warm.upstreamRequests), f(ref.warm.upstreamRequests), ''],
@@ -149,4 +150,10 @@ export function table(r: BenchResults, targets: Target[]): string {
 export async function writeJson(file: string, r: BenchResults, targets: Target[]): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, JSON.stringify({ ...r, targets }, null, 2) + '\n');
+}
+
+/** Median CPU-seconds of the mirror over pull rounds that measured it (NaN when none did). */
+function medianCpu(rounds: readonly PullResult[] | undefined): number {
+  const v = (rounds ?? []).map((p) => p.mirrorCpuS).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  return v.length === 0 ? Number.NaN : v[Math.floor(v.length / 2)]!;
 }

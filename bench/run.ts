@@ -62,13 +62,11 @@ async function main(cleanup: Cleanup): Promise<void> {
   // counts), so that a slow stretch of this shared machine lands on both sides of a ratio; each side
   // reports its median. Every cold round runs on a freshly started ocimirror with an empty cache;
   // the last one stays up for the phases after. The reference is pulled once, cold then warm.
-  const pull = (host: string, what: string) => (log(`pull: ${what}`), pullSet(host, PULL_SET, upstream, work, timeoutMs));
+  const pull = (host: string, what: string, pid?: number) => (log(`pull: ${what}`), pullSet(host, PULL_SET, upstream, work, timeoutMs, pid));
   const direct: PullResult[] = [];
   const coldRounds: PullResult[] = [];
-  // One round first that is not counted, both sides: in 8 of the 12 full runs of 2026-11-27 the first
-  // cold round was the slowest of its three (its 512 MiB fill 1.7–3.0 s against 1.4–1.6 later), and
-  // the first direct pull was the slowest of nine in 4 — the machine's first use in the run of that
-  // much fresh page cache and memory, which neither side's later rounds pay.
+  // One round first that is not counted, both sides: the machine's first use in a run of that much
+  // fresh page cache and memory made the first round the slowest on both sides, which later rounds never pay.
   const stopAndEmpty = async (m: OcimirrorProc) => {
     await m.daemon.stop();
     await rm(m.dataDir, { recursive: true, force: true });
@@ -82,12 +80,12 @@ async function main(cleanup: Cleanup): Promise<void> {
     direct.push(await pull(upstream.host, `direct (${r}/${params.pullRounds})`));
     if (om) await stopAndEmpty(om);
     om = await startMirror(r === params.pullRounds ? 'ocimirror' : `ocimirror-cold${r}`);
-    coldRounds.push(await pull(om.host, `ocimirror cold (${r}/${params.pullRounds})`));
+    coldRounds.push(await pull(om.host, `ocimirror cold (${r}/${params.pullRounds})`, om.pid));
   }
   if (!om) throw new Error('BENCH_PULL_ROUNDS must be at least 1');
   log(`ocimirror ${om.url} (pid ${om.pid}) stays up for the phases after the pulls`);
   const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
-  const refCold = await pull(reference.host, 'reference cold');
+  const refCold = await pull(reference.host, 'reference cold', pidWithArg(join(reference.dir, 'config.yml')));
   const warmRounds: PullResult[] = [];
   for (let r = 1; r <= params.pullRounds; r++) {
     warmRounds.push(await pull(om.host, `ocimirror warm (${r}/${params.pullRounds})`));
@@ -101,7 +99,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   for (let r = 1; r <= params.pullRounds; r++) {
     log(`emptying ocimirror's cache through its admin API (${r}/${params.pullRounds})`);
     await emptyCache(om, PULL_SET, timeoutMs);
-    runningRounds.push(await pull(om.host, `ocimirror cold, running (${r}/${params.pullRounds})`));
+    runningRounds.push(await pull(om.host, `ocimirror cold, running (${r}/${params.pullRounds})`, om.pid));
     direct.push(await pull(upstream.host, `direct (${2 * params.pullRounds + r}/${3 * params.pullRounds})`));
   }
   const omCold = { ...medianBy(coldRounds, (p) => p.wallS), rounds: coldRounds };

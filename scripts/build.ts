@@ -2,7 +2,7 @@
  * `npm run build`: src/ bundled by esbuild into one ES module, dist/ocimirror.mjs (plus its source
  * map), which bin/ocimirror.js, `npm start` and the image run. One file instead of over 400 modules
  * spares Node's ESM loader a resolve, stat, read and compile per file: the mirror reached
- * "listening" ~0.3 s sooner (README "Start-up"). Type-checking stays with tsc (`npm run typecheck`).
+ * "listening" ~0.3 s sooner. Type-checking stays with tsc (`npm run typecheck`).
  * better-sqlite3 stays a package (a native addon found through its own `bindings` lookup); the
  * sendfile addon and config/ are found from the package root (src/util/package-root.ts).
  *   node --import tsx scripts/build.ts [outfile=dist/ocimirror.mjs]
