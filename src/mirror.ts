@@ -11,6 +11,7 @@ import { BlobWriter } from './http/blob-writer.ts';
 import { SendfilePolicy } from './http/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
+import { SlabPool } from './util/read-slabs.ts';
 import { Router, type Route } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';
 import { BlobProxy } from './proxy/blob-proxy.ts';
@@ -33,6 +34,8 @@ export interface Mirror {
   readonly metrics: Metrics | undefined;
   /** Writes blob bodies to clients; owns the read-buffer pool the idle collector trims. */
   readonly blobWriter: BlobWriter;
+  /** Drops the free buffers of the process's pools (blob writer's reads, bulk bodies' slabs); the idle collector calls it. */
+  trimBuffers(): void;
   /** Whether the native addon is in use (sendfile, fills' hash-and-write): loaded, and server.nativeAddon on. */
   readonly nativeAddon: boolean;
   /** True once a stop began: /readyz answers 503. */
@@ -51,7 +54,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   const addon = config.server.nativeAddon ? nativeAddon() : undefined;
   const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
   const blobWriter = new BlobWriter({ sendfile: new SendfilePolicy(config.server.sendfile, addon) });
-  const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress });
+  const slabs = new SlabPool();
+  const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const router = new Router([...upstreams.values()], config.defaultUpstream);
   const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
@@ -107,6 +111,10 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
     background,
     metrics,
     blobWriter,
+    trimBuffers: () => {
+      blobWriter.trim();
+      slabs.trim();
+    },
     nativeAddon: addon !== undefined,
     get draining() {
       return draining;

@@ -11,7 +11,6 @@ import { lockDataDir } from './data-lock.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
 import { startMirror } from '../mirror.ts';
 import { fullCollection, startIdleCollector } from '../util/idle-collector.ts';
-import { trimSlabs } from '../util/read-slabs.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -33,7 +32,7 @@ export function registerServe(program: Command): void {
       const mirror = await startMirror(config, log);
       // Memory back after bursts (server.idleGc); the serving process only, not in-process test mirrors.
       // server.idleGc: false (OCIMIRROR_IDLE_GC=0) turns it off: steadier latency in the burst after an idle spell, more memory kept.
-      const idle = !config.server.idleGc ? { stop: () => {} } : startIdleCollection(log, () => mirror.blobWriter.trim());
+      const idle = !config.server.idleGc ? { stop: () => {} } : startIdleCollection(log, () => mirror.trimBuffers());
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) {
@@ -60,10 +59,10 @@ export function registerServe(program: Command): void {
 }
 
 /** The idle collector (util/idle-collector) with the pools it empties, logging each collection. */
-function startIdleCollection(log: Logger, trimReadBuffers: () => void): { stop(): void } {
+function startIdleCollection(log: Logger, trimBuffers: () => void): { stop(): void } {
   const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return startIdleCollector({
-    trims: [trimReadBuffers, trimSlabs],
+    trims: [trimBuffers],
     collect: fullCollection(),
     // RSS a second later: V8 unmaps freed pages on a background task after the collection returns.
     onCollect: (ms, before) =>

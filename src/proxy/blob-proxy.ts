@@ -130,7 +130,7 @@ export class BlobProxy {
       repository: route.repo,
       path: `${route.repo}/blobs/${digest.value}`,
       signal,
-      // The fill writes the chunks and releases them to the read slabs (cache/blob-fill).
+      // The fill writes the chunks and hands them back through `release` (cache/blobs/blob-fill).
       bulk: true,
     });
     if (res.status !== 200) {
@@ -142,6 +142,7 @@ export class BlobProxy {
       size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
       mediaType: res.headers['content-type'],
       body: res.body,
+      release: res.release,
     };
   }
 }

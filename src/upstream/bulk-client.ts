@@ -20,11 +20,13 @@ import { Readable } from 'node:stream';
 import type { ProxyHop } from './egress.ts';
 import { ResponseParser, type ResponseHead } from './http1-response.ts';
 import { ProxyRefusedError } from './transport-error.ts';
-import { releaseChunk, retainChunk, SlabReader } from '../util/read-slabs.ts';
+import { SlabPool, type SlabReader } from '../util/read-slabs.ts';
 
 export interface BulkResponse extends ResponseHead {
-  /** Chunks are slab views: a consumer done with one may hand it to `releaseChunk`. */
+  /** Chunks are slab views: a consumer done with one may hand it to `release`. */
   body: Readable;
+  /** Gives a body chunk back to the read slabs once its bytes are stored (never one still in use). */
+  release: (chunk: Buffer) => void;
 }
 
 export interface BulkGetOptions {
@@ -42,6 +44,8 @@ export interface BulkClientOptions {
   keepAlive?: number;
   /** The egress proxy for a request to a URL; undefined (or no function) = direct. */
   proxyFor?: (url: URL) => ProxyHop | undefined;
+  /** Where bodies are read into (shared by every client of the process). */
+  slabs?: SlabPool;
 }
 
 /** Idle connections kept per origin. */
@@ -62,11 +66,13 @@ export class BulkClient {
   readonly #bodyIdleTimeout: number;
   readonly #keepAlive: number;
   readonly #proxyFor: (url: URL) => ProxyHop | undefined;
+  readonly #slabs: SlabPool;
   #closed = false;
   #drained: (() => void) | undefined;
 
-  constructor({ bodyIdleTimeout, keepAlive = 30_000, proxyFor = () => undefined }: BulkClientOptions) {
+  constructor({ bodyIdleTimeout, keepAlive = 30_000, proxyFor = () => undefined, slabs = new SlabPool() }: BulkClientOptions) {
     this.#bodyIdleTimeout = bodyIdleTimeout;
+    this.#slabs = slabs;
     this.#keepAlive = keepAlive;
     this.#proxyFor = proxyFor;
   }
@@ -84,9 +90,9 @@ export class BulkClient {
       const idle = this.#takeIdle(key);
       let conn: Connection;
       if (idle) conn = idle;
-      else if (hop === undefined) conn = new Connection(key, { url }, this.#bodyIdleTimeout);
-      else if (viaProxy) conn = new Connection(key, { url: hop.url }, this.#bodyIdleTimeout);
-      else conn = new Connection(key, { socket: await openTunnel(hop, url, signal) }, this.#bodyIdleTimeout);
+      else if (hop === undefined) conn = new Connection(key, { url }, this.#bodyIdleTimeout, this.#slabs);
+      else if (viaProxy) conn = new Connection(key, { url: hop.url }, this.#bodyIdleTimeout, this.#slabs);
+      else conn = new Connection(key, { socket: await openTunnel(hop, url, signal) }, this.#bodyIdleTimeout, this.#slabs);
       if (this.#closed) {
         conn.destroy();
         throw new Error('bulk client closed');
@@ -166,13 +172,16 @@ class Connection {
   readonly #socket: net.Socket;
   /** Read slabs, for a socket opened here (a tunnel's TLS socket cannot read into them). */
   readonly #slabs: SlabReader | undefined;
+  /** The pool the reads' slabs come from, to retain and release body chunks. */
+  readonly pool: SlabPool;
   readonly #bodyIdleTimeout: number;
   #exchange: Exchange | undefined;
   #reusable = false;
   #onIdleClose: (() => void) | undefined;
 
-  constructor(key: string, to: { url: URL } | { socket: net.Socket }, bodyIdleTimeout: number) {
+  constructor(key: string, to: { url: URL } | { socket: net.Socket }, bodyIdleTimeout: number, pool: SlabPool) {
     this.origin = key;
+    this.pool = pool;
     this.#bodyIdleTimeout = bodyIdleTimeout;
     if ('socket' in to) {
       this.#socket = to.socket;
@@ -180,7 +189,7 @@ class Connection {
         if (!this.#onChunk(chunk)) this.#socket.pause();
       });
     } else {
-      const slabs = new SlabReader();
+      const slabs = pool.reader();
       this.#slabs = slabs;
       this.#socket = connect(to.url, { buffer: () => slabs.target(), callback: (n: number) => this.#onRead(slabs, n) });
     }
@@ -243,7 +252,7 @@ class Connection {
     try {
       return this.#onChunk(view);
     } finally {
-      releaseChunk(view);
+      this.pool.release(view);
     }
   }
 
@@ -348,12 +357,13 @@ class Exchange {
   #head(head: ResponseHead): void {
     this.#body = new BulkBody(this);
     this.#conn.bodyStarted();
-    this.#resolve({ ...head, body: this.#body });
+    const pool = this.#conn.pool;
+    this.#resolve({ ...head, body: this.#body, release: (chunk) => pool.release(chunk) });
   }
 
   #chunk(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    retainChunk(chunk);
+    this.#conn.pool.retain(chunk);
     if (!this.#body!.push(chunk)) this.#wantMore = false;
   }
 

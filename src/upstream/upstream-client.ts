@@ -18,6 +18,7 @@ import { UpstreamAuthenticator } from './authenticator.ts';
 import { BulkClient } from './bulk-client.ts';
 import { DIRECT, Egress, type EgressConfig } from './egress.ts';
 import { badGateway, ProxyRefusedError, toUnavailable, unavailable } from './transport-error.ts';
+import { SlabPool } from '../util/read-slabs.ts';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -34,8 +35,8 @@ export interface UpstreamRequest {
   timeout?: number;
   /**
    * A GET of a blob body to store: sent on the bulk client ({@link BulkClient}), whose body chunks
-   * are views of reused read slabs. The consumer may hand each chunk it is done with to
-   * `releaseChunk` (util/read-slabs); one it keeps must simply never be released.
+   * are views of reused read slabs. The consumer may hand each chunk it is done with to the
+   * response's `release`; one it keeps must simply never be released.
    */
   bulk?: boolean;
 }
@@ -51,6 +52,11 @@ export interface UpstreamResponse {
   body: Readable;
   /** The URL that answered, after redirects. */
   url: string;
+  /**
+   * On a bulk body: gives a chunk back to the read slabs once its bytes are stored. A chunk still in
+   * use must never be released (its bytes would be overwritten); one never released costs only speed.
+   */
+  release?: (chunk: Buffer) => void;
 }
 
 /** Per-upstream counts for metrics; plain numbers the client only ever increments. */
@@ -75,6 +81,8 @@ export interface UpstreamClientOptions {
   egress?: EgressConfig;
   /** Clock in epoch ms, for token lifetimes (tests move it). */
   now?: () => number;
+  /** Read slabs for bulk bodies, shared by the process's clients (created in the composition root). */
+  slabs?: SlabPool;
 }
 
 /** Docker Hub answers blob GETs with a redirect to its CDN; 5 hops is plenty for any registry. */
@@ -104,7 +112,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
 ]);
 const USER_AGENT = 'ocimirror';
 
-type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Readable; url: URL };
+type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Readable; url: URL; release?: (chunk: Buffer) => void };
 
 export class UpstreamClient {
   readonly name: string;
@@ -118,7 +126,7 @@ export class UpstreamClient {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now, egress = DIRECT }: UpstreamClientOptions = {}) {
+  constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now, egress = DIRECT, slabs = new SlabPool() }: UpstreamClientOptions = {}) {
     const base = new URL(config.url);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
       throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${config.url}'`);
@@ -139,7 +147,7 @@ export class UpstreamClient {
       keepAliveMaxTimeout: 10 * 60_000,
     });
     if (this.#egress.proxied) this.#log.info(this.#egress.describe(), 'upstream requests go through an egress proxy');
-    this.#bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS, proxyFor: (url) => this.#egress.hop(url) });
+    this.#bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS, proxyFor: (url) => this.#egress.hop(url), slabs });
     this.#auth = new UpstreamAuthenticator({
       config,
       dispatcher: (url) => this.#egress.dispatcher(url),
@@ -181,7 +189,7 @@ export class UpstreamClient {
         }
       }
       this.#counters.lastAnswerAt = Date.now();
-      return { status: res.status, headers: res.headers, body: res.body, url: res.url.href };
+      return { status: res.status, headers: res.headers, body: res.body, url: res.url.href, ...(res.release ? { release: res.release } : {}) };
     } catch (err) {
       if (!signal?.aborted) {
         this.#counters.errors++;

@@ -7,6 +7,7 @@ import type { UpstreamConfig } from '../config/schema.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { DIRECT, type EgressConfig } from './egress.ts';
 import { UpstreamClient, type UpstreamCounters } from './upstream-client.ts';
+import { SlabPool } from '../util/read-slabs.ts';
 
 /** A Map of upstream name → client, plus the two things done to all of them at once. */
 export class UpstreamPool extends Map<string, UpstreamClient> {
@@ -23,17 +24,20 @@ export class UpstreamPool extends Map<string, UpstreamClient> {
   }
 }
 
-/** One client per upstream; `egress` is the config's process-wide proxy settings (an upstream's own `proxy` beats them). */
+/**
+ * One client per upstream; `egress` is the config's process-wide proxy settings (an upstream's own
+ * `proxy` beats them); `slabs` the read slabs every client's blob bodies share.
+ */
 export function createUpstreams(
   configs: readonly UpstreamConfig[],
   logger: Logger = silentLogger,
-  { now = Date.now, egress = DIRECT }: { now?: () => number; egress?: EgressConfig } = {},
+  { now = Date.now, egress = DIRECT, slabs = new SlabPool() }: { now?: () => number; egress?: EgressConfig; slabs?: SlabPool } = {},
 ): UpstreamPool {
   const pool = new UpstreamPool();
   for (const config of configs) {
     // Config parsing already rejects duplicate names; guard anyway so one client is never orphaned.
     if (pool.has(config.name)) throw new TypeError(`Expected upstream names to be unique, got '${config.name}' twice`);
-    pool.set(config.name, new UpstreamClient(config, { logger, now, egress }));
+    pool.set(config.name, new UpstreamClient(config, { logger, now, egress, slabs }));
   }
   return pool;
 }

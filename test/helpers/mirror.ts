@@ -140,3 +140,39 @@ export async function spawnServe(args: string[], opts: { cwd?: string; env?: Nod
   });
   return { url, proc, output: () => out, exited, kill: (signal = 'SIGTERM') => proc.kill(signal) };
 }
+
+export interface CliRun {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `ocimirror ARGS` from source with pipes (no TTY). `env` replaces the environment except PATH,
+ * so the caller's OCIMIRROR_* variables never leak in.
+ */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [...CLI_ARGS, ...args], {
+      cwd: PROJECT_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', CI: 'true', TERM: 'dumb', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`ocimirror ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, timeoutMs);
+    proc.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    proc.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    });
+  });
+}

@@ -8,7 +8,6 @@
  * Every wait is a poll with a deadline; nothing asserts on how long something took.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -28,7 +27,7 @@ import { rawGet } from '../helpers/raw-get.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { MANIFEST_ACCEPT, type FixtureImage } from '../helpers/images.ts';
 import { pushFixtures } from '../helpers/push.ts';
-import { CLI_ARGS, PROJECT_ROOT, mirrorConfig, spawnMirror, startTestMirror, type SpawnedMirror, type TestMirror } from '../helpers/mirror.ts';
+import { mirrorConfig, runCli, spawnMirror, startTestMirror, type SpawnedMirror, type TestMirror } from '../helpers/mirror.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -149,33 +148,6 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum = (sum ?? 0) + Number(m[3]);
   }
   return sum;
-}
-
-/** Runs the real `ocimirror` CLI (from source) with pipes for output, as CI does: no TTY anywhere. */
-function runCli(args: string[], timeoutMs = 120_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...CLI_ARGS, ...args], {
-      cwd: PROJECT_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CI: 'true', TERM: 'dumb', OCIMIRROR_ADMIN_TOKEN: '', OCIMIRROR_CONFIG: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`ocimirror ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    proc.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal ?? -1, stdout, stderr });
-    });
-  });
 }
 
 /** Stops a spawned mirror: SIGTERM, then SIGKILL if it has not exited in time. */
@@ -481,7 +453,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
     it('`ocimirror prefetch` on the command line prefetches an image, naming it and its digest', SLOW, async () => {
       const m = await mirror();
       const medium = image('medium');
-      const run = await runCli(['prefetch', '--url', m.url, '--token', TOKEN, 'registry.test/medium:latest']);
+      const run = await runCli(['prefetch', '--url', m.url, '--token', TOKEN, 'registry.test/medium:latest'], {}, 120_000);
       expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
       expect(run.stdout).toContain('registry.test/medium:latest');
       expect(run.stdout).toContain(medium.manifest.digest);
@@ -679,7 +651,7 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
 
         const configFile = path.join(dir, 'gc.yaml');
         await writeFile(configFile, stringify({ storage: { path: dataDir } } satisfies RawConfig));
-        const run = await runCli(['gc', '--offline', '--config', configFile, '--data', dataDir]);
+        const run = await runCli(['gc', '--offline', '--config', configFile, '--data', dataDir], {}, 120_000);
         expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
         const report = JSON.parse(run.stdout) as { reconciled: { rowsWithoutFile: number; filesWithoutRow: number }; rowsWithoutFile: number; filesWithoutRow: number };
         // Start-up reconcile or the gc pass itself: one of them found each.

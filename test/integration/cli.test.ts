@@ -14,43 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/cli-error.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { CLI_ARGS, PROJECT_ROOT, mirrorConfig, spawnMirror, type SpawnedMirror } from '../helpers/mirror.ts';
+import { mirrorConfig, runCli, spawnMirror, type CliRun, type SpawnedMirror } from '../helpers/mirror.ts';
 
 const TOKEN = 'cli-test-admin-token-0123456789';
 const SLOW = { timeout: 120_000 };
 
-interface CliRun {
-  code: number | string;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `ocimirror ARGS` from source with pipes (no TTY) and without the caller's OCIMIRROR_* variables. */
-function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...CLI_ARGS, ...args], {
-      cwd: PROJECT_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', CI: 'true', TERM: 'dumb', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`ocimirror ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    proc.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal ?? -1, stdout, stderr });
-    });
-  });
-}
 
 /** One `ocimirror: ...` line, no stack frames. */
 function expectOneLine(run: CliRun): string {

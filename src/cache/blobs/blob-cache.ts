@@ -21,6 +21,8 @@ export interface FillSource {
   size: number | undefined;
   mediaType: string | undefined;
   body: Readable;
+  /** Hands a body chunk back to its read buffers once its bytes are on disk (a bulk body's slabs). */
+  release?: ((chunk: Buffer) => void) | undefined;
 }
 
 export interface FillRequest {
@@ -145,6 +147,7 @@ export class BlobCache {
       tempPath: this.store.tempPath(req.digest.hex),
       source: req.source,
       writer: this.#fillWriter(),
+      release: source.release,
       onDiskFull: (error) => {
         // Clients already attached keep streaming (relayed); new ones start their own fill.
         forget();

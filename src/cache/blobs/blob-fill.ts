@@ -22,7 +22,6 @@ import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../registry/errors.ts';
 import type { Digest } from '../../registry/digest.ts';
-import { releaseChunk } from '../../util/read-slabs.ts';
 import type { FillBody, FillWindow } from './blob-body.ts';
 import { nodeFillWriter, type FillWriter } from './fill-writer.ts';
 
@@ -53,6 +52,8 @@ export interface BlobFillOptions {
   onDiskFull?: (err: Error) => void;
   /** Hashes and writes the batches (cache/blobs/fill-writer); Node's own when not given. */
   writer?: FillWriter;
+  /** Gives a chunk back to the body's read buffers once it is on disk (FillSource.release). */
+  release?: ((chunk: Buffer) => void) | undefined;
 }
 
 export class BlobFill {
@@ -73,16 +74,18 @@ export class BlobFill {
   #drainWaiters = new Set<() => void>();
   readonly #onDiskFull: ((err: Error) => void) | undefined;
   readonly #writer: FillWriter;
+  readonly #release: ((chunk: Buffer) => void) | undefined;
   /** The batch being hashed and written: a failed fill waits for it before its fd may close. */
   #storing: Promise<void> | undefined;
 
-  constructor({ digest, expectedSize, tempPath, source, onDiskFull, writer }: BlobFillOptions) {
+  constructor({ digest, expectedSize, tempPath, source, onDiskFull, writer, release }: BlobFillOptions) {
     this.digest = digest;
     this.expectedSize = expectedSize;
     this.tempPath = tempPath;
     this.source = source;
     this.#onDiskFull = onDiskFull;
     this.#writer = writer ?? nodeFillWriter();
+    this.#release = release;
   }
 
   /** Bytes readable from the temp file when relaying; undefined when all bytes are on disk. */
@@ -222,7 +225,7 @@ export class BlobFill {
         await this.#writer.write(chunks, this.#fd as number, this.#written);
         // On disk: a bulk body's read slabs may take new bytes (util/read-slabs). Relayed chunks
         // below are never released: readers' queues hold them.
-        for (const chunk of chunks) releaseChunk(chunk);
+        if (this.#release) for (const chunk of chunks) this.#release(chunk);
         this.#written += bytes;
         this.#notify();
         return;

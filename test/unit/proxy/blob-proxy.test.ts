@@ -17,6 +17,7 @@ import { RegistryError } from '../../../src/registry/errors.ts';
 import { waitFor } from '../../helpers/wait.ts';
 import { openCacheFixture, type CacheFixture } from '../cache/cache-fixture.ts';
 import { FakeUpstream, sha256 } from './fake-upstream.ts';
+import { rejection } from '../../helpers/thrown.ts';
 
 /** The fixture commits its blobs for upstream `hub`, repository `library/app`. */
 const REPO = 'library/app';
@@ -52,15 +53,6 @@ async function drain(body: BlobBody | undefined): Promise<Buffer> {
   } finally {
     await body.release();
   }
-}
-
-async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RegistryError);
-  return err as RegistryError;
 }
 
 /** Distinct, non-repeating content, so a misplaced range shows. */

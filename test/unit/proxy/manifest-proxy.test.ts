@@ -19,6 +19,7 @@ import { RegistryError } from '../../../src/registry/errors.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 import { openCacheFixture, type CacheFixture } from '../cache/cache-fixture.ts';
 import { FakeUpstream, sha256 } from './fake-upstream.ts';
+import { rejection } from '../../helpers/thrown.ts';
 
 const TTL = 60_000;
 const ANY: string[] = [];
@@ -27,15 +28,6 @@ const byDigest = (d: string): Reference => ({ kind: 'digest', digest: parseDiges
 
 function image(n: number) {
   return { schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(`config ${n}`), size: 10 }, layers: [] };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RegistryError);
-  return err as RegistryError;
 }
 
 let fx: CacheFixture;

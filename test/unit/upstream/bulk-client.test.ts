@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamClient, type UpstreamRequest } from '../../../src/upstream/upstream-client.ts';
-import { freeSlabs, releaseChunk, trimSlabs } from '../../../src/util/read-slabs.ts';
+import { SlabPool } from '../../../src/util/read-slabs.ts';
 import { closedPort, rejection, startServer, startTokenRegistry, upstreamConfig } from './fake-http.ts';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -29,11 +29,11 @@ function track<T extends { close(): Promise<unknown> }>(thing: T): T {
 const blob = (digest = 'sha256:abc'): UpstreamRequest => ({ method: 'GET', repository: 'r', path: `r/blobs/${digest}`, bulk: true });
 
 /** The body's sha256, each chunk released to the read slabs once hashed (as the blob fill does once it is written). */
-async function sha256(body: Readable): Promise<string> {
+async function sha256({ body, release }: { body: Readable; release?: ((chunk: Buffer) => void) | undefined }): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of body) {
     hash.update(chunk as Buffer);
-    releaseChunk(chunk as Buffer);
+    release?.(chunk as Buffer);
   }
   return hash.digest('hex');
 }
@@ -80,7 +80,7 @@ describe('UpstreamClient bulk GETs', () => {
     const res = await client.request(blob());
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/octet-stream');
-    expect(await sha256(res.body)).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(await sha256(res)).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
   it('decodes a chunked body and reads a close-delimited one to the end', async () => {
@@ -121,7 +121,7 @@ describe('UpstreamClient bulk GETs', () => {
   it('carries consecutive blob GETs on one kept-alive connection', async () => {
     const server = track(await rawServer((_c, _r, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc')));
     const client = track(new UpstreamClient(upstreamConfig(server.origin)));
-    for (let i = 0; i < 5; i++) expect(await sha256((await client.request(blob())).body)).toHaveLength(64);
+    for (let i = 0; i < 5; i++) expect(await sha256(await client.request(blob()))).toHaveLength(64);
     expect(server.connections()).toBe(1);
   });
 
@@ -146,7 +146,7 @@ describe('UpstreamClient bulk GETs', () => {
     }));
     const client = track(new UpstreamClient(upstreamConfig(server.origin)));
     const res = await client.request(blob());
-    await expect(sha256(res.body)).rejects.toThrow(/before the end of the response body/);
+    await expect(sha256(res)).rejects.toThrow(/before the end of the response body/);
   });
 
   it('reports a malformed response as UNAVAILABLE naming the upstream', async () => {
@@ -179,7 +179,7 @@ describe('UpstreamClient bulk GETs', () => {
     const ac = new AbortController();
     const res = await client.request({ ...blob(), signal: ac.signal });
     setTimeout(() => ac.abort(new Error('stop')), 50);
-    await expect(sha256(res.body)).rejects.toThrow('stop');
+    await expect(sha256(res)).rejects.toThrow('stop');
   });
 
   it('reuses released read slabs and never overwrites bytes of chunks still held', async () => {
@@ -192,12 +192,12 @@ describe('UpstreamClient bulk GETs', () => {
       for (let sent = 0; sent < len; sent += 256 << 10) res.write(Buffer.alloc(Math.min(256 << 10, len - sent), fillByte));
       res.end();
     }));
-    const client = track(new UpstreamClient(upstreamConfig(server.origin)));
-    trimSlabs(); // whatever earlier tests left in the pool does not count
+    const slabs = new SlabPool();
+    const client = track(new UpstreamClient(upstreamConfig(server.origin), { slabs }));
     const held = await (await client.request(blob('sha256:a'))).body.toArray();
-    const freeBefore = freeSlabs();
-    await sha256((await client.request(blob('sha256:b'))).body);
-    expect(freeSlabs()).toBeGreaterThan(freeBefore);
+    const freeBefore = slabs.freeCount;
+    await sha256(await client.request(blob('sha256:b')));
+    expect(slabs.freeCount).toBeGreaterThan(freeBefore);
     // The second body's reads went to other slabs: every held byte is still 'a'.
     expect(held.reduce((n, c: Buffer) => n + c.length, 0)).toBe(sizes.a);
     for (const chunk of held as Buffer[]) expect(chunk.every((byte) => byte === 0x61)).toBe(true);
@@ -348,7 +348,7 @@ describe('UpstreamClient bulk GETs through an egress proxy', () => {
     }));
     const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
     const client = track(new UpstreamClient(upstreamConfig(origin.origin, { proxy: { url: fwd.url, username: 'alice', password: 'pw' } })));
-    expect(await sha256((await client.request(blob())).body)).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(await sha256(await client.request(blob()))).toBe(createHash('sha256').update(data).digest('hex'));
     expect(fwd.seen).toEqual([{ method: 'GET', target: `${origin.origin}/v2/r/blobs/sha256:abc`, proxyAuthorization: proxyAuth('alice', 'pw') }]);
     expect(origin.requests[0]!.headers['proxy-authorization']).toBeUndefined();
   });

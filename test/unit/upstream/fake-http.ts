@@ -156,11 +156,4 @@ export async function startTokenRegistry(options: TokenRegistryOptions = {}): Pr
 }
 
 /** The RegistryError `promise` rejects with (fails the test if it resolves or rejects otherwise). */
-export async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RegistryError);
-  return err as RegistryError;
-}
+export { rejection } from '../../helpers/thrown.ts';
