@@ -82,7 +82,8 @@ describeIf(disk !== undefined && hasTool('docker-registry'), 'needs docker-regis
     // Small blobs still fit and are cached as usual.
     const small = upstream.fixtures.image('small').manifest.layers[0]!;
     expect((await fetch(`${m.url}/v2/small/blobs/${small.digest}`)).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(m.mirror.storage.metadata.getBlob(small.digest)?.size).toBe(small.size);
+    // The client has its bytes before the commit lands: wait for the row, never a fixed delay.
+    const row = await waitFor('the small blob committed', () => m.mirror.storage.metadata.getBlob(small.digest), 10_000);
+    expect(row.size).toBe(small.size);
   });
 });
