@@ -55,6 +55,19 @@ const httpUrl = z
   }, 'expected an http(s) URL such as https://registry-1.docker.io')
   .transform((s) => s.replace(/\/+$/, ''));
 
+/**
+ * An egress proxy as HTTP_PROXY is written: an http(s) URL, or host:port meaning http://. The message
+ * never repeats the value: it may carry the proxy's password.
+ */
+const egressProxy = z.string().refine((s) => {
+  try {
+    const u = new URL(s.includes('://') ? s : `http://${s}`);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'expected a proxy URL such as http://proxy.example:3128 or proxy.example:3128 (value not shown: it may hold credentials)');
+
 const listenAddress = z
   .string()
   .default('0.0.0.0:5000')
@@ -215,8 +228,8 @@ export function createConfigSchema(env: Env = {}) {
       /** Egress proxy for upstream requests (HTTP_PROXY, HTTPS_PROXY, NO_PROXY by convention). */
       egress: z
         .object({
-          httpProxy: z.string().optional(),
-          httpsProxy: z.string().optional(),
+          httpProxy: egressProxy.optional(),
+          httpsProxy: egressProxy.optional(),
           /** Hosts that go direct: comma-separated, as NO_PROXY ('*' = all, '.example.com' = subdomains). */
           noProxy: z.string().default(''),
         })

@@ -466,6 +466,15 @@ describe('parseConfig: secrets from the environment', () => {
     expect(config.upstreams[0]?.proxy).toEqual({ url: 'http://proxy.internal:3128', username: 'u', password: 'pw' });
     expect(parse({ upstreams: [HUB] }).upstreams[0]?.proxy).toBeUndefined();
   });
+
+  it('takes HTTPS_PROXY as a URL or host:port, and names a bad one without repeating its credentials', () => {
+    expect(parse({}, { env: { HTTPS_PROXY: 'proxy.internal:3128' } }).egress.httpsProxy).toBe('proxy.internal:3128');
+    expect(parse({}, { env: { https_proxy: 'http://u:p@proxy.internal:3128' } }).egress.httpsProxy).toBe('http://u:p@proxy.internal:3128');
+    const issues = issuesOf(() => parse({}, { env: { HTTP_PROXY: 'ftp://user:s3cret@proxy' } }));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatch(/^egress\.httpProxy: expected a proxy URL/);
+    expect(issues[0]).not.toContain('s3cret');
+  });
 });
 
 describe('parseConfig: the watch list', () => {
