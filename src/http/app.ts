@@ -16,6 +16,8 @@ import { createV2Handler, type V2Deps } from './v2-routes.ts';
 export interface Readiness {
   /** Undefined when ready, else the reason. */
   check(): Promise<string | undefined>;
+  /** What works only in part while ready (e.g. 'disk full'): reported, but the node stays in rotation. */
+  degraded?(): string[];
 }
 
 export interface AppDeps extends V2Deps {
@@ -61,7 +63,9 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   if (deps.admin) app.route('/admin/v1', createAdminRoutes(deps.admin.service, deps.admin.token));
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
-    return reason === undefined ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503);
+    if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);
+    const degraded = deps.readiness.degraded?.() ?? [];
+    return c.json(degraded.length > 0 ? { status: 'ready', degraded } : { status: 'ready' });
   });
   return app;
 }

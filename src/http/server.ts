@@ -1,17 +1,23 @@
 /**
  * @module http/server
- * The node:http server around the hono app: one JSON access-log line per request, survival of
- * garbage on the socket (podman sends a TLS ClientHello to the plain-HTTP port before falling
- * back to http), and a graceful drain on shutdown: /readyz turns 503, the listener closes, idle
- * keep-alive connections close, in-flight pulls get the grace period to finish.
+ * The node:http server around the hono app: one JSON access-log line per request, one Host check
+ * for every request, survival of garbage on the socket (podman sends a TLS ClientHello to the
+ * plain-HTTP port before falling back to http; see client-error), and a graceful drain on
+ * shutdown: /readyz turns 503, the listener closes, idle keep-alive connections close, in-flight
+ * pulls get the grace period to finish.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Metrics, CacheLabel } from '../metrics/metrics.ts';
 import { requestInfo } from './request-info.ts';
+import { createClientErrorHandler, responseClosed, responseStarted } from './client-error.ts';
+import { hostError } from './host-header.ts';
+import { logPath } from './log-path.ts';
+import { errorResponse, writeError } from './render-error.ts';
 
 export interface RunningServer {
   readonly server: http.Server;
@@ -38,6 +44,8 @@ export interface ServerOptions {
   port: number;
   log: Logger;
   metrics?: Metrics;
+  /** How long a client may take to send a request's headers before it gets 408 (ms). */
+  headersTimeoutMs?: number;
   /** Answers what it can before the app sees the request (see v2-routes' manifest fast path); false passes it on. */
   fast?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
@@ -45,24 +53,36 @@ export interface ServerOptions {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<RunningServer> {
   // Access lines carry only the fields below, none of them a credential (request headers other
-  // than User-Agent are never logged), so they skip redaction: it costs ~4 µs a line, most of
-  // the logger's share of a manifest hit.
+  // than User-Agent are never logged, query values other than routing ones are replaced), so they
+  // skip redaction: it costs ~4 µs a line, most of the logger's share of a manifest hit.
   const accessLog = opts.log.child({ module: 'access' }, { redact: [] });
-  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
+  const listener = getRequestListener(app.fetch, {
+    overrideGlobalObjects: false,
+    // HTTP/1.0 may omit Host (hostError lets it through); the adapter needs some host for its URL.
+    hostname: 'localhost',
+    // The adapter's own refusals of a request target (e.g. a backslash in the path) get the envelope too.
+    errorHandler: (err) => {
+      const { status, headers, body } = errorResponse(new RegistryError('BAD_REQUEST', { message: `the request target is not valid: ${(err as Error).message}` }), 'GET');
+      return new Response(body, { status, headers });
+    },
+  });
+  const headersTimeout = opts.headersTimeoutMs ?? 30_000;
   let inFlight = 0;
-  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const started = process.hrtime.bigint();
-    const socketBytes = req.socket.bytesWritten;
+    const socket = req.socket;
+    const socketBytes = socket.bytesWritten;
     inFlight++;
+    responseStarted(socket);
     res.once('close', () => {
       inFlight--;
       const info = requestInfo(req);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const bytes = (req.socket ? req.socket.bytesWritten - socketBytes : 0) + (info.sendfileBytes ?? 0);
+      const bytes = socket.bytesWritten - socketBytes + (info.sendfileBytes ?? 0);
       const cache: CacheLabel = info.cache ?? (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
       accessLog.info({
         method: req.method,
-        path: req.url,
+        path: logPath(req.url),
         status: res.statusCode,
         bytes,
         ms,
@@ -72,16 +92,28 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
         ua: req.headers['user-agent'],
       });
       opts.metrics?.observeRequest({ route: info.route ?? routeOf(req.url), method: req.method ?? 'GET', status: res.statusCode, cache, bytes, seconds: ms / 1000 });
+      // Last: it may write a pipelined request's error answer, which is not this response's bytes.
+      responseClosed(socket);
     });
+    const badHost = hostError(req);
+    if (badHost) return writeError(badHost, req.method, res);
     if (opts.fast?.(req, res)) return;
     void listener(req, res);
-  });
-  server.on('clientError', (err, socket) => {
-    // Not HTTP (e.g. a TLS ClientHello) or a malformed request: answer 400 if we can, never crash.
-    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-    accessLog.debug({ err: (err as Error).message }, 'client error');
-  });
+  };
+  const server = http.createServer(
+    {
+      keepAliveTimeout: 65_000,
+      requestTimeout: 0,
+      headersTimeout,
+      // node checks header deadlines on this interval (30 s by default, which let a slow sender
+      // run to twice the timeout); a sweep over the open connections is cheap.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
+      // hostError answers a missing Host with the envelope instead of node's empty 400.
+      requireHostHeader: false,
+    },
+    onRequest,
+  );
+  server.on('clientError', createClientErrorHandler(accessLog));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

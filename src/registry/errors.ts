@@ -4,8 +4,9 @@
  * Codes and statuses follow the OCI distribution-spec v1.1 "Error Codes" table; TAG_INVALID,
  * RANGE_INVALID, UNAVAILABLE and UNKNOWN follow distribution's errcode registry
  * (registry/api/errcode/register.go, registry/api/v2/errors.go), which clients already understand.
- * BAD_REQUEST, NOT_FOUND and BAD_GATEWAY are ocimirror's own, for the admin API, paths outside the
- * registry API and upstream answers that cannot be used. The table is the only source of statuses.
+ * BAD_REQUEST, NOT_FOUND, REQUEST_TIMEOUT and BAD_GATEWAY are ocimirror's own, for malformed requests,
+ * paths outside the registry API, request headers that come too slowly and upstream answers that
+ * cannot be used. The table is the only source of statuses.
  */
 
 export const ERROR_CODES = {
@@ -26,6 +27,7 @@ export const ERROR_CODES = {
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   BAD_REQUEST: { status: 400, message: 'the request is malformed' },
   NOT_FOUND: { status: 404, message: 'no such endpoint or resource' },
+  REQUEST_TIMEOUT: { status: 408, message: 'the request headers did not arrive in time' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },

@@ -1,6 +1,7 @@
 /**
  * One structured JSON line per request: method, path, status, bytes, duration, cache result and
- * upstream — and never a header value such as the client's Authorization.
+ * upstream — and never a header value such as the client's Authorization, nor a query value other
+ * than the ones that route or page a request.
  */
 import { PassThrough } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -61,5 +62,28 @@ describeWithTools(['docker-registry'], 'the access log', () => {
     }
     expect(access.find((l) => l.path === '/v2/Bad/manifests/latest')).toMatchObject({ status: 400 });
     expect(text).not.toContain('client-secret-value');
+  });
+
+  it('logs the routing query values (ns, n, last, digest) and replaces every other one', async () => {
+    const layer = upstream.fixtures.image('small').manifest.layers[0]!;
+    const targets = {
+      '/v2/small/tags/list?n=2&last=a&token=query-secret-one': '/v2/small/tags/list?n=2&last=a&token=REDACTED',
+      '/v2/small/manifests/v1?ns=registry.test&access_token=query-secret-two': '/v2/small/manifests/v1?ns=registry.test&access_token=REDACTED',
+      [`/v2/small/blobs/${layer.digest}?digest=${layer.digest}&query-secret-three`]: `/v2/small/blobs/${layer.digest}?digest=${layer.digest}&REDACTED`,
+    };
+    for (const target of Object.keys(targets)) await fetch(`${mirror.url}${target}`).then((r) => r.arrayBuffer());
+    // Waits for the lines by path alone, so a wrongly rendered query fails the assertion below, not the wait.
+    const bare = Object.keys(targets).map((t) => t.split('?')[0]);
+    const logged = await waitFor('the three access lines', () => {
+      const paths = text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.module === 'access' && typeof l.path === 'string' && (l.path as string).includes('?'))
+        .map((l) => l.path as string);
+      return bare.every((b) => paths.some((p) => p.split('?')[0] === b)) && paths;
+    });
+    expect(logged).toEqual(expect.arrayContaining(Object.values(targets)));
+    expect(text).not.toContain('query-secret');
   });
 });
