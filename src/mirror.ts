@@ -74,6 +74,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
     upstreams: () => upstreams.counters(),
     activeFills: () => storage.blobs.activeFills,
     hotCacheBytes: () => storage.hot.bytes,
+    disk: () => storage.disk.status(),
   });
   // Jobs interrupted by a crash are requeued before anything new is queued.
   background.start();
@@ -83,13 +84,13 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   const app = createApp({
     log,
     ...v2,
-    readiness: { check: async () => (draining ? 'draining' : storage.check()) },
+    readiness: { check: async () => (draining ? 'draining' : storage.check()), degraded: () => storage.degraded() },
     admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token },
     ...(metrics ? { metrics } : {}),
   });
   let server: RunningServer;
   try {
-    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, fast: createManifestFastPath(v2), ...(metrics ? { metrics } : {}) });
+    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, headersTimeoutMs: config.server.headersTimeout, fast: createManifestFastPath(v2), ...(metrics ? { metrics } : {}) });
   } catch (err) {
     await background.stop(0);
     storage.close();

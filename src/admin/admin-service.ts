@@ -4,7 +4,6 @@
  * and the upstream clients. Mutations that take time are queued as jobs.
  */
 import { RegistryError } from '../registry/errors.ts';
-import { parseImageRef } from '../registry/image-ref.ts';
 import type { AdminService } from '../http/admin-routes.ts';
 import type { Config } from '../config/schema.ts';
 import { Inventory } from '../cache/metadata/inventory.ts';
@@ -38,10 +37,6 @@ function jobView(job: Job) {
 export function createAdminService({ config, storage, upstreams, background }: { config: Config; storage: Storage; upstreams: UpstreamPool; background: Background }): AdminService {
   const usage = new UsageMeter(storage.metadata);
   const inventory = new Inventory(storage.metadata);
-  const checkImage = (image: string) => {
-    parseImageRef(image);
-    return image;
-  };
   return {
     usage: () => ({ ...usage.current(), maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, fillsInFlight: storage.blobs.activeFills }),
     repositories: () => ({ repositories: inventory.repositories() }),
@@ -61,7 +56,7 @@ export function createAdminService({ config, storage, upstreams, background }: {
       })),
     }),
     pins: () => ({ pins: background.pins.list().map((pin) => ({ ...pin, createdAt: iso(pin.createdAt ?? null) })) }),
-    addPin: (image) => ({ pinned: background.pins.add(checkImage(image)) }),
+    addPin: (image) => ({ pinned: background.pin(image) }),
     removePin: (image) => {
       if (!background.pins.remove(image)) throw new RegistryError('NOT_FOUND', { message: `'${image}' is not pinned through the admin API (config pins are changed in the config)` });
       return { unpinned: image };

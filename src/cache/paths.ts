@@ -6,9 +6,10 @@
  *
  * ```
  * <data>/                                  storage.path (default ./data)
- * ├── ocimirror.db                         SQLite metadata (WAL): blobs, manifests, tags, links, lists
+ * ├── ocimirror.db                         SQLite metadata (WAL); tables in cache/metadata/schema.ts
  * ├── ocimirror.db-wal, ocimirror.db-shm   SQLite write-ahead log and shared memory
  * ├── lock                                 pid of the serve or gc --offline using the directory (cli/data-lock)
+ * ├── reserve                              ≤ 4 MiB of zeros, deleted on a full disk so eviction can write (lifecycle/disk-space)
  * ├── blobs/
  * │   └── sha256/
  * │       └── ab/                          first two hex digits, so no directory holds millions of files
@@ -27,6 +28,8 @@ export interface DataPaths {
   readonly database: string;
   readonly blobsRoot: string;
   readonly tmp: string;
+  /** Room kept for the database on a full disk (cache/lifecycle/disk-space). */
+  readonly reserve: string;
   /** Directory of committed blobs sharing the first two hex digits. */
   blobDir(hex: string): string;
   blobFile(hex: string): string;
@@ -47,6 +50,7 @@ export function dataPaths(root: string): DataPaths {
     database: path.join(absRoot, 'ocimirror.db'),
     blobsRoot,
     tmp,
+    reserve: path.join(absRoot, 'reserve'),
     blobDir: (hex: string) => path.join(blobsRoot, checked(hex).slice(0, 2)),
     blobFile: (hex: string) => path.join(blobsRoot, checked(hex).slice(0, 2), hex),
     tempFile: (hex: string, sequence: number) => path.join(tmp, `${checked(hex)}.${process.pid}.${sequence}.part`),

@@ -1,7 +1,8 @@
 /**
  * @module cache/storage
  * Opens the data directory: creates the layout, opens SQLite, cleans up after any crash
- * (temp files, rows without files, files without rows) before the first request is served.
+ * (temp files, rows without files, files without rows) before the first request is served, and
+ * keeps the reserve file (cache/lifecycle/disk-space) in `<data>/reserve`.
  */
 import fsp from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -11,6 +12,7 @@ import { BlobCache } from './blobs/blob-cache.ts';
 import { BlobStore, type ReconcileReport } from './blobs/blob-store.ts';
 import { createFillWriter } from './blobs/fill-writer.ts';
 import { HotCache } from './hot-cache.ts';
+import { DiskSpace } from './lifecycle/disk-space.ts';
 import { Metadata } from './metadata/metadata.ts';
 import { dataPaths, type DataPaths } from './paths.ts';
 
@@ -20,8 +22,12 @@ export interface Storage {
   readonly blobs: BlobCache;
   readonly hot: HotCache;
   readonly reconciled: ReconcileReport;
+  /** The data directory's filesystem: free space and the reserve file. */
+  readonly disk: DiskSpace;
   /** Undefined when the database answers and the data directory is writable, else why not. */
   check(): Promise<string | undefined>;
+  /** What works only in part although the mirror serves: 'disk full' (nothing new is cached). */
+  degraded(): string[];
   close(): void;
 }
 
@@ -36,6 +42,8 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
   const metadata = new Metadata(paths.database, opts.now ? { now: opts.now } : {});
   const reconciled = await store.reconcile(metadata);
   opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled }, 'storage ready');
+  const disk = new DiskSpace({ root: paths.root, reservePath: paths.reserve });
+  if (!(await disk.restore())) opts.log.child({ module: 'storage' }).warn({ path: disk.reservePath, bytes: disk.reserveBytes }, 'no room for the reserve file: the disk is nearly full');
   const addon = opts.nativeAddon;
   const blobs = new BlobCache(store, metadata, opts.log, { fillWriter: () => createFillWriter(addon) });
   return {
@@ -44,6 +52,10 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
     blobs,
     hot: new HotCache({ maxSize: opts.hotCacheBytes }),
     reconciled,
+    disk,
+    degraded() {
+      return disk.status().full ? ['disk full'] : [];
+    },
     async check() {
       try {
         metadata.ping();

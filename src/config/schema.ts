@@ -131,8 +131,10 @@ export function createConfigSchema(env: Env = {}) {
       url: httpUrl,
       registries: z.array(registryName).default([]),
       tagTTL: duration('5m'),
-      /** Connect and response-header timeout for one upstream request. */
+      /** Connect and response-header timeout for one upstream request; manifests and lists must arrive whole within it. */
       timeout: duration('30s'),
+      /** The longest silence between two chunks of an upstream response body before it is given up. */
+      bodyTimeout: duration('30s'),
       /** Upper bound for one whole blob fill, detached from any client. */
       fillTimeout: duration('1h'),
       auth: auth.optional(),
@@ -242,6 +244,8 @@ export function createConfigSchema(env: Env = {}) {
           shutdownGrace: duration('30s'),
           /** Seconds /readyz reports 503 before the listener closes, so load balancers stop routing first. */
           drainDelay: duration('0s'),
+          /** How long a client may take to send a request's headers before it gets 408 (slow-header senders hold connections). */
+          headersTimeout: duration('30s'),
           /** Which blob bodies go out by sendfile(2): fills (clients following a fill), all, off. */
           sendfile: z.enum(['fills', 'all', 'off']).default('fills'),
           /** Use the native addon (sendfile, hashing fills off the event loop) where it is built. */

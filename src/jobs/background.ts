@@ -4,10 +4,17 @@
  * refresh, evict, delete, gc), the schedules that feed it (gc, the watch list, maxAge), and the
  * triggers from the request path (a pulled manifest → prefetch; a committed blob over quota or a
  * full disk → evict). Slow work never runs on a client's request.
+ *
+ * A full disk (a fill's ENOSPC, SQLite's SQLITE_FULL) is logged once until room is back and asks
+ * for one disk-full eviction sized to the blob that needed room. It is queued as a job (visible in
+ * the admin API) when the job can be recorded, and run directly when it cannot: the eviction frees
+ * the reserve file first, so it can write where the job insert could not.
  */
 import type { Config } from '../config/schema.ts';
+import { ConfigError } from '../config/config-error.ts';
 import type { Storage } from '../cache/storage.ts';
 import { Evictor, type EvictionReport } from '../cache/lifecycle/eviction.ts';
+import { isDiskFullError } from '../cache/metadata/disk-full-error.ts';
 import { ImageDeleter } from '../cache/lifecycle/image-delete.ts';
 import { GarbageCollector } from '../cache/lifecycle/gc.ts';
 import { Pins, type PinResolver } from '../cache/metadata/pins.ts';
@@ -47,15 +54,19 @@ export class Background {
   readonly #scheduler: Scheduler;
   readonly #deps: BackgroundDeps;
   readonly #log: Logger;
+  /** Set once a full disk was logged; cleared when an eviction leaves the disk with room. */
+  #fullLogged = false;
+  /** The largest need reported since the queued disk-full job was recorded (the job's payload has the first). */
+  #pendingNeed = 0;
 
   constructor(deps: BackgroundDeps) {
     const { config, storage, log } = deps;
     this.#deps = deps;
     this.#log = log.child({ module: 'background' });
     this.store = new JobStore(storage.metadata.connectionForJobs(), { maxAttempts: config.jobs.maxAttempts });
-    this.pins = new Pins({ metadata: storage.metadata, config: config.pin });
+    this.pins = new Pins({ metadata: storage.metadata, config: this.#checkConfigPins(config.pin) });
     const parts = { metadata: storage.metadata, blobs: storage.blobs, hot: storage.hot, pinned: () => this.pinnedDigests(), log };
-    this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge });
+    this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, disk: storage.disk });
     const deleter = new ImageDeleter(parts);
     const gc = new GarbageCollector(parts);
 
@@ -63,10 +74,15 @@ export class Background {
       prefetch: (job, ctx) => this.#prefetch(job.payload as PrefetchPayload, ctx),
       refresh: (job, ctx) => this.#refresh((job.payload as { image: string }).image, ctx),
       evict: async (job) => {
-        const diskFull = (job.payload as { diskFull?: boolean } | null)?.diskFull === true;
-        const report = await this.evictor.run({ diskFull });
-        this.#countEvictions(report, diskFull ? 'disk_full' : 'quota');
-        return report;
+        const payload = job.payload as { diskFull?: boolean; needed?: number } | null;
+        if (payload?.diskFull !== true) {
+          const report = await this.evictor.run();
+          this.#countEvictions(report, 'quota');
+          return report;
+        }
+        const needed = Math.max(payload.needed ?? 0, this.#pendingNeed);
+        this.#pendingNeed = 0;
+        return this.#evictForRoom(needed);
       },
       delete: async (job) => {
         const { route, ref } = this.#resolve((job.payload as { image: string }).image);
@@ -92,7 +108,8 @@ export class Background {
     for (const entry of config.prefetch.images) {
       s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately: true });
     }
-    storage.blobs.onDiskFull = () => this.enqueue('evict', { diskFull: true }, 'evict-disk-full');
+    storage.blobs.onDiskFull = ({ digest, needed, error }) => this.diskFull({ what: `blob ${digest}`, needed, error });
+    storage.metadata.onDiskFull = ({ what, error }) => this.diskFull({ what, needed: 0, error });
   }
 
   /** Queues a job (deduplicated by `key` while one is queued or running) and wakes the runner. */
@@ -104,12 +121,34 @@ export class Background {
   prefetchOnPull(route: Route, digest: string): void {
     if (!this.#deps.config.prefetch.onPull) return;
     const payload: PrefetchPayload = { upstream: route.upstream.name, repo: route.repo, reference: digest };
-    this.enqueue('prefetch', payload, `${payload.upstream}/${payload.repo}@${digest}`);
+    // Called on a client's request: a job that cannot be recorded must not fail the pull.
+    this.#onRequestPath('queueing a prefetch', () => this.enqueue('prefetch', payload, `${payload.upstream}/${payload.repo}@${digest}`));
   }
 
   /** A blob was committed: start eviction if usage crossed the quota. */
   blobCommitted(): void {
-    if (this.#deps.config.storage.maxSize > 0) this.#evictIfNeeded();
+    if (this.#deps.config.storage.maxSize > 0) this.#onRequestPath('queueing a quota eviction', () => this.#evictIfNeeded());
+  }
+
+  /**
+   * A write found the disk full (`needed`: the size of the blob that found no room, 0 for a
+   * metadata write): log it once, and ask for a disk-full eviction as a job, or directly when
+   * even the job cannot be recorded.
+   */
+  diskFull({ what, needed, error }: { what: string; needed: number; error: Error }): void {
+    if (!this.#fullLogged) {
+      this.#fullLogged = true;
+      this.#log.error({ what, needed, err: error.message, free: this.#deps.storage.disk.status().free }, 'disk full: serving what the upstream answers without caching it; evicting to make room');
+    }
+    this.#pendingNeed = Math.max(this.#pendingNeed, needed);
+    try {
+      this.enqueue('evict', { diskFull: true, needed }, 'evict-disk-full');
+    } catch (err) {
+      if (!isDiskFullError(err)) this.#log.error({ err: (err as Error).message }, 'could not queue a disk-full eviction; running it directly');
+      const need = this.#pendingNeed;
+      this.#pendingNeed = 0;
+      this.#evictForRoom(need).catch((e: unknown) => this.#log.error({ err: (e as Error).message }, 'disk-full eviction failed'));
+    }
   }
 
   /**
@@ -130,21 +169,70 @@ export class Background {
     });
   }
 
+  /**
+   * Adds an admin pin. Refuses at once, as deleteImage and prefetchImages do, a malformed reference
+   * or one on a registry this mirror does not serve (NAME_UNKNOWN): such a pin would protect nothing.
+   */
+  pin(image: string): string {
+    this.#pinTarget(parseImageRef(image));
+    return this.pins.add(image);
+  }
+
   pinnedDigests(): Set<string> {
     const resolve: PinResolver = (ref) => {
       try {
-        const route = this.#deps.router.resolve(`${ref.registry}/${ref.repo}`);
-        return { upstream: route.upstream.name, repo: route.repo };
+        return this.#pinTarget(ref);
       } catch {
-        return undefined; // a pin on a registry this mirror does not serve protects nothing
+        return undefined; // an admin pin stored before its registry left the config protects nothing
       }
     };
     return this.pins.pinnedDigests(resolve);
   }
 
+  /** Where a pin's tag is cached; throws NAME_UNKNOWN for a registry this mirror does not serve. */
+  #pinTarget(ref: ImageRef): { upstream: string; repo: string } {
+    const route = this.#deps.router.resolve(`${ref.registry}/${ref.repo}`);
+    return { upstream: route.upstream.name, repo: route.repo };
+  }
+
+  /**
+   * Config pins that are malformed or name a registry no upstream serves stop start-up, like any
+   * other config mistake: warned about, the pin would protect nothing, and the operator would learn
+   * it only when eviction took the image.
+   */
+  #checkConfigPins(pins: readonly string[]): readonly string[] {
+    const issues: string[] = [];
+    pins.forEach((text, i) => {
+      try {
+        this.#pinTarget(parseImageRef(text));
+      } catch (err) {
+        issues.push(`pin[${i}]: ${(err as Error).message} (pin '${text}')`);
+      }
+    });
+    if (issues.length > 0) throw new ConfigError(issues);
+    return pins;
+  }
+
   async stop(graceMs: number): Promise<void> {
     await this.#scheduler.stop();
     await this.runner.stop(graceMs);
+  }
+
+  async #evictForRoom(needed: number): Promise<EvictionReport> {
+    const report = await this.evictor.run({ diskFull: { needed } });
+    this.#countEvictions(report, 'disk_full');
+    if (!this.#deps.storage.disk.status().full) this.#fullLogged = false;
+    return report;
+  }
+
+  /** Work a client's request triggers but must never fail for: a full disk is reported, anything else logged. */
+  #onRequestPath(what: string, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      if (isDiskFullError(err)) this.diskFull({ what, needed: 0, error: err });
+      else this.#log.error({ err: (err as Error).message }, `${what} failed`);
+    }
   }
 
   #evictIfNeeded(): void {

@@ -13,6 +13,7 @@ export interface MetricsSources {
   upstreams?: () => Record<string, { requests: number; errors: number }>;
   activeFills?: () => number;
   hotCacheBytes?: () => number;
+  disk?: () => { full: boolean; free: number };
 }
 
 export type CacheLabel = 'HIT' | 'MISS' | 'STALE' | 'NONE';
@@ -73,6 +74,11 @@ export class Metrics {
     gauge('ocimirror_cache_manifests', 'Manifests in the cache', () => sources().usage?.().manifests);
     gauge('ocimirror_hot_cache_bytes', 'Bytes held by the in-memory LRU of manifests, tags and links', () => sources().hotCacheBytes?.());
     gauge('ocimirror_fills_in_flight', 'Blob fills copying from an upstream right now', () => sources().activeFills?.());
+    gauge('ocimirror_disk_full', '1 while the data directory has less free space than its reserve (nothing new is cached), else 0', () => {
+      const d = sources().disk?.();
+      return d === undefined ? undefined : Number(d.full);
+    });
+    gauge('ocimirror_disk_free_bytes', 'Free bytes on the data directory\'s filesystem (statfs)', () => sources().disk?.().free);
     gauge('ocimirror_job_queue_depth', 'Jobs queued or running', () => sources().jobs?.().depth);
     new Gauge({
       name: 'ocimirror_jobs',

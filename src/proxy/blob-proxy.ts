@@ -2,7 +2,8 @@
  * @module proxy/blob-proxy
  * Blob policy. A committed blob the repository is known to hold is served from disk with no
  * upstream contact. A blob cached for another repository is confirmed with one upstream HEAD
- * first. A miss joins (or starts) the single fill for that digest and streams as bytes arrive.
+ * first (while the upstream is down: served only to a repository known to hold it). A miss joins
+ * (or starts) the single fill for that digest and streams as bytes arrive.
  * Range requests (RFC 9110 §14) are answered from the cache and from a fill in progress alike.
  */
 import type { Digest } from '../registry/digest.ts';
@@ -13,7 +14,9 @@ import type { HotCache } from '../cache/hot-cache.ts';
 import { discard } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';
+import { knownToHold } from './known-holder.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+import { waitAtMost } from './upstream-deadline.ts';
 
 export interface BlobResult {
   readonly digest: string;
@@ -53,7 +56,9 @@ export class BlobProxy {
       // The file vanished under us: fall through to a fresh fill.
     }
     if (req.method === 'HEAD') return this.#headUpstream(route, digest);
-    const fill = await this.#startFill(route, digest);
+    // The fill's answer is waited for at most `timeout`, however many hops and retries it takes;
+    // a client that gives up leaves the fill running for the others and the cache.
+    const fill = await waitAtMost(route.upstream, `blob ${digest.value}`, this.#startFill(route, digest));
     const size = fill.expectedSize;
     const range = size === undefined ? undefined : resolveRange(req.range, size);
     if (range === 'unsatisfiable') return { digest: digest.value, size, cache: 'MISS', range, body: undefined };
@@ -89,7 +94,8 @@ export class BlobProxy {
 
   /**
    * A cached blob first asked for through another repository is confirmed upstream with a HEAD
-   * (no bytes move) so the cache never answers for a repository the upstream would refuse.
+   * (no bytes move) so the cache never answers for a repository the upstream would refuse. While
+   * the upstream is down it is served STALE only to a repository known to hold it (proxy/known-holder).
    */
   async #ensureLinked(route: Route, digest: Digest): Promise<CacheStatus> {
     const name = route.upstream.name;
@@ -106,11 +112,12 @@ export class BlobProxy {
         throw upstreamError(res, { upstream: name, repo: route.repo, notFound: 'BLOB_UNKNOWN', subject: digest.value });
       }
     } catch (err) {
-      if (isUpstreamOutage(err)) return 'STALE';
+      // Unconfirmed, it is served only if the cache itself vouches for this repository; otherwise
+      // the client gets the outage error an uncached blob would get, and may retry.
+      if (isUpstreamOutage(err) && knownToHold(metadata, name, route.repo, digest.value)) return 'STALE';
       throw err;
     }
-    metadata.putLink(name, route.repo, digest.value);
-    this.#hot.setLink(name, route.repo, digest.value);
+    if (metadata.tryWrite('blob link', () => metadata.putLink(name, route.repo, digest.value))) this.#hot.setLink(name, route.repo, digest.value);
     return 'HIT';
   }
 

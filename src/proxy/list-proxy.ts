@@ -5,6 +5,8 @@
  * ("Listing Referrers", so cosign/notation signatures keep working through the mirror).
  * Tag lists are always asked upstream while it answers (they change whenever someone pushes)
  * and come from the cache only when it does not; referrers lists are fresh for tagTTL.
+ * The upstream exchange, body included, and each client's wait for a shared one are bounded by
+ * the upstream's `timeout`; past it the client gets the stored list, if any, or 503.
  */
 import { RegistryError, type ErrorCode } from '../registry/errors.ts';
 import type { Metadata } from '../cache/metadata/metadata.ts';
@@ -14,6 +16,7 @@ import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+import { waitAtMost, withinTimeout } from './upstream-deadline.ts';
 
 export interface ListResult {
   readonly status: number;
@@ -85,25 +88,31 @@ export class ListProxy {
   }
 
   #fetch(route: Route, path: string, query: Record<string, string>, key: string, notFound: ErrorCode): Promise<ListResult> {
-    return this.#flights.do(`${route.upstream.name}\0${key}\0${route.repo}`, async () => {
-      const name = route.upstream.name;
-      const res = await route.upstream.request({ method: 'GET', repository: route.repo, path, query, headers: { accept: 'application/json' } });
-      if (res.status !== 200) {
-        discard(res.body);
-        throw upstreamError(res, { upstream: name, repo: route.repo, notFound, subject: path.slice(route.repo.length + 1) });
-      }
-      let body: Buffer;
-      try {
-        body = await readBody(res.body, LIST_MAX_BYTES);
-      } catch (cause) {
-        const message = cause instanceof BodyTooLargeError ? `upstream ${name} sent a listing over ${LIST_MAX_BYTES} bytes` : `upstream ${name} dropped the connection during a listing`;
-        throw new RegistryError('BAD_GATEWAY', { message, cause });
-      }
-      const contentType = res.headers['content-type'] ?? 'application/json';
-      const link = res.headers['link'];
-      this.#metadata.putList(name, key, { status: 200, contentType, link: link ?? null, body });
-      return { status: 200, contentType, link: rewriteLink(link, route), body, cache: 'MISS' };
-    });
+    const what = `listing ${path}`;
+    const shared = this.#flights.do(`${route.upstream.name}\0${key}\0${route.repo}`, () =>
+      withinTimeout(route.upstream, what, async (signal) => {
+        const name = route.upstream.name;
+        const res = await route.upstream.request({ method: 'GET', repository: route.repo, path, query, headers: { accept: 'application/json' }, signal });
+        if (res.status !== 200) {
+          discard(res.body);
+          throw upstreamError(res, { upstream: name, repo: route.repo, notFound, subject: path.slice(route.repo.length + 1) });
+        }
+        let body: Buffer;
+        try {
+          body = await readBody(res.body, LIST_MAX_BYTES);
+        } catch (cause) {
+          if (cause instanceof BodyTooLargeError) throw new RegistryError('BAD_GATEWAY', { message: `upstream ${name} sent a listing over ${LIST_MAX_BYTES} bytes`, cause });
+          // Cut off or stalled (bodyTimeout): the network failing, so the stored list may answer.
+          throw new RegistryError('UNAVAILABLE', { message: `upstream ${name} dropped or stalled the connection during a listing`, cause });
+        }
+        const contentType = res.headers['content-type'] ?? 'application/json';
+        const link = res.headers['link'];
+        // On a full disk the listing is served unrecorded.
+        this.#metadata.tryWrite('listing', () => this.#metadata.putList(name, key, { status: 200, contentType, link: link ?? null, body }));
+        return { status: 200, contentType, link: rewriteLink(link, route), body, cache: 'MISS' as const };
+      }),
+    );
+    return waitAtMost(route.upstream, what, shared);
   }
 }
 

@@ -8,6 +8,10 @@
  * Tags are always resolved upstream with the full Accept list (OCI/Docker index and manifest),
  * so the cached tag → digest mapping is the one a modern client sees whoever asked first; a
  * client that cannot take that type gets a pass-through fetch with its own Accept.
+ *
+ * Each upstream exchange, body included, is bounded by the upstream's `timeout`, and so is each
+ * client's wait for a fetch it shares with others: a client gives up (503, or STALE when the tag
+ * or digest is cached) while the fetch goes on for the others and for the cache.
  */
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../registry/errors.ts';
@@ -20,7 +24,9 @@ import { SingleFlight } from '../util/single-flight.ts';
 import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Route } from './router.ts';
+import { knownToHold } from './known-holder.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+import { waitAtMost, withinTimeout } from './upstream-deadline.ts';
 
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE';
 
@@ -143,43 +149,64 @@ export class ManifestProxy {
   /** A digest {@link hit} could not answer: not cached, or `cached` for another repository. */
   async #byDigest(route: Route, digest: Digest, cached: HotManifest | undefined): Promise<ManifestResult> {
     const key = `${route.upstream.name}\0${route.repo}\0${digest.value}`;
-    return this.#flights.do(key, async () => {
+    const shared = this.#flights.do(key, async () => {
       if (cached) {
         // Cached for another repository: ask the upstream (a HEAD, no bytes) whether this one
         // holds it too, so a cache hit never answers for a repository the upstream would refuse.
         try {
-          const res = await route.upstream.request({
-            method: 'HEAD',
-            repository: route.repo,
-            path: `${route.repo}/manifests/${digest.value}`,
-            headers: { accept: DEFAULT_ACCEPT },
-          });
+          const res = await withinTimeout(route.upstream, `manifest ${digest.value} of ${route.repo}`, (signal) =>
+            route.upstream.request({
+              method: 'HEAD',
+              repository: route.repo,
+              path: `${route.repo}/manifests/${digest.value}`,
+              headers: { accept: DEFAULT_ACCEPT },
+              signal,
+            }),
+          );
           discard(res.body);
           if (res.status !== 200) {
             throw upstreamError(res, { upstream: route.upstream.name, repo: route.repo, notFound: 'MANIFEST_UNKNOWN', subject: digest.value });
           }
         } catch (err) {
-          if (!isUpstreamOutage(err)) throw err;
+          // Unconfirmed, it is served only if the cache itself vouches for this repository (an
+          // index cached for it needs this digest); otherwise the outage error, as for an uncached one.
+          if (!isUpstreamOutage(err) || !knownToHold(this.#metadata, route.upstream.name, route.repo, digest.value)) throw err;
           return { ...cached, cache: 'STALE' };
         }
-        this.#metadata.putLink(route.upstream.name, route.repo, digest.value);
-        this.#hot.setLink(route.upstream.name, route.repo, digest.value);
+        // On a full disk the link is not recorded (nor kept hot): the answer is the same.
+        if (this.#metadata.tryWrite('manifest link', () => this.#metadata.putLink(route.upstream.name, route.repo, digest.value))) {
+          this.#hot.setLink(route.upstream.name, route.repo, digest.value);
+        }
         return { ...cached, cache: 'HIT' };
       }
       const fetched = await this.#fetch(route, digest.value, DEFAULT_ACCEPT, digest);
       this.#store(route, fetched);
       return { ...fetched, cache: 'MISS' };
     });
+    try {
+      return await waitAtMost(route.upstream, `manifest ${digest.value} of ${route.repo}`, shared);
+    } catch (err) {
+      // `cached` is another repository's: served unconfirmed only on the cache's own word, as above.
+      if (!cached || !isUpstreamOutage(err) || !knownToHold(this.#metadata, route.upstream.name, route.repo, digest.value)) throw err;
+      return { ...cached, cache: 'STALE' };
+    }
   }
 
   /** A tag {@link hit} could not answer (unknown, past its TTL, or of a type this client cannot take), with what is `known` of it. */
   async #byTag(route: Route, tag: string, accept: readonly string[], known: HotTag | undefined, cached: HotManifest | undefined): Promise<ManifestResult> {
     const name = route.upstream.name;
+    const what = `tag ${tag} of ${route.repo}`;
     if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
       if (known.retryAt !== undefined && this.#now() < known.retryAt) return { ...cached, cache: 'STALE' };
-      return this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known));
+      try {
+        return await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known)));
+      } catch (err) {
+        // Timed out waiting, or the tag moved and its new manifest could not be fetched.
+        if (!isUpstreamOutage(err)) throw err;
+        return { ...cached, cache: 'STALE' };
+      }
     }
-    const result = await this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag));
+    const result = await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag)));
     if (acceptsMediaType(accept, result.mediaType)) return result;
     // The tag resolves to a type this client cannot take (e.g. an index for an old client):
     // pass its own Accept through, as the upstream would have negotiated it directly.
@@ -191,15 +218,18 @@ export class ManifestProxy {
   async #revalidate(route: Route, tag: string, cached: HotManifest, known?: HotTag): Promise<ManifestResult> {
     const name = route.upstream.name;
     try {
-      const res = await route.upstream.request({
-        method: 'HEAD',
-        repository: route.repo,
-        path: `${route.repo}/manifests/${tag}`,
-        headers: { accept: DEFAULT_ACCEPT },
-      });
+      const res = await withinTimeout(route.upstream, `tag ${tag} of ${route.repo}`, (signal) =>
+        route.upstream.request({
+          method: 'HEAD',
+          repository: route.repo,
+          path: `${route.repo}/manifests/${tag}`,
+          headers: { accept: DEFAULT_ACCEPT },
+          signal,
+        }),
+      );
       discard(res.body);
       if (res.status === 404) {
-        this.#metadata.deleteTag(name, route.repo, tag);
+        this.#metadata.tryWrite('tag removal', () => this.#metadata.deleteTag(name, route.repo, tag));
         this.#hot.deleteTag(name, route.repo, tag);
       }
       if (res.status !== 200) {
@@ -207,7 +237,7 @@ export class ManifestProxy {
       }
       if (res.headers['docker-content-digest'] === cached.digest) {
         const now = this.#now();
-        this.#metadata.touchTag(name, route.repo, tag, now);
+        this.#metadata.tryWrite('tag freshness', () => this.#metadata.touchTag(name, route.repo, tag, now));
         this.#hot.setTag(name, route.repo, tag, { digest: cached.digest, mediaType: cached.mediaType, fetchedAt: now });
         return { ...cached, cache: 'HIT' };
       }
@@ -230,14 +260,22 @@ export class ManifestProxy {
     return { ...fetched, cache: 'MISS' };
   }
 
-  /** GETs a manifest and checks its bytes against the digest asked for or announced. */
-  async #fetch(route: Route, reference: string, accept: string, expected?: Digest): Promise<HotManifest> {
+  /**
+   * GETs a manifest, head and body within the upstream's `timeout`, and checks its bytes against
+   * the digest asked for or announced.
+   */
+  #fetch(route: Route, reference: string, accept: string, expected?: Digest): Promise<HotManifest> {
+    return withinTimeout(route.upstream, `manifest ${reference} of ${route.repo}`, (signal) => this.#fetchWithin(route, reference, accept, expected, signal));
+  }
+
+  async #fetchWithin(route: Route, reference: string, accept: string, expected: Digest | undefined, signal: AbortSignal): Promise<HotManifest> {
     const name = route.upstream.name;
     const res = await route.upstream.request({
       method: 'GET',
       repository: route.repo,
       path: `${route.repo}/manifests/${reference}`,
       headers: { accept },
+      signal,
     });
     if (res.status !== 200) {
       discard(res.body);
@@ -247,11 +285,11 @@ export class ManifestProxy {
     try {
       bytes = await readBody(res.body, MANIFEST_MAX_BYTES);
     } catch (cause) {
-      const message =
-        cause instanceof BodyTooLargeError
-          ? `upstream ${name} sent a manifest larger than ${MANIFEST_MAX_BYTES} bytes for ${reference}`
-          : `upstream ${name} dropped the connection while sending manifest ${reference}`;
-      throw new RegistryError('BAD_GATEWAY', { message, cause });
+      if (cause instanceof BodyTooLargeError) {
+        throw new RegistryError('BAD_GATEWAY', { message: `upstream ${name} sent a manifest larger than ${MANIFEST_MAX_BYTES} bytes for ${reference}`, cause });
+      }
+      // A body cut off or stalled (bodyTimeout) is the network failing, an outage like no answer at all.
+      throw new RegistryError('UNAVAILABLE', { message: `upstream ${name} dropped or stalled the connection while sending manifest ${reference}`, cause });
     }
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     // A digest request must match exactly (OCI distribution-spec: "the client SHOULD verify");
@@ -272,7 +310,8 @@ export class ManifestProxy {
 
   #store(route: Route, manifest: HotManifest, tag?: string): void {
     const name = route.upstream.name;
-    this.#metadata.putManifest(manifest, { upstream: name, repo: route.repo }, tag);
+    // On a full disk the client still gets the upstream's answer (MISS); nothing is kept, hot or not.
+    if (!this.#metadata.tryWrite('manifest', () => this.#metadata.putManifest(manifest, { upstream: name, repo: route.repo }, tag))) return;
     this.#hot.setManifest(manifest);
     this.#hot.setLink(name, route.repo, manifest.digest);
     if (tag !== undefined) {

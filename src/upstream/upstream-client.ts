@@ -31,7 +31,11 @@ export interface UpstreamRequest {
   headers?: Record<string, string>;
   /** Aborts the request, including a body still streaming. */
   signal?: AbortSignal;
-  /** Bounds connecting plus waiting for response headers, per hop, in ms; never the body. Default: the upstream's `timeout`. */
+  /**
+   * Bounds connecting plus waiting for response headers, per hop, in ms; never the body (a body
+   * fails only after `bodyTimeout` of silence). Default: the upstream's `timeout`. A caller that
+   * needs the whole exchange within a deadline aborts `signal` with its own reason.
+   */
   timeout?: number;
   /**
    * A GET of a blob body to store: sent on the bulk client ({@link BulkClient}), whose body chunks
@@ -90,11 +94,6 @@ const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** undici reads bodies in 64 KiB buffers by default; 1 MiB roughly doubles download throughput. */
 const BODY_HIGH_WATER_MARK = 1 << 20;
-/**
- * undici's idle-body timeout: the longest pause between two body chunks, not a bound on the whole
- * body. It only reaps connections that went silent; whole-fill deadlines are the caller's (fillTimeout).
- */
-const BODY_IDLE_TIMEOUT_MS = 5 * 60_000;
 /** Headers a caller must not forward: ours to set (authorization, host) or hop-by-hop (RFC 9110 §7.6.1). */
 const DROPPED_REQUEST_HEADERS = new Set([
   'authorization',
@@ -131,8 +130,10 @@ export class UpstreamClient {
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
       throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${config.url}'`);
     }
-    if (!Number.isFinite(config.timeout) || config.timeout <= 0) {
-      throw new TypeError(`Expected upstream ${config.name} timeout to be a positive number of ms, got ${config.timeout}`);
+    for (const key of ['timeout', 'bodyTimeout'] as const) {
+      if (!Number.isFinite(config[key]) || config[key] <= 0) {
+        throw new TypeError(`Expected upstream ${config.name} ${key} to be a positive number of ms, got ${config[key]}`);
+      }
     }
     this.name = config.name;
     this.config = config;
@@ -141,13 +142,15 @@ export class UpstreamClient {
     this.#egress = new Egress(config, egress, {
       connectTimeout: config.timeout,
       headersTimeout: config.timeout,
-      bodyTimeout: BODY_IDLE_TIMEOUT_MS,
+      // The longest pause between two body chunks, never a bound on the whole body: a stalled
+      // upstream fails the body instead of holding its client (whole-body deadlines are the callers').
+      bodyTimeout: config.bodyTimeout,
       // Keep connections for the bursts of a pull (manifest, config, layers); servers may shorten it.
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 10 * 60_000,
     });
     if (this.#egress.proxied) this.#log.info(this.#egress.describe(), 'upstream requests go through an egress proxy');
-    this.#bulk = new BulkClient({ bodyIdleTimeout: BODY_IDLE_TIMEOUT_MS, proxyFor: (url) => this.#egress.hop(url), slabs });
+    this.#bulk = new BulkClient({ bodyIdleTimeout: config.bodyTimeout, proxyFor: (url) => this.#egress.hop(url), slabs });
     this.#auth = new UpstreamAuthenticator({
       config,
       dispatcher: (url) => this.#egress.dispatcher(url),
@@ -191,7 +194,9 @@ export class UpstreamClient {
       this.#counters.lastAnswerAt = Date.now();
       return { status: res.status, headers: res.headers, body: res.body, url: res.url.href, ...(res.release ? { release: res.release } : {}) };
     } catch (err) {
-      if (!signal?.aborted) {
+      // A caller's deadline aborts with a RegistryError (proxy/upstream-deadline): the upstream's
+      // failure to answer in time, counted like any other; a client going away is not.
+      if (!signal?.aborted || signal.reason instanceof RegistryError) {
         this.#counters.errors++;
         this.#counters.lastErrorAt = Date.now();
         this.#counters.lastError = (err as Error).message;

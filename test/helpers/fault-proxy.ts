@@ -23,7 +23,7 @@ export interface FaultMatch extends RequestFilter {
   times?: number;
 }
 
-export type FaultKind = 'cut' | 'corrupt' | 'down' | 'status' | 'delay' | 'throttle';
+export type FaultKind = 'cut' | 'stall' | 'corrupt' | 'down' | 'status' | 'delay' | 'throttle';
 
 export interface ProxyRecord {
   method: string;
@@ -48,8 +48,13 @@ export interface FaultProxy {
   reset(): void;
   /** Sends the headers and `bytes` body bytes, then closes the connection. */
   cutAfter(bytes: number, match?: FaultMatch): void;
-  /** Flips the first byte of every body chunk: same length, different digest. */
-  corrupt(match?: FaultMatch): void;
+  /** Sends the headers and `bytes` body bytes, then nothing, holding the connection open until the client gives up. */
+  stallAfter(bytes: number, match?: FaultMatch): void;
+  /**
+   * Flips the first byte of every body chunk: same length, different digest. With `bytesPerSecond`
+   * the body is also forwarded at about that rate, so clients can join the corrupt fill in progress.
+   */
+  corrupt(match?: FaultMatch, opts?: { bytesPerSecond?: number }): void;
   /**
    * With no match, stops listening and drops open connections, so clients get ECONNREFUSED until `up()`.
    * With a match, destroys the connection of each matching request before any response.
@@ -68,8 +73,9 @@ export interface FaultProxy {
 }
 
 type FaultSpec =
-  | { kind: 'cut'; bytes: number }
-  | { kind: 'corrupt' | 'down' }
+  | { kind: 'cut' | 'stall'; bytes: number }
+  | { kind: 'corrupt'; bytesPerSecond?: number }
+  | { kind: 'down' }
   | { kind: 'status'; code: number; headers: Record<string, string> }
   | { kind: 'delay'; ms: number }
   | { kind: 'throttle'; bytesPerSecond: number };
@@ -116,11 +122,14 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
     upReq.on('response', (upRes) => {
       rec.status = upRes.statusCode ?? 0;
       res.writeHead(rec.status, endToEnd(upRes.headers));
-      const cut = fault?.kind === 'cut' ? fault.bytes : Infinity;
+      const cut = fault?.kind === 'cut' || fault?.kind === 'stall' ? fault.bytes : Infinity;
+      const rate = fault?.kind === 'throttle' || fault?.kind === 'corrupt' ? fault.bytesPerSecond : undefined;
       if (cut === 0) {
         upRes.destroy();
         res.flushHeaders();
-        res.socket?.end(); // FIN, not RST, so the client reads what was sent before it sees the close
+        // A stall leaves the connection open and silent; a cut sends FIN, not RST, so the client
+        // reads what was sent before it sees the close.
+        if (fault?.kind !== 'stall') res.socket?.end();
         return;
       }
       upRes.on('data', (chunk: Buffer) => {
@@ -130,16 +139,17 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
         if (rec.bytesOut >= cut) {
           upRes.destroy();
           const socket = res.socket;
-          res.write(out, () => socket?.destroy());
-        } else if (fault?.kind === 'throttle') {
+          if (fault?.kind === 'stall') res.write(out);
+          else res.write(out, () => socket?.destroy());
+        } else if (rate !== undefined) {
           upRes.pause();
           res.write(out);
-          setTimeout(() => upRes.resume(), (out.length / fault.bytesPerSecond) * 1000);
+          setTimeout(() => upRes.resume(), (out.length / rate) * 1000);
         } else if (!res.write(out)) {
           upRes.pause();
         }
       });
-      if (fault?.kind !== 'throttle') res.on('drain', () => upRes.resume());
+      if (rate === undefined) res.on('drain', () => upRes.resume());
       upRes.on('end', () => res.end());
       upRes.on('error', () => res.destroy());
     });
@@ -205,7 +215,8 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
     bytes: (filter = {}) => records.filter((r) => matches(r, filter)).reduce((n, r) => n + r.bytesOut, 0),
     reset: () => void (records = []),
     cutAfter: (bytes, match) => add({ kind: 'cut', bytes }, match),
-    corrupt: (match) => add({ kind: 'corrupt' }, match),
+    stallAfter: (bytes, match) => add({ kind: 'stall', bytes }, match),
+    corrupt: (match, opts = {}) => add({ kind: 'corrupt', ...opts }, match),
     down: async (match) => (match ? add({ kind: 'down' }, match) : close()),
     up: async () => {
       if (!server.listening) await listen(port);

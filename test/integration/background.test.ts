@@ -362,6 +362,31 @@ describeWithTools(['docker-registry'], 'the background queue against a real upst
       expect(pins.json.pins).toEqual([expect.objectContaining({ ref: 'registry.test/small:v2', source: 'admin' })]);
       await pinnedSurvivesPressure(m, image('small:v2'), image('small:v1'));
     });
+
+    it('refuses through POST /admin/v1/pins, as image deletion does, a pin on a registry the mirror does not serve', SLOW, async () => {
+      const m = await mirror();
+      const refused = await admin(m.url, 'POST', '/pins', { image: 'evil.example/x:1' });
+      expect(refused.status).toBe(404);
+      expect(refused.json.errors[0]).toMatchObject({ code: 'NAME_UNKNOWN', message: "registry 'evil.example' is not configured on this mirror" });
+      expect((await admin(m.url, 'POST', '/pins', { image: 'registry.test/Bad_Name:v1' })).status).toBe(400);
+      expect((await admin(m.url, 'GET', '/pins')).json.pins).toEqual([]);
+      expect((await admin(m.url, 'POST', '/pins', { image: 'docker.io/library/alpine:3.19' })).status).toBe(201);
+    });
+
+    it('refuses to start with a config pin on a registry no upstream serves, naming the pin', SLOW, async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-bg-pin-'));
+      try {
+        const configFile = path.join(dir, 'pin.yaml');
+        const raw = mirrorConfig(upstream.url, { storage: { path: path.join(dir, 'data') }, pin: ['registry.test/small:v1', 'evil.example/x:1'] });
+        await writeFile(configFile, stringify(raw));
+        const run = await runCli(['serve', '--config', configFile], {}, 30_000);
+        expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(2);
+        expect(run.stderr).toContain("pin[1]: registry 'evil.example' is not configured on this mirror");
+        expect(run.stderr).not.toContain('pin[0]');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   describe('durable jobs', () => {

@@ -200,6 +200,33 @@ describeWithTools(['docker-registry'], 'faults between the mirror and its upstre
     expect(bad.error.message).toContain('does not match');
     expect(m.mirror.storage.metadata.getManifest(image.manifest.digest)).toBeUndefined();
   });
+
+  it('serves what it cached for one repository to another while the upstream is down only when that one is known to hold it', async () => {
+    const image = upstream.fixtures.image('many');
+    await pushFixtures(upstream.registry.url, upstream.fixtures, [{ ...image, repo: 'copy/many', tags: ['latest'] }]);
+    const layer = image.manifest.layers[1]!;
+    expect((await get(`${m.url}/v2/many/blobs/${layer.digest}`)).res.status).toBe(200);
+    expect((await get(`${m.url}/v2/many/manifests/${image.manifest.digest}`, { accept: MANIFEST_ACCEPT })).res.status).toBe(200);
+    await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(layer.digest));
+    // copy/many's own manifest is cached: the cache knows that repository needs the layer.
+    expect((await get(`${m.url}/v2/copy/many/manifests/latest`, { accept: MANIFEST_ACCEPT })).res.status).toBe(200);
+    // While the upstream is up, a repository that never held them is refused by the upstream.
+    expect((await errorOf(`${m.url}/v2/small/blobs/${layer.digest}`)).status).toBe(404);
+
+    await upstream.proxy.down();
+    const blob = await errorOf(`${m.url}/v2/small/blobs/${layer.digest}`);
+    expect([blob.status, blob.error.code]).toEqual([503, 'UNAVAILABLE']);
+    const head = await rawHead(m.url, `/v2/small/blobs/${layer.digest}`);
+    expect(head.status).toBe(503);
+    const manifest = await errorOf(`${m.url}/v2/small/manifests/${image.manifest.digest}`, { accept: MANIFEST_ACCEPT });
+    expect([manifest.status, manifest.error.code]).toEqual([503, 'UNAVAILABLE']);
+
+    const known = await get(`${m.url}/v2/copy/many/blobs/${layer.digest}`);
+    expect(known.res.status).toBe(200);
+    expect(known.res.headers.get('x-cache')).toBe('STALE');
+    expect(sha256(known.body)).toBe(layer.digest);
+    expect(m.mirror.storage.metadata.hasLink('test', 'small', layer.digest)).toBe(false);
+  });
 });
 
 describeWithTools(['docker-registry'], 'fills detached from their clients', () => {

@@ -15,6 +15,7 @@ import { BlobFill } from './blob-fill.ts';
 import type { BlobStore } from './blob-store.ts';
 import { nodeFillWriter, type FillWriter } from './fill-writer.ts';
 import type { BlobRow, Metadata } from '../metadata/metadata.ts';
+import { isDiskFullError } from '../metadata/disk-full-error.ts';
 
 /** What a fill needs from the upstream: the announced size and the body to copy. */
 export interface FillSource {
@@ -59,8 +60,11 @@ export class BlobCache {
 
   /** Settles when a fill is over: true when its blob was committed. */
   readonly #outcome = new WeakMap<BlobFill, Promise<boolean>>();
-  /** Called when a fill hits a full disk (the owner triggers eviction). */
-  onDiskFull: ((info: { digest: string; error: Error }) => void) | undefined;
+  /**
+   * Called when a fill hits a full disk (the owner triggers eviction), with the room the blob
+   * needs: the upstream's Content-Length, else the bytes relayed.
+   */
+  onDiskFull: ((info: { digest: string; needed: number; error: Error }) => void) | undefined;
   /** Called when a fill ends, for metrics. */
   onFillDone: ((info: { upstream: string; result: 'committed' | 'uncached' | 'failed'; seconds: number; bytes: number }) => void) | undefined;
 
@@ -174,7 +178,17 @@ export class BlobCache {
           return false;
         }
         await this.store.commit(fill.tempPath, req.digest.hex);
-        this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
+        try {
+          this.metadata.putBlob({ digest: req.digest.value, size, mediaType: source.mediaType ?? null }, req.link);
+        } catch (err) {
+          if (!isDiskFullError(err)) throw err;
+          // The file is in place but SQLite could not record it: without a row it would only hold space.
+          await this.store.remove(req.digest.hex);
+          diskFull = err;
+          this.#log.error({ digest: key, err: err.message, upstream: req.source }, 'disk full: the blob was served but could not be recorded; nothing committed');
+          report('uncached', size);
+          return false;
+        }
         this.#log.info({ digest: req.digest.value, size, ms: Date.now() - started, upstream: req.source }, 'blob committed');
         report('committed', size);
         return true;
@@ -198,7 +212,7 @@ export class BlobCache {
           const error = diskFull;
           void fill.closed.then(() => {
             try {
-              this.onDiskFull?.({ digest: key, error });
+              this.onDiskFull?.({ digest: key, needed: fill.expectedSize ?? fill.written, error });
             } catch (err) {
               this.#log.error({ err: (err as Error).message }, 'disk full: could not start eviction');
             }

@@ -5,8 +5,15 @@
  * Once usage crosses maxSize, blobs go least recently used first (`blobs.last_access`, with
  * pending hits flushed first) until usage is at or below `lowWatermark × maxSize`: the gap
  * between the two means a busy cache evicts in batches, not one blob per commit. Independently,
- * every blob last used before `now − maxAge` goes. 0 turns either limit off. A fill that finds
- * the disk full asks for a `diskFull` run, which treats current usage as the limit.
+ * every blob last used before `now − maxAge` goes. 0 turns either limit off.
+ *
+ * A write that finds the disk full asks for a disk-full run, sized to the need: enough that the
+ * filesystem's real free space (statfs) holds the blob that needed room plus the gap of the low
+ * watermark, `needed + (1 − lowWatermark) × area − free` (area: maxSize when set, else the disk),
+ * and no less than what the quota would ask once that blob is in. A blob larger than everything
+ * that could be freed evicts nothing (it is relayed uncached). There is one disk-full run at a
+ * time and a second request while one runs joins it: the first run already measured the disk, so
+ * a run after it would only empty the cache further.
  *
  * Never evicted: a blob being read or filled (BlobCache.inUse) and anything pinned. Evicting a
  * blob takes with it, in one transaction (cache/removal), every manifest that needs it (and the
@@ -15,12 +22,12 @@
  * layers are gone. Referrers of a dropped manifest stay: they never needed it.
  */
 import type { Logger } from '../../util/logger.ts';
-import { SingleFlight } from '../../util/single-flight.ts';
 import type { BlobCache } from '../blobs/blob-cache.ts';
 import type { HotCache } from '../hot-cache.ts';
 import type { BlobUse } from '../metadata/blob-queries.ts';
 import type { Metadata } from '../metadata/metadata.ts';
 import { UsageMeter } from '../metadata/usage.ts';
+import type { DiskRoom } from './disk-space.ts';
 import { ContentRemover } from './removal.ts';
 
 export interface EvictorOptions {
@@ -37,6 +44,13 @@ export interface EvictorOptions {
   pinned?: () => ReadonlySet<string>;
   log: Logger;
   now?: () => number;
+  /** The data directory's filesystem (free space, reserve file); without it a disk-full run frees only the watermark of usage. */
+  disk?: DiskRoom;
+}
+
+/** A disk-full run: `needed` is the size of the blob that found no room (0 for a metadata write). */
+export interface DiskFullRequest {
+  needed: number;
 }
 
 export interface EvictionReport {
@@ -51,6 +65,14 @@ export interface EvictionReport {
   readonly skippedPinned: number;
   readonly manifestsDropped: number;
   readonly tagsDropped: number;
+  /** For a disk-full run: what it measured and aimed for. */
+  readonly room?: {
+    readonly needed: number;
+    readonly free: number;
+    readonly toFree: number;
+    /** False when the blob is larger than all that could be freed: nothing was evicted. */
+    readonly fits: boolean;
+  };
 }
 
 /** Running counts of one run; blobs skipped are counted once however often they come up. */
@@ -64,6 +86,10 @@ interface Tally {
 }
 
 type Candidate = BlobUse;
+
+function newTally(): Tally {
+  return { evicted: 0, freedBytes: 0, manifestsDropped: 0, tagsDropped: 0, inUse: new Set(), pinned: new Set() };
+}
 
 /** Rows read per page while walking blobs in LRU order. */
 const PAGE = 256;
@@ -84,12 +110,13 @@ export class Evictor {
   readonly #now: () => number;
   readonly #remover: ContentRemover;
   readonly #usage: UsageMeter;
-  /** One run at a time; keyed by generation so a disk-full run can be queued behind the current one. */
-  readonly #flight = new SingleFlight<EvictionReport>();
-  /** Generation of the newest run started or queued: later callers join it. */
-  #generation = 0;
+  readonly #disk: DiskRoom | undefined;
+  /** The run in progress, if any; one at a time. */
+  #current: { kind: 'quota' | 'diskFull'; done: Promise<EvictionReport> } | undefined;
+  /** A disk-full run waiting for a quota run to end; later requests raise its need and join it. */
+  #queued: { needed: number; done: Promise<EvictionReport> } | undefined;
 
-  constructor({ metadata, blobs, hot, maxSize = 0, lowWatermark = 0.9, maxAge = 0, pinned = () => new Set(), log, now = Date.now }: EvictorOptions) {
+  constructor({ metadata, blobs, hot, maxSize = 0, lowWatermark = 0.9, maxAge = 0, pinned = () => new Set(), log, now = Date.now, disk }: EvictorOptions) {
     if (!(Number.isSafeInteger(maxSize) && maxSize >= 0)) throw new Error(`Expected maxSize to be a size in bytes (0 = no quota), got '${maxSize}'`);
     if (!(lowWatermark > 0 && lowWatermark <= 1)) throw new Error(`Expected lowWatermark to be a fraction such as 0.9, got '${lowWatermark}'`);
     if (!(Number.isFinite(maxAge) && maxAge >= 0)) throw new Error(`Expected maxAge to be a duration in ms (0 = never), got '${maxAge}'`);
@@ -103,6 +130,7 @@ export class Evictor {
     this.#now = now;
     this.#remover = new ContentRemover({ metadata, blobs, hot });
     this.#usage = new UsageMeter(metadata);
+    this.#disk = disk;
   }
 
   /**
@@ -111,7 +139,7 @@ export class Evictor {
    * whose pinned content alone exceeds the quota would ask for a run after every commit.)
    */
   needed(): boolean {
-    this.#metadata.flush();
+    this.#flush();
     const overQuota = this.#maxSize > 0 && this.#usage.current().bytes > this.#maxSize;
     const cutoff = this.#ageCutoff();
     if (!overQuota && (cutoff === undefined || !this.#metadata.blobs.anyUsedBefore(cutoff))) return false;
@@ -123,32 +151,84 @@ export class Evictor {
   }
 
   /**
-   * Evicts what the limits call for. With `diskFull` (a fill hit ENOSPC: the disk is smaller than
-   * the quota, or there is none) the current usage counts as the limit, so usage comes down to
-   * lowWatermark × usage, least recently used first, like any quota run.
-   * Concurrent calls share one run; a `diskFull` call made during a run starts another after it.
+   * Evicts what the limits call for, or with `diskFull` what a full disk needs (see the module
+   * comment). Calls made while a run is going join it, except a disk-full call during a quota
+   * run: that one runs next (the quota run chose its target before the disk filled up), once.
    */
-  run({ diskFull = false }: { diskFull?: boolean } = {}): Promise<EvictionReport> {
-    const newest = String(this.#generation);
-    if (!diskFull || this.#flight.size === 0) return this.#flight.do(newest, () => this.#run(diskFull));
-    // The running one may have chosen its target before the disk filled up.
-    const previous = this.#flight.do(newest, () => this.#run(diskFull));
-    this.#generation++;
-    return this.#flight.do(String(this.#generation), () => previous.catch(() => undefined).then(() => this.#run(true)));
+  run({ diskFull }: { diskFull?: DiskFullRequest } = {}): Promise<EvictionReport> {
+    if (this.#queued) {
+      if (diskFull) this.#queued.needed = Math.max(this.#queued.needed, diskFull.needed);
+      return this.#queued.done;
+    }
+    const current = this.#current;
+    if (current && (!diskFull || current.kind === 'diskFull')) return current.done;
+    if (!current) return this.#start(diskFull);
+    const queued: { needed: number; done: Promise<EvictionReport> } = { needed: diskFull!.needed, done: undefined as never };
+    queued.done = current.done
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued = undefined;
+        return this.#start({ needed: queued.needed });
+      });
+    this.#queued = queued;
+    return queued.done;
   }
 
-  async #run(diskFull: boolean): Promise<EvictionReport> {
-    this.#metadata.flush();
+  #start(diskFull: DiskFullRequest | undefined): Promise<EvictionReport> {
+    const entry = { kind: diskFull ? ('diskFull' as const) : ('quota' as const), done: undefined as unknown as Promise<EvictionReport> };
+    entry.done = (diskFull ? this.#runDiskFull(diskFull.needed) : this.#run()).finally(() => {
+      if (this.#current === entry) this.#current = undefined;
+    });
+    this.#current = entry;
+    return entry.done;
+  }
+
+  async #run(): Promise<EvictionReport> {
+    this.#flush();
     const pinned = this.#pinned();
-    const tally: Tally = { evicted: 0, freedBytes: 0, manifestsDropped: 0, tagsDropped: 0, inUse: new Set(), pinned: new Set() };
+    const tally = newTally();
     const cutoff = this.#ageCutoff();
     if (cutoff !== undefined) await this.#evictWhile(this.#walk(cutoff), () => true, pinned, tally);
     const before = this.#usage.current().bytes;
-    const limit = diskFull ? (this.#maxSize > 0 ? Math.min(this.#maxSize, before) : before) : this.#maxSize;
-    if (limit > 0 && (diskFull || before > limit)) {
-      const target = Math.floor(limit * this.#lowWatermark);
+    if (this.#maxSize > 0 && before > this.#maxSize) {
+      const target = Math.floor(this.#maxSize * this.#lowWatermark);
       await this.#evictWhile(this.#walk(undefined), (chosen) => this.#usage.current().bytes - chosen > target, pinned, tally);
     }
+    return this.#report(tally, undefined);
+  }
+
+  /**
+   * Frees what the blob that found no room needs (module comment). The reserve file goes first
+   * so SQLite can record the deletions, and comes back once there is room for it.
+   */
+  async #runDiskFull(needed: number): Promise<EvictionReport> {
+    const disk = this.#disk;
+    // Measured before the reserve goes: the reserve comes back, so it is not room for the blob.
+    const stat = disk?.stat();
+    await disk?.release();
+    try {
+      this.#flush();
+      const pinned = this.#pinned();
+      const tally = newTally();
+      const usage = this.#usage.current().bytes;
+      let evictable = 0;
+      for (const c of this.#walk(undefined)) if (!pinned.has(c.digest) && !this.#blobs.inUse(c.digest)) evictable += c.size;
+      const free = stat?.free ?? 0;
+      // Without a statfs, the old rule: the watermark of current usage.
+      const area = stat ? (this.#maxSize > 0 ? Math.min(this.#maxSize, stat.total) : stat.total) : usage;
+      const gap = Math.ceil((1 - this.#lowWatermark) * area);
+      const quota = this.#maxSize > 0 ? usage + needed - Math.floor(this.#lowWatermark * this.#maxSize) : 0;
+      const fits = needed <= free + evictable && (this.#maxSize === 0 || needed <= this.#maxSize);
+      const toFree = fits ? Math.max(0, needed + gap - free, quota) : 0;
+      if (!fits) this.#log.warn({ needed, free, evictable }, 'disk full: the blob is larger than all that could be freed; relayed uncached, nothing evicted');
+      if (toFree > 0) await this.#evictWhile(this.#walk(undefined), (chosen) => tally.freedBytes + chosen < toFree, pinned, tally);
+      return this.#report(tally, { needed, free, toFree, fits });
+    } finally {
+      await disk?.restore();
+    }
+  }
+
+  #report(tally: Tally, room: EvictionReport['room']): EvictionReport {
     const usage = this.#usage.current().bytes;
     const report: EvictionReport = {
       evicted: tally.evicted,
@@ -158,12 +238,18 @@ export class Evictor {
       skippedPinned: tally.pinned.size,
       manifestsDropped: tally.manifestsDropped,
       tagsDropped: tally.tagsDropped,
+      ...(room ? { room } : {}),
     };
     if (report.evicted > 0) this.#log.info(report, 'evicted blobs');
     if (this.#maxSize > 0 && usage > this.#maxSize) {
       this.#log.warn({ ...report, maxSize: this.#maxSize }, 'cache still over storage.maxSize: what is left is pinned or in use');
     }
     return report;
+  }
+
+  /** Pending hits are written first so LRU order is right; on a full disk the run goes on without them. */
+  #flush(): void {
+    this.#metadata.tryWrite('access times', () => this.#metadata.flush());
   }
 
   /**

@@ -18,6 +18,7 @@ import { manifestReferences } from './manifest-references.ts';
 import { ManifestQueries, type ManifestRow } from './manifest-queries.ts';
 import { PinQueries } from './pin-queries.ts';
 import { RefGraph } from './references.ts';
+import { isDiskFullError } from './disk-full-error.ts';
 import { openSchema } from './schema.ts';
 import { TagQueries, type TagRow } from './tag-queries.ts';
 import { UsageQueries } from './usage-queries.ts';
@@ -62,6 +63,8 @@ export class Metadata {
   readonly #blobHits = new Map<string, number>();
   readonly #manifestHits = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
+  /** Told when a write failed because the disk is full (the owner logs it and makes room). */
+  onDiskFull: ((info: { what: string; error: Error }) => void) | undefined;
 
   constructor(file: string, { flushIntervalMs = 30_000, now = Date.now }: MetadataOptions = {}) {
     this.#now = now;
@@ -93,7 +96,8 @@ export class Metadata {
       this.links.put(link.upstream, link.repo, row.digest);
       if (tag !== undefined) this.tags.put({ upstream: link.upstream, repo: link.repo, tag }, { digest: row.digest, mediaType: row.mediaType, fetchedAt: now });
     });
-    this.#timer = setInterval(() => this.flush(), flushIntervalMs);
+    // A full disk must not crash the process from a timer: the hits stay pending until there is room.
+    this.#timer = setInterval(() => this.tryWrite('access times', () => this.flush()), flushIntervalMs);
     this.#timer.unref();
   }
 
@@ -201,6 +205,26 @@ export class Metadata {
     this.lists.put(upstream, key, { ...row, fetchedAt: this.#now() });
   }
 
+  /**
+   * Runs a write the caller can do without (recording what the upstream answered, an access
+   * time): on a full disk it is skipped, reported to {@link onDiskFull} and false is returned,
+   * so the client still gets its answer. Any other error is thrown.
+   */
+  tryWrite(what: string, write: () => void): boolean {
+    try {
+      write();
+      return true;
+    } catch (err) {
+      if (!isDiskFullError(err)) throw err;
+      try {
+        this.onDiskFull?.({ what, error: err });
+      } catch {
+        /* the owner's bookkeeping must not fail the caller */
+      }
+      return false;
+    }
+  }
+
   /** Writes batched access-time bumps in one transaction. */
   flush(): void {
     if (this.#blobHits.size === 0 && this.#manifestHits.size === 0) return;
@@ -216,8 +240,9 @@ export class Metadata {
   close(): void {
     clearInterval(this.#timer);
     if (!this.#db.open) return;
-    this.flush();
-    this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    // On a full disk the database still closes; the WAL is checkpointed at the next open.
+    this.tryWrite('access times', () => this.flush());
+    this.tryWrite('checkpoint', () => this.#db.pragma('wal_checkpoint(TRUNCATE)'));
     this.#db.close();
   }
 }

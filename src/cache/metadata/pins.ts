@@ -10,7 +10,8 @@
  * cached yet pins nothing until it is pulled; a tag that moves upstream moves the pin with it),
  * a digest pin names its root directly; from a root, every manifest of an index, every config
  * and layer, and the image's cached referrers (signatures) are pinned too (metadata/references).
- * Admin pins are rows of the `pins` table (metadata/pin-queries).
+ * Admin pins are rows of the `pins` table (metadata/pin-queries). A pin on a registry this mirror
+ * does not serve is refused where it is made (jobs/background: the admin API's 404, a config error).
  */
 import { formatImageRef, parseImageRef, type ImageRef } from '../../registry/image-ref.ts';
 import type { Metadata } from './metadata.ts';
@@ -18,7 +19,7 @@ import type { Metadata } from './metadata.ts';
 /**
  * Maps a pin's registry and repository to the upstream name and repository the cache keys tags by.
  * The mirror's wiring uses its Router: `router.resolve(`${registry}/${repo}`)`. Undefined or a
- * throw (a registry this mirror does not serve) means the pin protects nothing.
+ * throw (an admin pin kept from before its registry left the config) means the pin protects nothing.
  */
 export type PinResolver = (ref: ImageRef) => { upstream: string; repo: string } | undefined;
 

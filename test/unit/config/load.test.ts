@@ -46,7 +46,7 @@ describe('parseConfig: defaults', () => {
       upstreams: [],
       defaultUpstream: undefined,
       egress: { httpProxy: undefined, httpsProxy: undefined, noProxy: '' },
-      server: { shutdownGrace: 30_000, drainDelay: 0, sendfile: 'fills', nativeAddon: true, idleGc: true },
+      server: { shutdownGrace: 30_000, drainDelay: 0, headersTimeout: 30_000, sendfile: 'fills', nativeAddon: true, idleGc: true },
       log: { level: 'info' },
     });
   });
@@ -62,6 +62,7 @@ describe('parseConfig: defaults', () => {
         registries: ['docker.io', 'registry.local:5000'],
         tagTTL: 300_000,
         timeout: 30_000,
+        bodyTimeout: 30_000,
         fillTimeout: 3_600_000,
         auth: undefined,
         realmHosts: ['auth.docker.io'],
@@ -73,11 +74,11 @@ describe('parseConfig: defaults', () => {
     const config = parse({
       hotCache: { maxSize: '1GiB' },
       server: { shutdownGrace: '1m', drainDelay: 2500 },
-      upstreams: [{ name: 'a', url: 'http://127.0.0.1:5000', tagTTL: '0', timeout: '1.5s', fillTimeout: '2h' }],
+      upstreams: [{ name: 'a', url: 'http://127.0.0.1:5000', tagTTL: '0', timeout: '1.5s', bodyTimeout: '10s', fillTimeout: '2h' }],
     });
     expect(config.hotCache.maxSize).toBe(2 ** 30);
     expect(config.server).toMatchObject({ shutdownGrace: 60_000, drainDelay: 2500 });
-    expect(config.upstreams[0]).toMatchObject({ tagTTL: 0, timeout: 1500, fillTimeout: 7_200_000 });
+    expect(config.upstreams[0]).toMatchObject({ tagTTL: 0, timeout: 1500, bodyTimeout: 10_000, fillTimeout: 7_200_000 });
   });
 
   it('resolves a relative storage path against the working directory', () => {
@@ -534,7 +535,7 @@ describe('loadConfig', () => {
     ]);
     expect(config.defaultUpstream).toBe('dockerhub');
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 5000 });
-    expect(config.upstreams[0]).toMatchObject({ url: 'https://registry-1.docker.io', tagTTL: 300_000, timeout: 30_000, fillTimeout: 3_600_000, auth: undefined });
+    expect(config.upstreams[0]).toMatchObject({ url: 'https://registry-1.docker.io', tagTTL: 300_000, timeout: 30_000, bodyTimeout: 30_000, fillTimeout: 3_600_000, auth: undefined });
     expect(Object.isFrozen(config.upstreams)).toBe(true);
   });
 

@@ -3,7 +3,8 @@
  * The blob policy as a state machine, on a real cache (temp dir, SQLite metadata, BlobCache)
  * against an in-memory upstream. A committed blob this repository is known to hold is served with
  * no upstream contact; one cached for another repository is confirmed with one upstream HEAD
- * (404 → BLOB_UNKNOWN, upstream down → served STALE); a miss starts (or joins) the single fill for
+ * (404 → BLOB_UNKNOWN; upstream down → served STALE only when a manifest cached for this repository
+ * needs it, else the outage error an uncached blob gets); a miss starts (or joins) the single fill for
  * the digest and streams from it; HEAD never starts a fill; Range requests (RFC 9110 §14) are
  * answered from the cache and from a fill alike, and a range past the end is unsatisfiable.
  */
@@ -132,13 +133,34 @@ describe('BlobProxy with the blob cached', () => {
     expect(upstream.log).toEqual([`HEAD private/repo/blobs/${digest}`]);
   });
 
-  it('serves a blob cached for another repository STALE while the upstream is down, without linking it', async () => {
+  it('refuses a blob cached for another repository with the outage error while the upstream is down, when nothing cached ties it to that repository', async () => {
     const digest = await fx.blob('a', 1000);
     upstream.fault(() => 'down');
-    const res = await proxy.get(upstream.route('team/other'), parseDigest(digest), GET);
-    expect(res.cache).toBe('STALE');
-    expect(sha256(await drain(res.body))).toBe(digest);
-    expect(fx.metadata.hasLink('hub', 'team/other', digest)).toBe(false);
+    for (const req of [GET, HEAD]) {
+      const err = await rejection(proxy.get(upstream.route('private/repo'), parseDigest(digest), req));
+      expect(err.code, req.method).toBe('UNAVAILABLE');
+      expect(err.status).toBe(503);
+    }
+    upstream.fault(() => ({ status: 429, headers: { 'retry-after': '7' } }));
+    const limited = await rejection(proxy.get(upstream.route('private/repo'), parseDigest(digest), GET));
+    expect(limited.code).toBe('TOOMANYREQUESTS');
+    expect(fx.metadata.hasLink('hub', 'private/repo', digest)).toBe(false);
+    expect(fx.hot.hasLink('hub', 'private/repo', digest)).toBe(false);
+  });
+
+  it('serves a blob cached for another repository STALE while the upstream is down when a manifest cached for this repository needs it, without linking it', async () => {
+    const config = await fx.blob('config', 100);
+    const layer = await fx.blob('layer', 1000);
+    const manifest = fx.image({ config, layers: [layer], repo: 'team/other' });
+    fx.index([manifest], { repo: 'team/third' });
+    upstream.fault(() => 'down');
+    for (const repo of ['team/other', 'team/third']) {
+      const res = await proxy.get(upstream.route(repo), parseDigest(layer), GET);
+      expect(res.cache, repo).toBe('STALE');
+      expect(sha256(await drain(res.body))).toBe(layer);
+      expect(fx.metadata.hasLink('hub', repo, layer)).toBe(false);
+    }
+    expect((await rejection(proxy.get(upstream.route('team/fourth'), parseDigest(layer), GET))).code).toBe('UNAVAILABLE');
   });
 
   it('refetches a blob whose file vanished under its row', async () => {

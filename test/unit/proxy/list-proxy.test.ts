@@ -10,6 +10,7 @@ import { ListProxy } from '../../../src/proxy/list-proxy.ts';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { openCacheFixture, type CacheFixture } from '../cache/cache-fixture.ts';
 import { FakeUpstream, sha256 } from './fake-upstream.ts';
+import { setUpstreamTimeout, stallBodies } from './stalling-upstream.ts';
 
 const TTL = 60_000;
 const SUBJECT = sha256('subject');
@@ -85,5 +86,40 @@ describe('ListProxy.referrers', () => {
     fx.advance(TTL);
     upstream.fault(() => 'down');
     expect((await lists.referrers(upstream.route('app'), SUBJECT, undefined)).cache).toBe('STALE');
+  });
+});
+
+// Each of these would wait forever without the upstream's timeout as a bound; 5 s ends them instead.
+describe('ListProxy when the upstream stalls', { timeout: 5_000 }, () => {
+  beforeEach(() => setUpstreamTimeout(upstream, 100));
+
+  it('answers UNAVAILABLE within the timeout when a tag list body stalls and nothing is cached', async () => {
+    serveLists(['a']);
+    stallBodies(upstream, () => true);
+    const err = (await lists.tags(upstream.route('app'), {}).catch((e: unknown) => e)) as RegistryError;
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toContain('timed out');
+  });
+
+  it('serves the last tag list STALE when the next one stalls', async () => {
+    serveLists(['a', 'b']);
+    await lists.tags(upstream.route('app'), {});
+    stallBodies(upstream, () => true);
+    const stale = await lists.tags(upstream.route('app'), {});
+    expect(stale.cache).toBe('STALE');
+    expect(JSON.parse(stale.body.toString())).toEqual({ name: 'app', tags: ['a', 'b'] });
+  });
+
+  it('serves an expired referrers list STALE when the upstream does not answer within the timeout', async () => {
+    serveLists([]);
+    await lists.referrers(upstream.route('app'), SUBJECT, undefined);
+    fx.advance(TTL);
+    const open = upstream.hold();
+    try {
+      expect((await lists.referrers(upstream.route('app'), SUBJECT, undefined)).cache).toBe('STALE');
+    } finally {
+      open();
+    }
   });
 });

@@ -5,7 +5,8 @@
  * revalidated with one HEAD and refetched only when the digest moved; served STALE while the
  * upstream is unreachable, rate-limiting or failing with a 5xx, asking it again at most once per
  * backoff (min(STALE_RETRY_MS, tagTTL)). By digest: immutable once this repository is known to hold
- * it; one HEAD to confirm a digest cached for another repository. Upstream 404 → MANIFEST_UNKNOWN,
+ * it; one HEAD to confirm a digest cached for another repository (upstream down: served STALE only
+ * when an index cached for this repository needs it). Upstream 404 → MANIFEST_UNKNOWN,
  * bytes that do not match the digest → BAD_GATEWAY with nothing stored, concurrent misses → one
  * upstream request.
  */
@@ -20,6 +21,7 @@ import { silentLogger } from '../../../src/util/logger.ts';
 import { openCacheFixture, type CacheFixture } from '../cache/cache-fixture.ts';
 import { FakeUpstream, sha256 } from './fake-upstream.ts';
 import { rejection } from '../../helpers/thrown.ts';
+import { setUpstreamTimeout, stallBodies } from './stalling-upstream.ts';
 
 const TTL = 60_000;
 const ANY: string[] = [];
@@ -296,12 +298,15 @@ describe('ManifestProxy by digest', () => {
     expect(fx.metadata.hasLink('up', 'private', v1.digest)).toBe(false);
   });
 
-  it('serves a digest cached for another repository STALE while the upstream is down, without linking it', async () => {
+  it('refuses a digest cached for another repository with the outage error while the upstream is down, unless an index cached for that repository needs it', async () => {
     const v1 = upstream.putManifest('a', image(1));
     await proxy.get(upstream.route('a'), byDigest(v1.digest), ANY);
+    fx.index([v1.digest], { upstream: 'up', repo: 'c' });
     upstream.fault(() => 'down');
-    expect(await proxy.get(upstream.route('b'), byDigest(v1.digest), ANY)).toMatchObject({ digest: v1.digest, cache: 'STALE' });
+    expect((await rejection(proxy.get(upstream.route('b'), byDigest(v1.digest), ANY))).code).toBe('UNAVAILABLE');
+    expect(await proxy.get(upstream.route('c'), byDigest(v1.digest), ANY)).toMatchObject({ digest: v1.digest, cache: 'STALE' });
     expect(fx.metadata.hasLink('up', 'b', v1.digest)).toBe(false);
+    expect(fx.metadata.hasLink('up', 'c', v1.digest)).toBe(false);
   });
 
   it('answers BAD_GATEWAY and stores nothing when the bytes do not match the digest asked for', async () => {
@@ -329,5 +334,64 @@ describe('ManifestProxy by digest', () => {
     open();
     for (const r of await Promise.all(calls)) expect(r.digest).toBe(v1.digest);
     expect(upstream.requests).toHaveLength(1);
+  });
+});
+
+// Each of these would wait forever without the upstream's timeout as a bound; 5 s ends them instead.
+describe('ManifestProxy when the upstream stalls', { timeout: 5_000 }, () => {
+  beforeEach(() => setUpstreamTimeout(upstream, 100));
+
+  it('answers UNAVAILABLE within the timeout when a manifest body stalls after its head, and stores nothing', async () => {
+    upstream.putManifest('app', image(1), { tags: ['latest'] });
+    stallBodies(upstream, () => true);
+    const err = await rejection(proxy.get(upstream.route('app'), tag('latest'), ANY));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toContain('timed out');
+    expect(fx.metadata.getTag('up', 'app', 'latest')).toBeUndefined();
+  });
+
+  it('answers UNAVAILABLE when a pass-through fetch with the client’s own Accept stalls', async () => {
+    const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] };
+    upstream.putManifest('app', index, { mediaType: MEDIA_TYPES.ociIndex, tags: ['latest'] });
+    stallBodies(upstream, (req) => req.headers?.accept === MEDIA_TYPES.dockerManifest);
+    const err = await rejection(proxy.get(upstream.route('app'), tag('latest'), [MEDIA_TYPES.dockerManifest]));
+    expect(err.code).toBe('UNAVAILABLE');
+  });
+
+  it('serves a cached tag STALE when it moved upstream and the new manifest’s body stalls', async () => {
+    const v1 = upstream.putManifest('app', image(1), { tags: ['latest'] });
+    await proxy.get(upstream.route('app'), tag('latest'), ANY);
+    fx.advance(TTL);
+    upstream.putManifest('app', image(2), { tags: ['latest'] });
+    stallBodies(upstream, () => true);
+    expect(await proxy.get(upstream.route('app'), tag('latest'), ANY)).toMatchObject({ digest: v1.digest, cache: 'STALE' });
+    expect(upstream.log).toEqual(['GET app/manifests/latest', 'HEAD app/manifests/latest', 'GET app/manifests/latest']);
+    expect(fx.metadata.getTag('up', 'app', 'latest')?.digest).toBe(v1.digest);
+  });
+
+  it('lets every client of a shared fetch give up after the timeout, while the fetch goes on and is cached', async () => {
+    const v1 = upstream.putManifest('app', image(1), { tags: ['latest'] });
+    const open = upstream.hold();
+    try {
+      const errs = await Promise.all([1, 2].map(() => rejection(proxy.get(upstream.route('app'), tag('latest'), ANY))));
+      expect(errs.map((e) => e.code)).toEqual(['UNAVAILABLE', 'UNAVAILABLE']);
+      expect(upstream.requests).toHaveLength(1);
+    } finally {
+      open();
+    }
+    expect(await proxy.get(upstream.route('app'), tag('latest'), ANY)).toMatchObject({ digest: v1.digest });
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('serves a cached tag STALE to a client that waited the timeout for its revalidation', async () => {
+    const v1 = upstream.putManifest('app', image(1), { tags: ['latest'] });
+    await proxy.get(upstream.route('app'), tag('latest'), ANY);
+    fx.advance(TTL);
+    const open = upstream.hold();
+    try {
+      expect(await proxy.get(upstream.route('app'), tag('latest'), ANY)).toMatchObject({ digest: v1.digest, cache: 'STALE' });
+    } finally {
+      open();
+    }
   });
 });

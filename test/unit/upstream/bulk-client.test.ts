@@ -244,7 +244,7 @@ describe('UpstreamClient bulk GETs over TLS', () => {
     const script = `
       import { createHash } from 'node:crypto';
       import { UpstreamClient } from ${JSON.stringify(clientModule)};
-      const client = new UpstreamClient({ name: 'private', url: 'https://localhost:${up.port}', registries: [], tagTTL: 1000, timeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [] });
+      const client = new UpstreamClient({ name: 'private', url: 'https://localhost:${up.port}', registries: [], tagTTL: 1000, timeout: 5000, bodyTimeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [] });
       const res = await client.request({ method: 'GET', repository: 'r', path: 'r/blobs/sha256:abc', bulk: true });
       const hash = createHash('sha256');
       for await (const chunk of res.body) hash.update(chunk);
@@ -393,7 +393,7 @@ describe('UpstreamClient bulk GETs through an egress proxy', () => {
     const script = `
       import { createHash } from 'node:crypto';
       import { UpstreamClient } from ${JSON.stringify(clientModule)};
-      const client = new UpstreamClient({ name: 'private', url: ${JSON.stringify(up.origin)}, registries: [], tagTTL: 1000, timeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [], proxy: undefined },
+      const client = new UpstreamClient({ name: 'private', url: ${JSON.stringify(up.origin)}, registries: [], tagTTL: 1000, timeout: 5000, bodyTimeout: 5000, fillTimeout: 60000, auth: undefined, realmHosts: [], proxy: undefined },
         { egress: { httpProxy: undefined, httpsProxy: ${JSON.stringify(fwd.url.replace('http://', 'http://alice:pw@'))}, noProxy: '' } });
       const out = {};
       const res = await client.request({ method: 'GET', repository: 'r', path: 'r/blobs/sha256:whole', bulk: true });

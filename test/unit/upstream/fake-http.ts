@@ -70,6 +70,7 @@ export function upstreamConfig(url: string, overrides: Partial<UpstreamConfig> =
     registries: [],
     tagTTL: 300_000,
     timeout: 5_000,
+    bodyTimeout: 30_000,
     fillTimeout: 3_600_000,
     auth: undefined,
     realmHosts: [],

@@ -1,6 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RegistryError } from '../../../src/registry/errors.ts';
 import { UpstreamClient } from '../../../src/upstream/upstream-client.ts';
 import { createUpstreams } from '../../../src/upstream/upstream-pool.ts';
 import { createLogger } from '../../../src/util/logger.ts';
@@ -388,6 +389,33 @@ describe('UpstreamClient failures and timeouts', () => {
     expect(await drain(res.body)).toBe('first,last');
   });
 
+  /** A server that sends its head and a first chunk, then nothing, holding the connection open. */
+  async function stalling(): Promise<FakeServer> {
+    return track(
+      await startServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+        res.write('first,');
+      }),
+    );
+  }
+
+  // Bounded below the suite's timeout: with no body timeout of its own the body would hang for minutes.
+  it('fails a body that goes silent for longer than the upstream’s bodyTimeout', { timeout: 5_000 }, async () => {
+    const server = await stalling();
+    const client = track(new UpstreamClient(upstreamConfig(server.origin, { bodyTimeout: 200 })));
+    const res = await client.request(manifest);
+    expect(res.status).toBe(200);
+    await expect(drain(res.body)).rejects.toThrow();
+  });
+
+  it('fails a bulk (blob) body that goes silent for longer than the upstream’s bodyTimeout', { timeout: 5_000 }, async () => {
+    const server = await stalling();
+    const client = track(new UpstreamClient(upstreamConfig(server.origin, { bodyTimeout: 200 })));
+    const res = await client.request({ method: 'GET', repository: 'library/alpine', path: 'library/alpine/blobs/sha256:00', bulk: true });
+    expect(res.status).toBe(200);
+    await expect(drain(res.body)).rejects.toThrow(/no bytes for 200 ms/);
+  });
+
   it('aborts with the caller’s signal while waiting for headers', async () => {
     const silent = track(await startServer(() => {}));
     const client = track(new UpstreamClient(upstreamConfig(silent.origin)));
@@ -395,6 +423,16 @@ describe('UpstreamClient failures and timeouts', () => {
     setTimeout(() => ac.abort(new Error('client went away')), 50);
     await expect(client.request({ ...manifest, signal: ac.signal })).rejects.toThrow('client went away');
     expect(client.counters.errors).toBe(0);
+  });
+
+  it('counts a request its caller’s deadline gave up on (an abort with a RegistryError) as an upstream error', async () => {
+    const silent = track(await startServer(() => {}));
+    const client = track(new UpstreamClient(upstreamConfig(silent.origin)));
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new RegistryError('UNAVAILABLE', { message: 'upstream test-up timed out' })), 50);
+    const err = await rejection(client.request({ ...manifest, signal: ac.signal }));
+    expect(err.message).toBe('upstream test-up timed out');
+    expect(client.counters).toMatchObject({ errors: 1, lastError: 'upstream test-up timed out' });
   });
 
   it('destroys a streaming body when the caller’s signal aborts', async () => {
@@ -506,6 +544,7 @@ describe('UpstreamClient requests and responses', () => {
   it('validates its configuration', () => {
     expect(() => new UpstreamClient(upstreamConfig('ftp://x'))).toThrow(/http\(s\)/);
     expect(() => new UpstreamClient(upstreamConfig('http://x', { timeout: 0 }))).toThrow(/timeout/);
+    expect(() => new UpstreamClient(upstreamConfig('http://x', { bodyTimeout: 0 }))).toThrow(/bodyTimeout/);
   });
 });
 

@@ -6,6 +6,7 @@
  * indexes above them, their tags, links and hot-cache entries) goes with it, in one step.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DiskRoom } from '../../../../src/cache/lifecycle/disk-space.ts';
 import { Evictor, type EvictorOptions } from '../../../../src/cache/lifecycle/eviction.ts';
 import { Pins } from '../../../../src/cache/metadata/pins.ts';
 import { UsageMeter } from '../../../../src/cache/metadata/usage.ts';
@@ -93,20 +94,20 @@ describe('Evictor: quota', () => {
     expect(() => evictor(fx!, { maxAge: Number.NaN })).toThrow(/Expected maxAge/);
   });
 
-  it('on a full disk, frees down to the watermark of current usage, even with no quota', async () => {
+  it('on a full disk with no statfs, frees down to the watermark of current usage, even with no quota', async () => {
     fx = await openCacheFixture();
     const all = await blobsInOrder(fx, 10);
     const e = evictor(fx, { maxSize: 0, lowWatermark: 0.75 });
-    expect(await e.run({ diskFull: true })).toMatchObject({ evicted: 3, usage: 700 });
+    expect(await e.run({ diskFull: { needed: 0 } })).toMatchObject({ evicted: 3, usage: 700 });
     expect(cached(fx, all)).toEqual(all.slice(3));
   });
 
-  it('runs a disk-full eviction after one already running instead of sharing it', async () => {
+  it('runs a disk-full eviction after a quota run already going instead of sharing it', async () => {
     fx = await openCacheFixture();
     await blobsInOrder(fx, 10);
     const e = evictor(fx, { maxSize: 0, lowWatermark: 0.5 });
     const first = e.run();
-    const second = e.run({ diskFull: true });
+    const second = e.run({ diskFull: { needed: 0 } });
     expect(second).not.toBe(first);
     expect((await first).evicted).toBe(0);
     expect(await second).toMatchObject({ evicted: 5, usage: 500 });
@@ -117,7 +118,7 @@ describe('Evictor: quota', () => {
     await blobsInOrder(fx, 10);
     const e = evictor(fx, { maxSize: 0, lowWatermark: 0.5 });
     const first = e.run();
-    const queued = e.run({ diskFull: true });
+    const queued = e.run({ diskFull: { needed: 0 } });
     expect(e.run()).toBe(queued);
     expect((await first).evicted).toBe(0);
     expect(await queued).toMatchObject({ evicted: 5, usage: 500 });
@@ -239,5 +240,97 @@ describe('Evictor: maxAge', () => {
     const e = evictor(fx, { maxAge: 0 });
     expect(e.needed()).toBe(false);
     expect((await e.run()).evicted).toBe(0);
+  });
+});
+
+/** A filesystem of `total` bytes with `free` of them free, recording reserve releases and restores. */
+function fakeDisk(free: number, total: number) {
+  const calls: string[] = [];
+  const disk: DiskRoom = {
+    stat: () => ({ free, total }),
+    release: async () => {
+      calls.push('release');
+      return 0;
+    },
+    restore: async () => {
+      calls.push('restore');
+      return true;
+    },
+  };
+  return { disk, calls };
+}
+
+describe('Evictor: a full disk', () => {
+  it('frees what the blob needs plus the watermark gap, measured against the real free space, and no more', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    // 2000-byte disk, 150 free, watermark 0.9: a 300-byte blob needs 300 + 200 − 150 = 350 freed.
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(150, 2000).disk });
+    const report = await e.run({ diskFull: { needed: 300 } });
+    expect(report).toMatchObject({ evicted: 4, freedBytes: 400, usage: 600, room: { needed: 300, free: 150, toFree: 350, fits: true } });
+    expect(cached(fx, all)).toEqual(all.slice(4));
+  });
+
+  it('evicts nothing when the disk already has the room', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(1000, 2000).disk });
+    expect(await e.run({ diskFull: { needed: 300 } })).toMatchObject({ evicted: 0, room: { toFree: 0, fits: true } });
+  });
+
+  it('lets a second request join the disk-full run going instead of starting another', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(150, 2000).disk });
+    const first = e.run({ diskFull: { needed: 300 } });
+    const second = e.run({ diskFull: { needed: 300 } });
+    expect(second).toBe(first);
+    expect((await second).evicted).toBe(4);
+    expect(cached(fx, all)).toHaveLength(6);
+  });
+
+  it('raises the need of a queued disk-full run to the largest asked for', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(150, 2000).disk });
+    const quota = e.run();
+    const queued = e.run({ diskFull: { needed: 100 } });
+    expect(e.run({ diskFull: { needed: 500 } })).toBe(queued);
+    await quota;
+    expect(await queued).toMatchObject({ room: { needed: 500, toFree: 550 }, evicted: 6 });
+  });
+
+  it('never evicts a blob being read to make room', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    const open = await fx.blobs.openCommitted(fx.metadata.getBlob(all[0]!)!);
+    lastUsedAtZero(fx, all[0]!); // still the least recently used, so the first candidate
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(150, 2000).disk });
+    expect(await e.run({ diskFull: { needed: 300 } })).toMatchObject({ evicted: 4, skippedInUse: 1 });
+    expect(cached(fx, all)).toEqual([all[0]!, ...all.slice(5)]);
+    await readBody(open!.body);
+  });
+
+  it('evicts nothing for a blob larger than all that could be freed', async () => {
+    fx = await openCacheFixture();
+    const all = await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk: fakeDisk(150, 2000).disk });
+    expect(await e.run({ diskFull: { needed: 1200 } })).toMatchObject({ evicted: 0, room: { fits: false, toFree: 0 } });
+    expect(cached(fx, all)).toHaveLength(10);
+  });
+
+  it('evicts nothing for a blob larger than maxSize', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 10);
+    const e = evictor(fx, { maxSize: 800, lowWatermark: 0.9, disk: fakeDisk(150, 1_000_000).disk });
+    expect(await e.run({ diskFull: { needed: 900 } })).toMatchObject({ evicted: 0, room: { fits: false } });
+  });
+
+  it('deletes the reserve file before evicting and writes it back after', async () => {
+    fx = await openCacheFixture();
+    await blobsInOrder(fx, 3);
+    const { disk, calls } = fakeDisk(0, 2000);
+    await evictor(fx, { maxSize: 0, lowWatermark: 0.9, disk }).run({ diskFull: { needed: 0 } });
+    expect(calls).toEqual(['release', 'restore']);
   });
 });
