@@ -16,6 +16,10 @@ export interface RequestInfo {
   cache?: CacheStatus;
   /** Body bytes the kernel sent from a file (sendfile): the socket's byte counter never sees them. */
   sendfileBytes?: number;
+  /** The client's address: a PROXY header's or the peer's, then X-Forwarded-For from trusted proxies. */
+  client?: string | undefined;
+  /** The subject CN of the client's certificate (mutual TLS). */
+  clientCN?: string | undefined;
 }
 
 export function requestInfo(req: IncomingMessage): RequestInfo {

@@ -7,7 +7,9 @@
  * pulls get the grace period to finish.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import https from 'node:https';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { RegistryError } from '../registry/errors.ts';
@@ -18,6 +20,9 @@ import { createClientErrorHandler, responseClosed, responseStarted } from './cli
 import { hostError } from './host-header.ts';
 import { logPath } from './log-path.ts';
 import { errorResponse, writeError } from './render-error.ts';
+import { cidrList, clientAddress } from './client-address.ts';
+import { createProxyFront } from './proxy-front.ts';
+import { loadTlsContext, watchTlsFiles, type TlsFiles } from './tls-context.ts';
 
 export interface RunningServer {
   readonly server: http.Server;
@@ -48,6 +53,14 @@ export interface ServerOptions {
   headersTimeoutMs?: number;
   /** Answers what it can before the app sees the request (see v2-routes' manifest fast path); false passes it on. */
   fast?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** Serve HTTPS from these PEM files (reloaded when they change); clientCA requires client certificates. */
+  tls?: TlsFiles | undefined;
+  /** Read PROXY protocol headers from these peers only. */
+  proxyProtocol?: { trustedCidrs: readonly string[]; timeout: number } | undefined;
+  /** Peers whose X-Forwarded-For names the client. */
+  trustedProxies?: readonly string[] | undefined;
+  /** How often the TLS files are checked for a change (ms). */
+  tlsWatchIntervalMs?: number;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -68,24 +81,34 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
   });
   const headersTimeout = opts.headersTimeoutMs ?? 30_000;
   let inFlight = 0;
+  const trustedProxies = opts.trustedProxies?.length ? cidrList(opts.trustedProxies) : undefined;
+  const mutualTls = opts.tls?.clientCA !== undefined;
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const started = process.hrtime.bigint();
     const socket = req.socket;
     const socketBytes = socket.bytesWritten;
     inFlight++;
     responseStarted(socket);
+    // Read now: a closed socket no longer knows its peer.
+    const reqInfo = requestInfo(req);
+    reqInfo.client = clientAddress(req, trustedProxies);
+    // The handshake already refused clients without a valid certificate; the CN names who pulled.
+    if (mutualTls) reqInfo.clientCN = (socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined;
     res.once('close', () => {
       inFlight--;
       const info = requestInfo(req);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const bytes = socket.bytesWritten - socketBytes + (info.sendfileBytes ?? 0);
       const cache: CacheLabel = info.cache ?? (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
+      // The handshake already refused clients without a valid certificate; the CN names who pulled.
       accessLog.info({
         method: req.method,
         path: logPath(req.url),
         status: res.statusCode,
         bytes,
         ms,
+        client: info.client,
+        clientCN: info.clientCN,
         cache: cache === 'NONE' ? undefined : cache,
         upstream: info.upstream,
         completed: res.writableFinished,
@@ -100,8 +123,7 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
     if (opts.fast?.(req, res)) return;
     void listener(req, res);
   };
-  const server = http.createServer(
-    {
+  const serverOptions: http.ServerOptions = {
       keepAliveTimeout: 65_000,
       requestTimeout: 0,
       headersTimeout,
@@ -110,28 +132,44 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
       // hostError answers a missing Host with the envelope instead of node's empty 400.
       requireHostHeader: false,
-    },
-    onRequest,
-  );
+  };
+  const tlsFiles = opts.tls;
+  const server: http.Server = tlsFiles
+    ? https.createServer({ ...serverOptions, ...loadTlsContext(tlsFiles), requestCert: mutualTls, rejectUnauthorized: mutualTls }, onRequest)
+    : http.createServer(serverOptions, onRequest);
   server.on('clientError', createClientErrorHandler(accessLog));
+  const unwatch = tlsFiles ? watchTlsFiles(server as https.Server, tlsFiles, opts.log, opts.tlsWatchIntervalMs) : () => {};
+  // Behind an L4 balancer the socket is accepted by the front end, which hands it on once the header is read.
+  const front: NetServer = opts.proxyProtocol
+    ? createProxyFront({ trusted: cidrList(opts.proxyProtocol.trustedCidrs), timeoutMs: opts.proxyProtocol.timeout, target: server, log: opts.log })
+    : server;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+    front.once('error', reject);
+    front.listen(opts.port, opts.host, () => {
+      front.off('error', reject);
       resolve();
     });
+  }).catch((err: unknown) => {
+    unwatch();
+    throw err;
   });
-  const address = server.address() as AddressInfo;
+  // The HTTP server never listens itself then; 'listening' starts its connection tracking (header timeouts, closeIdleConnections).
+  if (front !== server) server.emit('listening');
+  const address = front.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     server,
     address,
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`,
+    url: `${tlsFiles ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`,
     get inFlight() {
       return inFlight;
     },
     async close(graceMs: number) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      unwatch();
+      const closed = Promise.all([
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        front === server ? undefined : new Promise<void>((resolve) => front.close(() => resolve())),
+      ]);
       server.closeIdleConnections();
       const deadline = Date.now() + graceMs;
       while (inFlight > 0 && Date.now() < deadline) {
