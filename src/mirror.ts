@@ -90,7 +90,17 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   });
   let server: RunningServer;
   try {
-    server = await startServer(app, { host: config.listen.host, port: config.listen.port, log, headersTimeoutMs: config.server.headersTimeout, fast: createManifestFastPath(v2), ...(metrics ? { metrics } : {}) });
+    server = await startServer(app, {
+      host: config.listen.host,
+      port: config.listen.port,
+      log,
+      headersTimeoutMs: config.server.headersTimeout,
+      fast: createManifestFastPath(v2),
+      tls: config.tls,
+      proxyProtocol: config.server.proxyProtocol,
+      trustedProxies: config.server.trustedProxies,
+      ...(metrics ? { metrics } : {}),
+    });
   } catch (err) {
     await background.stop(0);
     storage.close();

@@ -41,19 +41,25 @@ export function createAdminService({ config, storage, upstreams, background }: {
     usage: () => ({ ...usage.current(), maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, fillsInFlight: storage.blobs.activeFills }),
     repositories: () => ({ repositories: inventory.repositories() }),
     upstreams: () => ({
-      upstreams: [...upstreams.values()].map((u) => ({
-        name: u.name,
-        url: u.config.url,
-        registries: u.config.registries,
-        requests: u.counters.requests,
-        errors: u.counters.errors,
-        tokenFetches: u.counters.tokenFetches,
-        lastAnswerAt: iso(u.counters.lastAnswerAt),
-        lastErrorAt: iso(u.counters.lastErrorAt),
-        lastError: u.counters.lastError,
-        // Healthy when the last thing that happened was an answer.
-        healthy: u.counters.lastErrorAt <= u.counters.lastAnswerAt,
-      })),
+      upstreams: [...upstreams.values()].map((u) => {
+        const status = u.status();
+        return {
+          name: u.name,
+          url: u.config.url,
+          activeUrl: status.activeUrl,
+          urls: status.urls.map((s) => ({ ...s, retryAt: iso(s.retryAt) })),
+          rateLimit: { ...status.rateLimit, observedAt: iso(status.rateLimit.observedAt), floor: u.config.rateLimitFloor, backgroundPausedUntil: iso(status.backgroundPausedUntil) },
+          registries: u.config.registries,
+          requests: u.counters.requests,
+          errors: u.counters.errors,
+          tokenFetches: u.counters.tokenFetches,
+          lastAnswerAt: iso(u.counters.lastAnswerAt),
+          lastErrorAt: iso(u.counters.lastErrorAt),
+          lastError: u.counters.lastError,
+          // Healthy when the last thing that happened was an answer.
+          healthy: u.counters.lastErrorAt <= u.counters.lastAnswerAt,
+        };
+      }),
     }),
     pins: () => ({ pins: background.pins.list().map((pin) => ({ ...pin, createdAt: iso(pin.createdAt ?? null) })) }),
     addPin: (image) => ({ pinned: background.pin(image) }),

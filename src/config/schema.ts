@@ -5,6 +5,7 @@
  * from the environment the schema is built with, and the rules that span several keys are
  * checked in the same pass as the rest. Every option is documented in config/ocimirror.yaml.
  */
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseListen } from './listen.ts';
@@ -68,6 +69,15 @@ const egressProxy = z.string().refine((s) => {
   }
 }, 'expected a proxy URL such as http://proxy.example:3128 or proxy.example:3128 (value not shown: it may hold credentials)');
 
+/** An address block as '10.0.0.0/8', '::1/128' or a bare address (a /32 or /128). */
+const cidr = z.string().refine((s) => {
+  const [addr = '', bits, extra] = s.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}, "expected an address block such as 10.0.0.0/8, 127.0.0.1/32 or ::1/128");
+
 const listenAddress = z
   .string()
   .default('0.0.0.0:5000')
@@ -128,7 +138,13 @@ export function createConfigSchema(env: Env = {}) {
   const upstream = z
     .object({
       name: z.string(required).regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected letters, digits, - or _'),
-      url: httpUrl,
+      /** The upstream's base URL; or `urls`, several mirrors of the same content tried in order. */
+      url: httpUrl.optional(),
+      urls: z.array(httpUrl).min(1, 'expected at least one URL').optional(),
+      /** A URL that failed to answer (network error, timeout, 5xx) is skipped this long. */
+      failover: z.object({ backoff: duration('30s') }).strict().prefault({}),
+      /** Background prefetch and refresh pause while the registry's RateLimit-Remaining is under this; 0 = never. */
+      rateLimitFloor: z.number().int().min(0).default(0),
       registries: z.array(registryName).default([]),
       tagTTL: duration('5m'),
       /** Connect and response-header timeout for one upstream request; manifests and lists must arrive whole within it. */
@@ -144,7 +160,26 @@ export function createConfigSchema(env: Env = {}) {
       proxy: proxy.optional(),
     })
     .strict()
-    .transform((u) => ({ ...u, realmHosts: u.realmHosts.map((h) => h.toLowerCase()), auth: u.auth, proxy: u.proxy }));
+    .superRefine(
+      (u, ctx) => {
+        // Exactly one of url and urls. Runs even when other keys failed, so it reads defensively.
+        if ((u.url === undefined) === (u.urls === undefined)) {
+          ctx.addIssue({ code: 'custom', path: ['url'], message: u.url === undefined ? 'is required' : 'expected url or urls, not both' });
+        }
+        const seen = new Set<string>();
+        (Array.isArray(u.urls) ? u.urls : []).forEach((url, i) => {
+          if (typeof url !== 'string') return;
+          if (seen.has(url)) ctx.addIssue({ code: 'custom', path: ['urls', i], message: `'${url}' is listed twice` });
+          seen.add(url);
+        });
+      },
+      { when: () => true },
+    )
+    .transform((u) => {
+      const urls = u.urls ?? [u.url as string];
+      const { urls: _urls, ...rest } = u;
+      return { ...rest, url: urls[0] as string, urls, realmHosts: u.realmHosts.map((h) => h.toLowerCase()), auth: u.auth, proxy: u.proxy };
+    });
 
   const watchEntry = z.union([z.string(), z.object({ image: z.string(), refresh: durationValue.optional() }).strict()]);
 
@@ -252,10 +287,30 @@ export function createConfigSchema(env: Env = {}) {
           nativeAddon: z.boolean().default(true),
           /** Collect garbage after bursts that grew memory (returns memory; a slower first request after idle). */
           idleGc: z.boolean().default(true),
+          /** Accept PROXY protocol v1/v2 headers from these peers only (an L4 balancer); others are cut. */
+          proxyProtocol: z
+            .object({
+              trustedCidrs: z.array(cidr).min(1),
+              /** How long a peer may take to send the header before the connection is closed. */
+              timeout: duration('5s'),
+            })
+            .strict()
+            .optional(),
+          /** Peers (an L7 ingress) whose X-Forwarded-For names the client; empty = never read it. */
+          trustedProxies: z.array(cidr).default([]),
         })
         .strict()
         .prefault({}),
       log: z.object({ level: logLevel.default('info') }).strict().prefault({}),
+      /** Serve HTTPS: PEM files, reloaded when they change; clientCA asks for client certificates. */
+      tls: z
+        .object({
+          cert: z.string(required).min(1),
+          key: z.string(required).min(1),
+          clientCA: z.string().min(1).optional(),
+        })
+        .strict()
+        .optional(),
     })
     .strict()
     .superRefine((config, ctx) => checkUpstreams(config as unknown as Partial<Record<string, unknown>>, ctx), {

@@ -24,7 +24,7 @@ import type { Prefetcher, PrefetchProgress } from '../proxy/prefetch.ts';
 import type { ListProxy } from '../proxy/list-proxy.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../util/logger.ts';
-import { JobRunner, JobStore, Scheduler, type Job, type JobHandler, type JobType } from './index.ts';
+import { JobDeferred, JobRunner, JobStore, Scheduler, type Job, type JobHandler, type JobType } from './index.ts';
 
 export interface PrefetchPayload {
   upstream: string;
@@ -42,6 +42,14 @@ export interface BackgroundDeps {
   metrics: Metrics | undefined;
   log: Logger;
 }
+
+/** What background work asks an upstream before each batch of requests (upstream/upstream-client.ts answers). */
+interface BudgetedUpstream {
+  backgroundPausedUntil?(): number | undefined;
+}
+
+/** A job waiting for an upstream's budget looks again at least this often: any client pull may bring a fresh report. */
+const BUDGET_RECHECK_MS = 60_000;
 
 /** Done jobs are kept this long for the admin API, then pruned. */
 const JOB_RETENTION_MS = 7 * 86_400_000;
@@ -245,6 +253,19 @@ export class Background {
     if (report.evicted > 0) this.#log.info({ reason, ...report }, 'evicted');
   }
 
+  /**
+   * Background work leaves an upstream's rate-limit budget to client pulls once it is under the
+   * floor: the job waits (without spending an attempt) and runs again from the start.
+   */
+  #checkBudget(route: Route): void {
+    const until = (route.upstream as BudgetedUpstream).backgroundPausedUntil?.();
+    if (until === undefined) return;
+    throw new JobDeferred(
+      Math.min(until, Date.now() + BUDGET_RECHECK_MS),
+      `upstream ${route.upstream.name}: rate-limit budget under rateLimitFloor (${route.upstream.config.rateLimitFloor}); background work waits`,
+    );
+  }
+
   #resolve(image: string): { route: Route; ref: ImageRef } {
     const ref = parseImageRef(image, { allowWildcard: true });
     return { route: this.#deps.router.resolve(ref.pullName), ref };
@@ -252,6 +273,7 @@ export class Background {
 
   #prefetch(p: PrefetchPayload, ctx: { signal: AbortSignal; progress(p: unknown): void }): Promise<PrefetchProgress> {
     const route = this.#deps.router.route(p.upstream, p.repo);
+    this.#checkBudget(route);
     return this.#deps.prefetcher.image(route, p.reference, {
       platforms: p.platforms ?? this.#deps.config.prefetch.platforms,
       signal: ctx.signal,
@@ -264,6 +286,7 @@ export class Background {
     const { route, ref } = this.#resolve(image);
     const platforms = this.#deps.config.prefetch.platforms;
     let tags: string[];
+    this.#checkBudget(route);
     if (ref.tag === '*') {
       const list = await this.#deps.lists.tags(route, {});
       tags = (JSON.parse(list.body.toString('utf8')) as { tags?: string[] }).tags ?? [];
@@ -273,6 +296,7 @@ export class Background {
     const results: Array<{ reference: string; digest: string; fetched: number }> = [];
     for (const reference of tags) {
       ctx.signal.throwIfAborted();
+      this.#checkBudget(route);
       const r = await this.#deps.prefetcher.image(route, reference, { platforms, signal: ctx.signal, revalidate: true });
       results.push({ reference, digest: r.digest, fetched: r.fetched });
       ctx.progress({ tagsDone: results.length, tagsTotal: tags.length });

@@ -7,3 +7,4 @@ export * from './job-types.ts';
 export * from './job-store.ts';
 export * from './job-runner.ts';
 export * from './scheduler.ts';
+export * from './job-deferred.ts';

@@ -17,6 +17,7 @@ import PQueue from 'p-queue';
 import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EnqueueOptions, JobStore } from './job-store.ts';
+import { JobDeferred } from './job-deferred.ts';
 import { JOB_PRIORITY, type Job, type JobContext, type JobHandler, type JobType } from './job-types.ts';
 
 export interface JobRunnerOptions {
@@ -246,6 +247,11 @@ export class JobRunner {
     } catch (err) {
       if (interrupted()) return;
       progress.flush();
+      if (err instanceof JobDeferred) {
+        this.#store.defer(job.id, err.retryAt, err.message);
+        log.info({ retryAt: err.retryAt, reason: err.message }, 'job deferred');
+        return;
+      }
       if (!this.#retryable(err)) {
         this.#store.fail(job.id, err);
         log.warn({ err }, 'job failed; the error is permanent, so it is not retried');

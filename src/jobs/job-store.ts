@@ -99,6 +99,7 @@ export class JobStore {
     | 'complete'
     | 'fail'
     | 'release'
+    | 'defer'
     | 'progress'
     | 'failCrashLoops'
     | 'requeueRunning'
@@ -141,6 +142,8 @@ export class JobStore {
                WHERE id = @id AND state = 'running' RETURNING *`),
       release: p(`UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), progress = NULL
                   WHERE id = ? AND state = 'running' RETURNING *`),
+      defer: p(`UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), progress = NULL, run_after = @runAfter, last_error = @reason
+                WHERE id = @id AND state = 'running' RETURNING *`),
       progress: p(`UPDATE jobs SET progress = ? WHERE id = ? AND state = 'running'`),
       failCrashLoops: p(`UPDATE jobs SET state = 'failed', finished_at = @now,
                            last_error = 'the process exited while this job was running (attempt ' || attempts || ' of ' || max_attempts
@@ -228,6 +231,15 @@ export class JobStore {
    */
   release(id: number): Job | undefined {
     const row = this.#stmt.release.get(id) as JobRow | undefined;
+    return row && toJob(row);
+  }
+
+  /**
+   * running → queued at `runAfter` without counting the attempt: the job chose to wait (an
+   * upstream's rate-limit budget is low); `reason` shows in lastError. Undefined when not running.
+   */
+  defer(id: number, runAfter: number, reason: string): Job | undefined {
+    const row = this.#stmt.defer.get({ id, runAfter, reason }) as JobRow | undefined;
     return row && toJob(row);
   }
 

@@ -10,10 +10,17 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricsSources {
   usage?: () => { bytes: number; blobs: number; manifests: number };
   jobs?: () => { counts: Record<string, Record<string, number>>; depth: number };
-  upstreams?: () => Record<string, { requests: number; errors: number }>;
+  upstreams?: () => Record<string, { requests: number; errors: number; status?: UpstreamStatusSource }>;
   activeFills?: () => number;
   hotCacheBytes?: () => number;
   disk?: () => { full: boolean; free: number };
+}
+
+/** What the metrics read of an upstream's URLs and rate-limit budget. */
+export interface UpstreamStatusSource {
+  activeUrl: string;
+  urls: ReadonlyArray<{ url: string }>;
+  rateLimit: { limit: number | null; remaining: number | null };
 }
 
 export type CacheLabel = 'HIT' | 'MISS' | 'STALE' | 'NONE';
@@ -114,6 +121,27 @@ export class Metrics {
       help: 'Upstream requests that got no answer (unreachable, timed out)',
       labelNames: ['upstream'],
       registers,
+    });
+    /** A gauge per upstream read from its status at scrape time; reset so removed labels disappear. */
+    const upstreamGauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, upstream: string, s: UpstreamStatusSource) => void) =>
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          for (const [upstream, u] of Object.entries(sources().upstreams?.() ?? {})) if (u.status) fill(this, upstream, u.status);
+        },
+      });
+    upstreamGauge('ocimirror_upstream_active_url', 'Which of an upstream\'s URLs serves its requests: 1 for that one, 0 for the others', ['upstream', 'url'], (g, upstream, s) => {
+      for (const { url } of s.urls) g.set({ upstream, url }, Number(url === s.activeUrl));
+    });
+    upstreamGauge('ocimirror_upstream_ratelimit_remaining', 'Pulls left in the upstream\'s rate-limit window (RateLimit-Remaining), when it reports one', ['upstream'], (g, upstream, s) => {
+      if (s.rateLimit.remaining !== null) g.set({ upstream }, s.rateLimit.remaining);
+    });
+    upstreamGauge('ocimirror_upstream_ratelimit_limit', 'Pulls allowed per rate-limit window (RateLimit-Limit), when the upstream reports it', ['upstream'], (g, upstream, s) => {
+      if (s.rateLimit.limit !== null) g.set({ upstream }, s.rateLimit.limit);
     });
   }
 

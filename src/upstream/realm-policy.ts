@@ -4,7 +4,7 @@
  * instruction from the upstream to make a request somewhere else, with the upstream's credentials
  * if we have any. Followed blindly, a compromised or mistyped upstream could collect those
  * credentials, or make the proxy probe hosts on its internal network. So a realm must be http(s),
- * and on the upstream's own host or on a host the operator listed in `upstreams[].realmHosts`;
+ * and on the upstream's own host (any of its `urls`) or on a host the operator listed in `upstreams[].realmHosts`;
  * any other realm is refused before a single byte (even anonymous) is sent to it.
  */
 import { badGateway } from './transport-error.ts';
@@ -20,6 +20,8 @@ export interface RealmPolicyInput {
   readonly name: string;
   /** The upstream's base URL. */
   readonly url: string;
+  /** Every base URL of an upstream with several (`upstreams[].urls`); `url` alone when absent. */
+  readonly urls?: readonly string[];
   /** Extra realm hosts from config (lower-case): `host` matches any port, `host:port` only that port. */
   readonly realmHosts: readonly string[];
 }
@@ -45,15 +47,17 @@ export function checkRealm(realm: string, upstream: RealmPolicyInput, { withCred
   if (url.username !== '' || url.password !== '') {
     throw badGateway(`upstream ${upstream.name} sent a Bearer challenge whose realm carries user info; it is not used`);
   }
-  const base = new URL(upstream.url);
-  if (!isAllowedRealmHost(url, base, upstream.realmHosts)) {
+  const bases = (upstream.urls !== undefined && upstream.urls.length > 0 ? upstream.urls : [upstream.url]).map((u) => new URL(u));
+  const base = bases[0] as URL;
+  if (!bases.some((b) => isAllowedRealmHost(url, b, upstream.realmHosts))) {
     throw badGateway(
       `upstream ${upstream.name} (${base.host}) asks for a token from ${url.host}, which is not the upstream's host ` +
         `nor listed in its realmHosts; no request was sent there. If ${url.hostname} is this registry's token service, ` +
         `add '${url.hostname}' to upstreams[].realmHosts for upstream '${upstream.name}'`,
     );
   }
-  if (withCredentials && base.protocol === 'https:' && url.protocol === 'http:') {
+  // The same credentials go to every URL: one https URL means they are never sent over plain http.
+  if (withCredentials && bases.some((b) => b.protocol === 'https:') && url.protocol === 'http:') {
     throw badGateway(`upstream ${upstream.name} asks for a token over plain http (${url.host}); its credentials are only sent over https`);
   }
   return url;

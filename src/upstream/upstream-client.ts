@@ -8,6 +8,10 @@
  * TOOMANYREQUESTS when the token service refuses, and the caller's own abort reason when its
  * signal fires. Every request, the token service's and redirect targets' included, leaves through
  * the upstream's {@link Egress}: direct, or through the configured egress proxy.
+ *
+ * An upstream with several `urls` tries them in order: one that gives no answer or a 5xx is skipped
+ * for `failover.backoff` ({@link UrlBreaker}) and the request goes on to the next. Every answer's
+ * RateLimit headers update the upstream's {@link RateLimitBudget}.
  */
 import type { Readable } from 'node:stream';
 import { request } from 'undici';
@@ -19,6 +23,8 @@ import { BulkClient } from './bulk-client.ts';
 import { DIRECT, Egress, type EgressConfig } from './egress.ts';
 import { badGateway, ProxyRefusedError, toUnavailable, unavailable } from './transport-error.ts';
 import { SlabPool } from '../util/read-slabs.ts';
+import { RateLimitBudget, type RateLimitSnapshot } from './rate-limit.ts';
+import { UrlBreaker, type UrlState } from './url-breaker.ts';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -79,6 +85,15 @@ export interface UpstreamCounters {
   lastError: string | null;
 }
 
+/** Which of the upstream's URLs serves and its rate-limit budget, for metrics and the admin API. */
+export interface UpstreamStatus {
+  activeUrl: string;
+  urls: UrlState[];
+  rateLimit: RateLimitSnapshot;
+  /** Epoch ms until which background work waits for the budget; null when it may run. */
+  backgroundPausedUntil: number | null;
+}
+
 export interface UpstreamClientOptions {
   logger?: Logger;
   /** The process-wide egress proxy settings (config `egress`); the upstream's own `proxy` beats them. Default: direct. */
@@ -110,6 +125,8 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'content-length',
 ]);
 const USER_AGENT = 'ocimirror';
+/** The schema's default for `upstreams[].failover.backoff`. */
+const DEFAULT_FAILOVER_BACKOFF_MS = 30_000;
 
 type RawResponse = { status: number; headers: Record<string, string | undefined>; body: Readable; url: URL; release?: (chunk: Buffer) => void };
 
@@ -121,14 +138,20 @@ export class UpstreamClient {
   readonly #bulk: BulkClient;
   readonly #auth: UpstreamAuthenticator;
   readonly #log: Logger;
-  readonly #base: URL;
+  readonly #bases: URL[];
+  readonly #breaker: UrlBreaker;
+  readonly #budget: RateLimitBudget;
   #closed = false;
   #closing: Promise<void> | undefined;
 
   constructor(config: UpstreamConfig, { logger = silentLogger, now = Date.now, egress = DIRECT, slabs = new SlabPool() }: UpstreamClientOptions = {}) {
-    const base = new URL(config.url);
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-      throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${config.url}'`);
+    // Defensive defaults: configs built by hand (not by the schema) may lack the failover keys.
+    const urls = config.urls?.length ? config.urls : [config.url];
+    const bases = urls.map((u) => new URL(u));
+    for (const base of bases) {
+      if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+        throw new TypeError(`Expected upstream ${config.name} url to be http(s), got '${base.href}'`);
+      }
     }
     for (const key of ['timeout', 'bodyTimeout'] as const) {
       if (!Number.isFinite(config[key]) || config[key] <= 0) {
@@ -137,7 +160,9 @@ export class UpstreamClient {
     }
     this.name = config.name;
     this.config = config;
-    this.#base = base;
+    this.#bases = bases;
+    this.#breaker = new UrlBreaker(urls, config.failover?.backoff ?? DEFAULT_FAILOVER_BACKOFF_MS, now);
+    this.#budget = new RateLimitBudget(now);
     this.#log = logger.child({ module: 'upstream', upstream: config.name });
     this.#egress = new Egress(config, egress, {
       connectTimeout: config.timeout,
@@ -166,33 +191,63 @@ export class UpstreamClient {
     return this.#counters;
   }
 
+  /** Which URL serves, each URL's state and the rate-limit budget. */
+  status(): UpstreamStatus {
+    return {
+      activeUrl: this.#breaker.active,
+      urls: this.#breaker.states(),
+      rateLimit: { ...this.#budget.snapshot },
+      backgroundPausedUntil: this.backgroundPausedUntil() ?? null,
+    };
+  }
+
+  /**
+   * Until when background work (prefetch, refresh) should wait because the registry's remaining
+   * budget is under `rateLimitFloor` (epoch ms); undefined when it may go on.
+   */
+  backgroundPausedUntil(): number | undefined {
+    return this.#budget.pausedUntil(this.config.rateLimitFloor ?? 0);
+  }
+
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const { method, repository, signal, timeout = this.config.timeout } = req;
-    const bulk = req.bulk === true && method === 'GET';
+    const { signal } = req;
     signal?.throwIfAborted();
     if (this.#closed) throw new RegistryError('UNAVAILABLE', { message: `upstream ${this.name} is shutting down` });
     this.#counters.requests++;
-    const url = this.#url(req.path, req.query);
-    const headers = requestHeaders(req.headers);
+    // Validates the path before anything is sent (the same for every base).
+    this.#url(this.#bases[0] as URL, req.path, req.query);
     try {
-      const sent = await this.#auth.authorization(repository, signal);
-      let res = await this.#follow(method, url, headers, sent, signal, timeout, bulk);
-      if (res.status === 401 && res.url.origin === this.#base.origin) {
-        let retry: string | undefined;
+      const order = this.#breaker.order();
+      let failure: unknown;
+      for (const [n, i] of order.entries()) {
+        const base = this.#bases[i] as URL;
+        const last = n === order.length - 1;
+        let res: UpstreamResponse;
         try {
-          retry = await this.#auth.respond(res.headers['www-authenticate'], repository, sent, signal);
+          res = await this.#requestAt(base, req);
         } catch (err) {
-          destroyQuietly(res.body);
-          throw err;
+          // A caller's abort or deadline says nothing about this URL; protocol and auth errors would repeat on a mirror.
+          if (signal?.aborted || !(err instanceof RegistryError) || err.code !== 'UNAVAILABLE') throw err;
+          this.#breaker.failed(i, err.message);
+          this.#onFailover(base, err.message, last);
+          failure = err;
+          continue;
         }
-        if (retry !== undefined) {
-          await discard(res.body, timeout);
-          // One retry only: a second 401 goes back to the caller as it is.
-          res = await this.#follow(method, url, headers, retry, signal, timeout, bulk);
+        if (res.status >= 500 && new URL(res.url).origin === base.origin) {
+          const reason = `answered ${res.status}`;
+          this.#breaker.failed(i, reason);
+          this.#onFailover(base, reason, last);
+          if (!last) {
+            destroyQuietly(res.body);
+            continue;
+          }
+        } else {
+          this.#breaker.succeeded(i);
         }
+        this.#counters.lastAnswerAt = Date.now();
+        return res;
       }
-      this.#counters.lastAnswerAt = Date.now();
-      return { status: res.status, headers: res.headers, body: res.body, url: res.url.href, ...(res.release ? { release: res.release } : {}) };
+      throw failure;
     } catch (err) {
       // A caller's deadline aborts with a RegistryError (proxy/upstream-deadline): the upstream's
       // failure to answer in time, counted like any other; a client going away is not.
@@ -203,6 +258,37 @@ export class UpstreamClient {
       }
       throw err;
     }
+  }
+
+  #onFailover(base: URL, reason: string, last: boolean): void {
+    if (this.#bases.length === 1) return;
+    this.#log.warn({ url: base.origin, reason, backoffMs: this.config.failover?.backoff }, last ? 'upstream URL failed; no other URL to try' : 'upstream URL failed; trying the next one');
+  }
+
+  /** One request against one of the upstream's base URLs, with authentication and redirects. */
+  async #requestAt(base: URL, req: UpstreamRequest): Promise<UpstreamResponse> {
+    const { method, repository, signal, timeout = this.config.timeout } = req;
+    const bulk = req.bulk === true && method === 'GET';
+    const url = this.#url(base, req.path, req.query);
+    const headers = requestHeaders(req.headers);
+    const sent = await this.#auth.authorization(repository, signal);
+    let res = await this.#follow(base, method, url, headers, sent, signal, timeout, bulk);
+    if (res.status === 401 && res.url.origin === base.origin) {
+      let retry: string | undefined;
+      try {
+        retry = await this.#auth.respond(res.headers['www-authenticate'], repository, sent, signal);
+      } catch (err) {
+        destroyQuietly(res.body);
+        throw err;
+      }
+      if (retry !== undefined) {
+        await discard(res.body, timeout);
+        // One retry only: a second 401 goes back to the caller as it is.
+        res = await this.#follow(base, method, url, headers, retry, signal, timeout, bulk);
+      }
+    }
+    this.#budget.observe(res.headers);
+    return { status: res.status, headers: res.headers, body: res.body, url: res.url.href, ...(res.release ? { release: res.release } : {}) };
   }
 
   /**
@@ -233,10 +319,10 @@ export class UpstreamClient {
     }
   }
 
-  #url(path: string, query: Record<string, string> | undefined): URL {
+  #url(base: URL, path: string, query: Record<string, string> | undefined): URL {
     if (/[?#]/.test(path)) throw new TypeError(`Expected an upstream path without query or fragment, got '${path}'`);
-    const prefix = `${this.#base.pathname.replace(/\/+$/, '')}/v2/`;
-    const url = new URL(`${this.#base.origin}${prefix}${path.replace(/^\/+/, '')}`);
+    const prefix = `${base.pathname.replace(/\/+$/, '')}/v2/`;
+    const url = new URL(`${base.origin}${prefix}${path.replace(/^\/+/, '')}`);
     // `..` segments would escape /v2/ after URL normalisation.
     if (!url.pathname.startsWith(prefix)) throw new TypeError(`Expected an upstream path inside /v2/, got '${path}'`);
     for (const [k, v] of Object.entries(query ?? {})) url.searchParams.append(k, v);
@@ -249,6 +335,7 @@ export class UpstreamClient {
    * upstream's own origin: a CDN that a blob redirects to gets a signed URL, not our token.
    */
   async #follow(
+    base: URL,
     method: 'GET' | 'HEAD',
     url: URL,
     headers: Record<string, string>,
@@ -259,7 +346,7 @@ export class UpstreamClient {
   ): Promise<RawResponse> {
     let current = url;
     for (let hop = 0; ; hop++) {
-      const sameOrigin = current.origin === this.#base.origin;
+      const sameOrigin = current.origin === base.origin;
       const hopHeaders = authorization !== undefined && sameOrigin ? { ...headers, authorization } : headers;
       const res = await this.#send(method, current, hopHeaders, signal, timeout, bulk);
       const location = res.headers.location;

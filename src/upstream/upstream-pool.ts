@@ -6,15 +6,15 @@
 import type { UpstreamConfig } from '../config/schema.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { DIRECT, type EgressConfig } from './egress.ts';
-import { UpstreamClient, type UpstreamCounters } from './upstream-client.ts';
+import { UpstreamClient, type UpstreamCounters, type UpstreamStatus } from './upstream-client.ts';
 import { SlabPool } from '../util/read-slabs.ts';
 
 /** A Map of upstream name → client, plus the two things done to all of them at once. */
 export class UpstreamPool extends Map<string, UpstreamClient> {
-  /** A snapshot of every upstream's counters, by name, for a metrics collector to read at scrape time. */
-  counters(): Record<string, UpstreamCounters> {
-    const out: Record<string, UpstreamCounters> = {};
-    for (const [name, client] of this) out[name] = { ...client.counters };
+  /** A snapshot of every upstream's counters and status, by name, for a metrics collector to read at scrape time. */
+  counters(): Record<string, UpstreamCounters & { status: UpstreamStatus }> {
+    const out: Record<string, UpstreamCounters & { status: UpstreamStatus }> = {};
+    for (const [name, client] of this) out[name] = { ...client.counters, status: client.status() };
     return out;
   }
 

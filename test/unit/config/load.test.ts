@@ -46,7 +46,7 @@ describe('parseConfig: defaults', () => {
       upstreams: [],
       defaultUpstream: undefined,
       egress: { httpProxy: undefined, httpsProxy: undefined, noProxy: '' },
-      server: { shutdownGrace: 30_000, drainDelay: 0, headersTimeout: 30_000, sendfile: 'fills', nativeAddon: true, idleGc: true },
+      server: { shutdownGrace: 30_000, drainDelay: 0, headersTimeout: 30_000, sendfile: 'fills', nativeAddon: true, idleGc: true, trustedProxies: [] },
       log: { level: 'info' },
     });
   });
@@ -59,6 +59,9 @@ describe('parseConfig: defaults', () => {
       {
         name: 'hub',
         url: 'https://registry-1.docker.io',
+        urls: ['https://registry-1.docker.io'],
+        failover: { backoff: 30_000 },
+        rateLimitFloor: 0,
         registries: ['docker.io', 'registry.local:5000'],
         tagTTL: 300_000,
         timeout: 30_000,
@@ -374,8 +377,8 @@ describe('parseConfig: errors name the key path', () => {
     expect(issues).toEqual([
       'admin.token: expected at least 16 characters',
       "hotCache.maxSize: expected a size such as '512MiB' or '50GiB', got 'x'",
-      'upstreams[1].url is required',
       "upstreams[1].tagTTL: expected a duration such as '30s', '5m' or '7d', got 'soon'",
+      'upstreams[1].url is required',
       "upstreams[1].name: 'dockerhub' is used by another upstream",
       "upstreams[1].registries: 'docker.io' is already served by upstream 'dockerhub'",
       "defaultUpstream: 'missing' is not the name of a configured upstream",
@@ -396,6 +399,33 @@ describe('parseConfig: errors name the key path', () => {
       expect((err as Error).message).toBe("invalid configuration:\n  - config: unknown key(s) 'lisen'");
       expect((err as Error).name).toBe('ConfigError');
     }
+  });
+});
+
+describe('parseConfig: upstream failover and rate limits', () => {
+  it('takes several URLs for one upstream, the first one standing for url', () => {
+    const [u] = parse({ upstreams: [{ name: 'hub', urls: ['https://mirror.internal:5000/', 'https://registry-1.docker.io'], registries: ['docker.io'] }] }).upstreams;
+    expect(u).toMatchObject({ url: 'https://mirror.internal:5000', urls: ['https://mirror.internal:5000', 'https://registry-1.docker.io'] });
+  });
+
+  it('gives a single url a one-entry list, a 30s back-off and no rate-limit floor by default', () => {
+    const [u] = parse({ upstreams: [HUB] }).upstreams;
+    expect(u).toMatchObject({ url: HUB.url, urls: [HUB.url], failover: { backoff: 30_000 }, rateLimitFloor: 0 });
+    expect(u).not.toHaveProperty('urls.1');
+  });
+
+  it('reads the back-off as a duration and the floor as a count', () => {
+    const [u] = parse({ upstreams: [{ ...HUB, failover: { backoff: '2m' }, rateLimitFloor: 10 }] }).upstreams;
+    expect(u).toMatchObject({ failover: { backoff: 120_000 }, rateLimitFloor: 10 });
+  });
+
+  it('refuses url and urls together, an empty or repeated list, and a negative floor', () => {
+    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, urls: ['https://a.io'] }] }))).toEqual(['upstreams[0].url: expected url or urls, not both']);
+    expect(issuesOf(() => parse({ upstreams: [{ name: 'a', urls: [] }] }))).toEqual(['upstreams[0].urls: expected at least one URL']);
+    expect(issuesOf(() => parse({ upstreams: [{ name: 'a', urls: ['https://a.io', 'https://a.io/'] }] }))).toEqual(["upstreams[0].urls[1]: 'https://a.io' is listed twice"]);
+    expect(issuesOf(() => parse({ upstreams: [{ name: 'a', urls: ['ftp://a.io'] }] }))[0]).toMatch(/^upstreams\[0\]\.urls\[0\]: expected an http\(s\) URL/);
+    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, rateLimitFloor: -1 }] }))[0]).toMatch(/^upstreams\[0\]\.rateLimitFloor: /);
+    expect(issuesOf(() => parse({ upstreams: [{ ...HUB, failover: { backof: '1s' } }] }))).toEqual(["upstreams[0].failover: unknown key(s) 'backof'"]);
   });
 });
 

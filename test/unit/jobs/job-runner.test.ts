@@ -9,6 +9,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Database as DB } from 'better-sqlite3';
 import { JobStore } from '../../../src/jobs/job-store.ts';
+import { JobDeferred } from '../../../src/jobs/job-deferred.ts';
 import { JobRunner, isTransient, type JobRunnerOptions } from '../../../src/jobs/job-runner.ts';
 import { RegistryError, type ErrorCode } from '../../../src/registry/errors.ts';
 import type { Job, JobHandler, JobType } from '../../../src/jobs/job-types.ts';
@@ -95,6 +96,33 @@ describe('JobRunner: outcomes', () => {
     await r.onIdle();
     expect(calls).toBe(3);
     expect(store.get(id)).toMatchObject({ state: 'failed', attempts: 3, lastError: 'upstream 503 (call 3)', finishedAt: time.now() });
+  });
+
+  it('queues a deferred job again for its retry time without spending an attempt, however often it waits', async () => {
+    let calls = 0;
+    const r = runner({
+      prefetch: async () => {
+        calls++;
+        if (calls <= 5) throw new JobDeferred(time.now() + 60_000, 'rate-limit budget under the floor');
+        return { ok: true };
+      },
+    });
+    r.start();
+    const { id } = r.enqueue('prefetch', null);
+    await r.onIdle();
+    expect(store.get(id)).toMatchObject({ state: 'queued', attempts: 0, runAfter: time.now() + 60_000, lastError: 'rate-limit budget under the floor' });
+    time.advance(59_999);
+    r.wake();
+    await r.onIdle();
+    expect(calls).toBe(1);
+    for (let i = 0; i < 5; i++) {
+      time.advance(60_000);
+      r.wake();
+      await r.onIdle();
+    }
+    // Five waits with maxAttempts 3 and still done: waiting is not failing.
+    expect(calls).toBe(6);
+    expect(store.get(id)).toMatchObject({ state: 'done', attempts: 1, result: { ok: true } });
   });
 
   it('caps the retry delay however many attempts failed', async () => {

@@ -29,7 +29,7 @@ function stub(config: UpstreamConfig): Upstream {
 }
 
 function upstream(name: string, registries: string[]): Upstream {
-  return stub({ name, url: `https://${name}.example`, registries, tagTTL: 300_000, timeout: 30_000, bodyTimeout: 30_000, fillTimeout: 3_600_000, auth: undefined, realmHosts: [], proxy: undefined });
+  return stub({ name, url: `https://${name}.example`, urls: [`https://${name}.example`], failover: { backoff: 30_000 }, rateLimitFloor: 0, registries, tagTTL: 300_000, timeout: 30_000, bodyTimeout: 30_000, fillTimeout: 3_600_000, auth: undefined, realmHosts: [], proxy: undefined });
 }
 
 const hub = upstream('dockerhub', ['docker.io']);

@@ -67,6 +67,9 @@ export function upstreamConfig(url: string, overrides: Partial<UpstreamConfig> =
   return {
     name: 'test-up',
     url,
+    urls: [url],
+    failover: { backoff: 30_000 },
+    rateLimitFloor: 0,
     registries: [],
     tagTTL: 300_000,
     timeout: 5_000,

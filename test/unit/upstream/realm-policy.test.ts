@@ -57,3 +57,23 @@ describe('checkRealm', () => {
     expect(checkRealm('http://registry.example/t', upstream('https://registry.example'), anon).protocol).toBe('http:');
   });
 });
+
+describe('checkRealm with several upstream URLs', () => {
+  const mirrored = { name: 'up', url: 'https://mirror.internal', urls: ['https://mirror.internal', 'https://registry-1.docker.io'], realmHosts: [] };
+
+  it('allows a realm on the host of any of the upstream’s URLs, built-in realms included', () => {
+    expect(checkRealm('https://mirror.internal/token', mirrored, creds).hostname).toBe('mirror.internal');
+    expect(checkRealm('https://registry-1.docker.io/token', mirrored, creds).hostname).toBe('registry-1.docker.io');
+    expect(checkRealm('https://auth.docker.io/token', mirrored, creds).hostname).toBe('auth.docker.io');
+  });
+
+  it('refuses a realm on a host none of the URLs has', () => {
+    expect(thrown(() => checkRealm('https://evil.example/token', mirrored, anon)).status).toBe(502);
+  });
+
+  it('never sends credentials to a plain-http realm when any URL is https', () => {
+    const mixed = { name: 'up', url: 'http://mirror.internal', urls: ['http://mirror.internal', 'https://registry.example'], realmHosts: [] };
+    expect(thrown(() => checkRealm('http://mirror.internal/token', mixed, creds)).status).toBe(502);
+    expect(checkRealm('http://mirror.internal/token', mixed, anon).host).toBe('mirror.internal');
+  });
+});
