@@ -1,6 +1,6 @@
 /**
  * How fast one Node process serves a large cached blob over loopback HTTP: piped through
- * fs.createReadStream (1 MiB reads) versus the sendfile addon (src/http/sendfile.ts), and, when
+ * fs.createReadStream (1 MiB reads) versus the sendfile addon (src/http/body/sendfile.ts), and, when
  * nginx is installed, nginx with `sendfile on` (one process) as the ceiling. Readers run in a
  * separate process (raw sockets, data counted and dropped), 1 and 8 at a time; best of `runs`.
  *   node --import tsx scripts/measure-sendfile.ts [sizeMiB=512] [runs=3] [modes=stream,sendfile,nginx]
@@ -15,7 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { sendFileRange } from '../src/http/sendfile.ts';
+import { sendFileRange } from '../src/http/body/sendfile.ts';
 import { nativeAddon, nativeAddonError } from '../src/util/native-addon.ts';
 
 const sizeMiB = Number(process.argv[2] ?? 512);

@@ -7,8 +7,8 @@
 import type { Config } from './config/schema.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
 import { nativeAddon, nativeAddonError } from './util/native-addon.ts';
-import { BlobWriter } from './http/blob-writer.ts';
-import { SendfilePolicy } from './http/sendfile.ts';
+import { BlobWriter } from './http/body/blob-writer.ts';
+import { SendfilePolicy } from './http/body/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
 import { SlabPool } from './util/read-slabs.ts';

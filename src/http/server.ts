@@ -16,13 +16,13 @@ import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Metrics, CacheLabel } from '../metrics/metrics.ts';
 import { requestInfo } from './request-info.ts';
-import { createClientErrorHandler, responseClosed, responseStarted } from './client-error.ts';
-import { hostError } from './host-header.ts';
+import { createClientErrorHandler, responseClosed, responseStarted } from './connection/client-error.ts';
+import { hostError } from './connection/host-header.ts';
 import { logPath } from './log-path.ts';
 import { errorResponse, writeError } from './render-error.ts';
-import { cidrList, clientAddress } from './client-address.ts';
-import { createProxyFront } from './proxy-front.ts';
-import { loadTlsContext, watchTlsFiles, type TlsFiles } from './tls-context.ts';
+import { cidrList, clientAddress } from './connection/client-address.ts';
+import { createProxyFront } from './connection/proxy-front.ts';
+import { loadTlsContext, watchTlsFiles, type TlsFiles } from './connection/tls-context.ts';
 
 export interface RunningServer {
   readonly server: http.Server;

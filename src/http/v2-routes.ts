@@ -19,7 +19,7 @@ import type { Router, Route } from '../proxy/router.ts';
 import type { ManifestProxy, ManifestResult } from '../proxy/manifest-proxy.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
 import type { ListProxy } from '../proxy/list-proxy.ts';
-import type { BlobWriter } from './blob-writer.ts';
+import type { BlobWriter } from './body/blob-writer.ts';
 import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
 import { requestInfo } from './request-info.ts';
 

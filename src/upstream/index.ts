@@ -7,8 +7,8 @@ export type { UpstreamClientOptions, UpstreamCounters, UpstreamRequest, Upstream
 export type { UrlState } from './url-breaker.ts';
 export type { RateLimitSnapshot } from './rate-limit.ts';
 export { UpstreamPool, createUpstreams } from './upstream-pool.ts';
-export type { EgressConfig } from './egress.ts';
-export { parseWwwAuthenticate } from './www-authenticate.ts';
-export type { AuthChallenge } from './www-authenticate.ts';
-export { BUILTIN_REALM_HOSTS, checkRealm } from './realm-policy.ts';
-export { pullScope } from './authenticator.ts';
+export type { EgressConfig } from './transport/egress.ts';
+export { parseWwwAuthenticate } from './auth/www-authenticate.ts';
+export type { AuthChallenge } from './auth/www-authenticate.ts';
+export { BUILTIN_REALM_HOSTS, checkRealm } from './auth/realm-policy.ts';
+export { pullScope } from './auth/authenticator.ts';

@@ -5,7 +5,7 @@
  */
 import type { UpstreamConfig } from '../config/schema.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
-import { DIRECT, type EgressConfig } from './egress.ts';
+import { DIRECT, type EgressConfig } from './transport/egress.ts';
 import { UpstreamClient, type UpstreamCounters, type UpstreamStatus } from './upstream-client.ts';
 import { SlabPool } from '../util/read-slabs.ts';
 

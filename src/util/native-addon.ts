@@ -3,7 +3,7 @@
  * Loads the native addon in native/sendfile (built by `npm run build:native`, and by `npm ci`'s
  * install script when a compiler is there), once. Only the composition root (mirror.ts) loads it,
  * and only with server.nativeAddon on; it hands the addon to the two parts that use it:
- * http/sendfile (sendfile(2) to clients) and cache/blobs/fill-writer (a fill's hash and temp-file
+ * http/body/sendfile (sendfile(2) to clients) and cache/blobs/fill-writer (a fill's hash and temp-file
  * writes off the event loop). Where it is missing (not Linux, no compiler at install) or switched
  * off, both fall back to plain Node.
  */

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { V2_SIGNATURE } from '../../src/http/proxy-protocol.ts';
+import { V2_SIGNATURE } from '../../src/http/connection/proxy-protocol.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { runCommand } from '../helpers/containerd.ts';

@@ -1,7 +1,7 @@
 /**
  * @module cache/blobs/blob-body
  * What the cache hands out for a blob's bytes: a readable range of a file, kept as what it is
- * until the HTTP layer (http/blob-writer) writes it, so it can take the cheapest way out
+ * until the HTTP layer (http/body/blob-writer) writes it, so it can take the cheapest way out
  * (sendfile from the page cache, or reads into reused buffers). The cache never touches the
  * client's connection.
  *

@@ -1,0 +1,53 @@
+/**
+ * @module http/connection/proxy-front
+ * The listener behind an L4 balancer: a net.Server that reads the PROXY protocol header from
+ * trusted peers, then hands the socket (the bytes read past the header put back) to the HTTP or
+ * TLS server, so that layer never sees a connection that did not pass here.
+ */
+import net, { type BlockList } from 'node:net';
+import type { Logger } from '../../util/logger.ts';
+import { inList, setPeerAddress } from './client-address.ts';
+import { parseProxyHeader } from './proxy-protocol.ts';
+
+export interface ProxyFrontOptions {
+  trusted: BlockList;
+  /** How long a peer may take to complete the header (ms). */
+  timeoutMs: number;
+  /** The server that takes the connection once the header is read (http.Server, https.Server). */
+  target: net.Server;
+  log: Logger;
+}
+
+export function createProxyFront(opts: ProxyFrontOptions): net.Server {
+  return net.createServer((socket) => {
+    const peer = socket.remoteAddress;
+    const refuse = (reason: string): void => {
+      opts.log.warn({ peer, reason }, 'connection refused by the PROXY protocol front end');
+      socket.destroy();
+    };
+    socket.on('error', () => socket.destroy());
+    if (!inList(opts.trusted, peer)) return refuse('peer not in server.proxyProtocol.trustedCidrs');
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      socket.off('data', onData);
+      refuse('PROXY protocol header not complete in time');
+    }, opts.timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const header = parseProxyHeader(buf);
+      if (header.kind === 'incomplete') return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      if (header.kind === 'invalid') return refuse(header.reason);
+      if (header.kind === 'proxy') setPeerAddress(socket, header.address);
+      const rest = buf.subarray(header.length);
+      // Synchronous to the end: the stream keeps flowing, and the target's data listener is on
+      // before the next chunk can be emitted.
+      if (rest.length > 0) socket.unshift(rest);
+      socket.removeAllListeners('error');
+      opts.target.emit('connection', socket);
+    };
+    socket.on('data', onData);
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
