@@ -7,6 +7,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort } from '../test/helpers/ports.ts';
 import { answers, startDaemon, waitFor, type Cleanup, type Daemon } from './proc.ts';
+import type { BenchCert } from './tls-cert.ts';
 
 export interface Nginx {
   url: string;
@@ -32,13 +33,18 @@ ${body}
 `;
 }
 
-/** The read ceiling: the fixture blob files under registry paths, by sendfile. */
-const blobServer = (blobDir: string) => (port: number) => `  sendfile on;
+/**
+ * The read ceiling: the fixture blob files under registry paths, by sendfile. With `tls`, the same files over
+ * HTTPS with the certificate ocimirror serves in the same phase.
+ */
+const blobServer = (blobDir: string, tls?: BenchCert) => (port: number) => `  sendfile on;
   tcp_nopush on;
   keepalive_timeout 65;
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${tls ? ` ssl;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key}` : ''};
     location = /v2/ { default_type application/json; return 200 '{}'; }
     location ~ "^/v2/.+/blobs/sha256:([a-f0-9]{64})$" { alias ${blobDir}/$1; }
   }`;
@@ -47,11 +53,16 @@ export function startNginx(blobDir: string, workDir: string, cleanup: Cleanup): 
   return startNginxWith('nginx', blobServer(blobDir), workDir, cleanup);
 }
 
+/** The same blob server over HTTPS with `tls`'s certificate. */
+export function startNginxTls(blobDir: string, tls: BenchCert, workDir: string, cleanup: Cleanup): Promise<Nginx> {
+  return startNginxWith('nginx-tls', blobServer(blobDir, tls), workDir, cleanup, tls);
+}
+
 /**
  * nginx in `workDir/name` with the `http` block `body(port)` on a free loopback port, once it
- * answers `GET /v2/`.
+ * answers `GET /v2/` (over HTTPS, trusting `tls.ca`, when `tls` is given).
  */
-export async function startNginxWith(name: string, body: (port: number) => string, workDir: string, cleanup: Cleanup): Promise<Nginx> {
+export async function startNginxWith(name: string, body: (port: number) => string, workDir: string, cleanup: Cleanup, tls?: BenchCert): Promise<Nginx> {
   const dir = join(workDir, name);
   await mkdir(dir, { recursive: true });
   await chmod(workDir, 0o755); // run as root, nginx's workers drop to an unprivileged user
@@ -60,9 +71,9 @@ export async function startNginxWith(name: string, body: (port: number) => strin
     await writeFile(join(dir, 'nginx.conf'), config(dir, body(port)));
     const daemon = startDaemon('nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], join(dir, 'stdout.log'));
     cleanup.defer(name, () => daemon.stop());
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     try {
-      await waitFor(name, daemon, () => answers(`${url}/v2/`), 10_000, 20);
+      await waitFor(name, daemon, () => answers(`${url}/v2/`, tls?.ca), 10_000, 20);
       return { url, daemon };
     } catch (err) {
       await daemon.stop();

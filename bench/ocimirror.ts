@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDaemon, waitFor, type Cleanup, type Daemon } from './proc.ts';
+import type { BenchCert } from './tls-cert.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The bench's one upstream; the cache's link rows name it. */
@@ -34,6 +35,8 @@ export interface OcimirrorOptions {
   workDir: string;
   /** Extra node flags, e.g. `--cpu-prof --cpu-prof-dir DIR` (one profile per thread: tsx's loader hooks have their own). */
   nodeArgs?: string[];
+  /** Serve HTTPS with this certificate and key. */
+  tls?: BenchCert;
 }
 
 let built = false;
@@ -57,12 +60,13 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
     defaultUpstream: UPSTREAM_NAME,
     admin: { token: BENCH_ADMIN_TOKEN },
     log: { level: 'info' },
+    ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
   // The node flags the image and bin/ocimirror.js run it with.
   const daemon = startDaemon(process.execPath, ['--max-semi-space-size=8', ...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist/ocimirror.mjs'), 'serve', '--config', configFile], logFile);
   cleanup.defer(o.name, () => daemon.stop());
-  const url = await waitFor(o.name, daemon, () => /"url":"(http:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
+  const url = await waitFor(o.name, daemon, () => /"url":"(https?:\/\/[^"]+)","upstreams"/.exec(readFileSync(logFile, 'utf8'))?.[1], 60_000, 2);
   return { url, host: new URL(url).host, pid: daemon.pid, dataDir: o.dataDir, startupMs: performance.now() - started, daemon };
 }

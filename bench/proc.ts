@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const log = (msg: string): void => void process.stderr.write(`[bench ${(performance.now() / 1000).toFixed(1)}s] ${msg}\n`);
@@ -169,8 +170,15 @@ export async function waitFor<T>(what: string, daemon: Daemon, probe: () => T | 
   throw new Error(`${what} not ready within ${timeoutMs} ms:\n${daemon.logText().slice(-3000)}`);
 }
 
-/** Resolves true once `url` answers any HTTP status. */
-export async function answers(url: string): Promise<true | undefined> {
+/** Resolves true once `url` answers any HTTP status; an https `url` is verified against the PEM file `caFile`. */
+export async function answers(url: string, caFile?: string): Promise<true | undefined> {
+  if (caFile) {
+    return new Promise((resolve) => {
+      const req = https.get(url, { ca: readFileSync(caFile), timeout: 1_000 }, (res) => res.resume().once('end', () => resolve(true)).once('error', () => resolve(undefined)));
+      req.once('timeout', () => req.destroy());
+      req.once('error', () => resolve(undefined));
+    });
+  }
   return fetch(url, { signal: AbortSignal.timeout(1_000) }).then(
     async (r) => (await r.arrayBuffer(), true as const),
     () => undefined,

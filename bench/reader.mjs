@@ -4,11 +4,13 @@
  * nowhere, so a client costs far less CPU per byte than curl does — on 2 cores the readers share the CPU with
  * the server they measure. Plain JavaScript so it starts in milliseconds without a loader.
  *
- * usage: node bench/reader.mjs URL
- * Connects, writes `ready` to stderr, waits for a line on stdin (the bench's start barrier), sends the request,
+ * usage: node bench/reader.mjs URL [CA_FILE]
+ * An https URL is read over TLS, trusting the PEM file CA_FILE. Connects (and completes the handshake), writes `ready` to stderr, waits for a line on stdin (the bench's start barrier), sends the request,
  * and prints one JSON line: {"status","bytes","startMs","endMs","cpuS"} (epoch ms with sub-ms precision).
  */
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 const url = new URL(process.argv[2] ?? '');
 const now = () => performance.timeOrigin + performance.now();
@@ -26,9 +28,12 @@ const finish = () => {
   socket.destroy();
 };
 
-const socket = net.connect({
+const secure = url.protocol === 'https:';
+const connect = secure ? tls.connect : net.connect;
+const socket = connect({
   host: url.hostname,
-  port: Number(url.port || 80),
+  port: Number(url.port || (secure ? 443 : 80)),
+  ...(secure ? { ca: process.argv[3] ? [readFileSync(process.argv[3])] : undefined, servername: net.isIP(url.hostname) ? undefined : url.hostname } : {}),
   onread: {
     buffer,
     callback(n) {
@@ -52,7 +57,7 @@ socket.on('error', (err) => {
   process.stderr.write(`reader: ${err.message}\n`);
   process.exit(1);
 });
-socket.on('connect', () => {
+socket.on(secure ? 'secureConnect' : 'connect', () => {
   process.stderr.write('ready\n');
   process.stdin.once('data', () => {
     process.stdin.destroy();

@@ -38,6 +38,8 @@ export interface BenchResults {
     direct: PullResult[];
   };
   hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };
+  /** The same blob over HTTPS: ocimirror restarted with TLS on the same cache, nginx with the same certificate. */
+  hitReadTls: { blobBytes: number; ocimirror: { one: ReadResult; many: ReadResult }; nginx: { one: ReadResult; many: ReadResult } };
   manifestByTag: Mirrors<ManifestWrk> & { upstream: WrkResult & { warmup: WrkResult } };
   herd: Mirrors<HerdResult> & { blobBytes: number };
   rss: Mirrors<{ runPeakMiB: number; herdPeakMiB: number }>;
@@ -70,6 +72,8 @@ export function judge(r: BenchResults): Target[] {
     ratio('warm.wall', '≤ 1.0× direct', om.warm.wallS / directWallS(r), (v) => v <= 1.0),
     ratio('read.one', '≥ 0.9× nginx', r.hitRead.ocimirror.one.mibPerS / r.hitRead.nginx.one.mibPerS, (v) => v >= 0.9),
     ratio('read.many', '≥ 0.9× nginx', r.hitRead.ocimirror.many.mibPerS / r.hitRead.nginx.many.mibPerS, (v) => v >= 0.9),
+    ratio('readTls.one', '≥ 0.8× nginx', r.hitReadTls.ocimirror.one.mibPerS / r.hitReadTls.nginx.one.mibPerS, (v) => v >= 0.8),
+    ratio('readTls.many', '≥ 0.8× nginx', r.hitReadTls.ocimirror.many.mibPerS / r.hitReadTls.nginx.many.mibPerS, (v) => v >= 0.8),
     ratio('manifest.vsReference', '≥ 20× reference', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.reference.requestsPerS, (v) => v >= 20),
     ratio('manifest.vsUpstream', '≥ 1.0× upstream', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.upstream.requestsPerS, (v) => v >= 1),
     abs('manifest.p99', '≤ 10 ms', r.manifestByTag.ocimirror.p99Ms, (v) => v <= 10),
@@ -91,6 +95,7 @@ export function table(r: BenchResults, targets: Target[]): string {
   const byId = new Map(targets.map((x) => [x.id, x]));
   const { ocimirror: om, reference: ref } = r.pull;
   const hr = r.hitRead;
+  const ht = r.hitReadTls;
   const mw = r.manifestByTag;
   const h = r.herd;
   const { empty, populated } = r.scale;
@@ -111,6 +116,10 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['1 client MiB/s', f(hr.ocimirror.one.mibPerS), f(hr.reference.one.mibPerS), `${f(hr.nginx.one.mibPerS)} nginx`, 'read.one'],
     [`${hr.nginx.many.clients} clients MiB/s`, f(hr.ocimirror.many.mibPerS), f(hr.reference.many.mibPerS), `${f(hr.nginx.many.mibPerS)} nginx`, 'read.many'],
     ['reader CPU, 1 client % core', f(hr.ocimirror.one.readerCpuPct), f(hr.reference.one.readerCpuPct), `${f(hr.nginx.one.readerCpuPct)} nginx`],
+    `cache-hit read over TLS of ${kMiB(ht.blobBytes)}, same reader, nginx with the same certificate`,
+    ['1 client MiB/s', f(ht.ocimirror.one.mibPerS), '', `${f(ht.nginx.one.mibPerS)} nginx`, 'readTls.one'],
+    [`${ht.nginx.many.clients} clients MiB/s`, f(ht.ocimirror.many.mibPerS), '', `${f(ht.nginx.many.mibPerS)} nginx`, 'readTls.many'],
+    ['reader CPU, 1 client % core', f(ht.ocimirror.one.readerCpuPct), '', `${f(ht.nginx.one.readerCpuPct)} nginx`],
     `manifest GET by tag within TTL, wrk -c ${r.params.wrkConnections} ${r.params.wrkSeconds}s after a ${r.params.wrkWarmupSeconds}s warm-up`,
     ['requests/s', f(mw.ocimirror.requestsPerS), f(mw.reference.requestsPerS), `${f(mw.upstream.requestsPerS)} upstream`, 'manifest.vsReference'],
     ['  … vs upstream', '', '', '', 'manifest.vsUpstream'],

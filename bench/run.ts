@@ -13,7 +13,7 @@ import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
 import { startRegistry } from '../test/helpers/registry-server.ts';
 import { herd } from './herd.ts';
 import { machineInfo } from './machine.ts';
-import { startNginx } from './nginx.ts';
+import { startNginx, startNginxTls } from './nginx.ts';
 import { startOcimirror, type OcimirrorProc } from './ocimirror.ts';
 import { readParams } from './params.ts';
 import { Cleanup, killRunning, log } from './proc.ts';
@@ -24,6 +24,7 @@ import { readThroughput } from './read.ts';
 import { judge, table, writeJson, type BenchResults } from './report.ts';
 import { PeakRss, pidWithArg } from './rss.ts';
 import { scaleRuns } from './scale.ts';
+import { makeBenchCert } from './tls-cert.ts';
 import { PULL_SET, settled, startUpstream } from './upstream.ts';
 import { wrk } from './wrk.ts';
 
@@ -108,10 +109,10 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   // 3: cache-hit reads of the large blob.
   const blobPath = `/v2/large/blobs/${up.large.digest}`;
-  const reads = async (base: string, what: string) => {
+  const reads = async (base: string, what: string, caFile?: string) => {
     log(`hit read: ${what}`);
-    const one = await readThroughput(base + blobPath, up.large.size, 1, params.readRepeats, params.reader, timeoutMs);
-    const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, params.reader, timeoutMs);
+    const one = await readThroughput(base + blobPath, up.large.size, 1, params.readRepeats, params.reader, timeoutMs, caFile);
+    const many = await readThroughput(base + blobPath, up.large.size, params.readClients, params.readRepeats, params.reader, timeoutMs, caFile);
     return { one, many };
   };
   upstream.reset();
@@ -158,8 +159,20 @@ async function main(cleanup: Cleanup): Promise<void> {
     ocimirror: { runPeakMiB: rss.ocimirror.runPeakMiB(), herdPeakMiB: herdOm.peakMiB },
     reference: { runPeakMiB: rss.reference.runPeakMiB(), herdPeakMiB: herdRef.peakMiB },
   };
-  await om.daemon.stop(); // writes the CPU profile, frees the cores for phase 7
+  await om.daemon.stop(); // writes the CPU profile, frees the cores for phase 3 over TLS and phase 7
   await reference.stop();
+
+  // 3 over HTTPS: ocimirror restarted with TLS on the same cache, so the large blob is still a hit, against
+  // nginx serving the same files with the same certificate. Run alone, as the plain reads were.
+  const cert = await makeBenchCert(work, timeoutMs);
+  const nginxTls = await startNginxTls(join(up.fixtures.dir, 'blobs'), cert, work, cleanup);
+  const omTls = await startOcimirror({ name: 'ocimirror-tls', upstreamUrl: upstream.url, dataDir: om.dataDir, workDir: work, nodeArgs, tls: cert }, cleanup);
+  upstream.reset();
+  const hitReadTls = { blobBytes: up.large.size, nginx: await reads(nginxTls.url, 'nginx over TLS', cert.ca), ocimirror: await reads(omTls.url, 'ocimirror over TLS', cert.ca) };
+  const missedTls = upstream.count({ pathIncludes: up.large.digest });
+  if (missedTls > 0) log(`warning: cache-hit reads over TLS reached the upstream ${missedTls} times`);
+  await omTls.daemon.stop();
+  await nginxTls.daemon.stop();
 
   // 7: metadata scale.
   // One connection: hit latency as a lookup costs it, not queueing behind 63 other requests.
@@ -179,6 +192,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     loadAvg: { start: loadAtStart, end: loadavg()[0]! },
     pull: { images: PULL_SET, contentBytes: up.contentBytes, direct, ocimirror: { cold: omCold, warm: omWarm, coldRunning: omColdRunning }, reference: { cold: refCold, warm: refWarm } },
     hitRead,
+    hitReadTls,
     manifestByTag,
     herd: { blobBytes: up.herd.size, ocimirror: herdOm.result, reference: herdRef.result },
     rss: rssResult,

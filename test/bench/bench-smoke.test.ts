@@ -34,7 +34,7 @@ function runBench(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: nu
 
 const positive = (label: string, n: unknown) => expect(n, label).toBeGreaterThan(0);
 
-describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl'], 'bench (smoke profile)', () => {
+describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl', 'openssl'], 'bench (smoke profile)', () => {
   let dir: string | undefined;
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -79,6 +79,14 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl'], 'bench 
       positive(`${server} N-client MiB/s`, r.hitRead[server].many.mibPerS);
       expect(r.hitRead[server].many.clients).toBe(r.params.readClients);
     }
+
+    // 3 over HTTPS
+    for (const server of ['ocimirror', 'nginx'] as const) {
+      positive(`${server} TLS 1-client MiB/s`, r.hitReadTls[server].one.mibPerS);
+      positive(`${server} TLS N-client MiB/s`, r.hitReadTls[server].many.mibPerS);
+      expect(r.hitReadTls[server].many.clients).toBe(r.params.readClients);
+    }
+    expect(r.targets.map((t) => t.id)).toEqual(expect.arrayContaining(['readTls.one', 'readTls.many']));
 
     // 4: manifest by tag
     for (const server of ['ocimirror', 'reference', 'upstream'] as const) {

@@ -138,6 +138,8 @@ export interface HostsTomlOptions {
   /** `override_path = true` on the mirror host(s): the URL path is the API root (no `/v2` appended). */
   overridePath?: boolean;
   skipVerify?: boolean;
+  /** `ca =`: a PEM file of the CA that signed an https mirror host's certificate. */
+  ca?: string;
   /** Extra headers containerd sends to the mirror host(s). */
   headers?: Record<string, string | string[]>;
   /** `dial_timeout` (e.g. "1s"); only honoured by newer containerd, ignored by 1.6. */
@@ -172,6 +174,7 @@ export async function writeHostsToml(
     lines.push('', `[host.${q(m)}]`, `  capabilities = [${caps.map(q).join(', ')}]`);
     if (opts.overridePath) lines.push('  override_path = true');
     if (opts.skipVerify !== undefined) lines.push(`  skip_verify = ${opts.skipVerify}`);
+    if (opts.ca) lines.push(`  ca = ${q(opts.ca)}`);
     if (opts.dialTimeout) lines.push(`  dial_timeout = ${q(opts.dialTimeout)}`);
     if (opts.headers && Object.keys(opts.headers).length > 0) {
       lines.push(`  [host.${q(m)}.header]`);
