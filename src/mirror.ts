@@ -24,6 +24,8 @@ import { createApp } from './http/app.ts';
 import { startServer, type RunningServer } from './http/server.ts';
 import { createManifestFastPath } from './http/v2-routes.ts';
 import type { Logger } from './util/logger.ts';
+import { createClientAuth } from './auth/index.ts';
+import { RobotTokens } from './auth/robot-tokens.ts';
 
 export interface Mirror {
   readonly url: string;
@@ -80,12 +82,23 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   background.start();
 
   let draining = false;
-  const v2 = { router, manifests, blobs, lists, blobWriter, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
+  let clientAuth: ReturnType<typeof createClientAuth> | undefined;
+  try {
+    clientAuth = config.auth ? createClientAuth(config.auth, config.storage.path, storage.metadata.robotTokens, log, now) : undefined;
+  } catch (err) {
+    await background.stop(0);
+    storage.close();
+    await upstreams.closeAll();
+    throw err;
+  }
+  const auth = clientAuth ? { authenticator: clientAuth.authenticator, router, registries: config.upstreams.flatMap((u) => u.registries) } : undefined;
+  const robots = clientAuth?.robots ?? new RobotTokens(storage.metadata.robotTokens, now);
+  const v2 = { router, manifests, blobs, lists, blobWriter, auth, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
   const app = createApp({
     log,
     ...v2,
     readiness: { check: async () => (draining ? 'draining' : storage.check()), degraded: () => storage.degraded() },
-    admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token },
+    admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token, robots },
     ...(metrics ? { metrics } : {}),
   });
   let server: RunningServer;
@@ -102,6 +115,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
       ...(metrics ? { metrics } : {}),
     });
   } catch (err) {
+    clientAuth?.close();
     await background.stop(0);
     storage.close();
     await upstreams.closeAll();
@@ -142,6 +156,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
         const { aborted } = await storage.blobs.settle(Math.max(0, deadline - Date.now()));
         if (aborted > 0) log.warn({ aborted }, 'grace period over: aborted fills still running (nothing partial committed)');
         await upstreams.closeAll();
+        clientAuth?.close();
         storage.close();
         log.info('ocimirror stopped');
       })();

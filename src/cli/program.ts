@@ -22,6 +22,7 @@ import { EXIT } from './cli-error.ts';
 import { registerGc } from './gc.ts';
 import { registerPrefetch } from './prefetch.ts';
 import { registerServe } from './serve.ts';
+import { registerToken } from './token.ts';
 
 export function createProgram(): Command {
   const program = new Command('ocimirror').description('pull-through caching mirror for OCI / Docker registries');
@@ -30,5 +31,6 @@ export function createProgram(): Command {
   registerServe(program);
   registerPrefetch(program);
   registerGc(program);
+  registerToken(program);
   return program;
 }

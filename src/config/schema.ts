@@ -200,6 +200,37 @@ export function createConfigSchema(env: Env = {}) {
       return { token };
     });
 
+  const role = z.enum(['pull', 'push', 'admin']);
+  const clientAuth = z
+    .object({
+      /** Accounts: an htpasswd file of bcrypt hashes (`htpasswd -B`), re-read when it changes. */
+      htpasswd: z.string().min(1).transform((p) => path.resolve(p)).optional(),
+      /** What requests without credentials may do: none, or pull every repository. */
+      anonymous: z.enum(['none', 'pull']).default('none'),
+      /** Named sets of accounts that rules can refer to. */
+      groups: z.record(z.string(), z.array(z.string())).default({}),
+      /** First match wins: who (accounts or groups) may do what (roles) on which repositories ('docker.io/library/*', '**'). */
+      rules: z
+        .array(
+          z
+            .object({
+              accounts: z.array(z.string()).default([]),
+              groups: z.array(z.string()).default([]),
+              repositories: z.array(z.string().min(1)).min(1),
+              roles: z.array(role).min(1),
+            })
+            .strict(),
+        )
+        .default([]),
+      /** Key that signs bearer tokens (file of at least 32 bytes); default: generated in the data directory. */
+      tokenKey: z.string().min(1).transform((p) => path.resolve(p)).optional(),
+      /** Lifetime of a bearer token from /auth/token. */
+      tokenTTL: duration('5m'),
+      /** The `service` named in challenges and tokens; a token for another service is refused. */
+      service: z.string().min(1).default('ocimirror'),
+    })
+    .strict();
+
   return z
     .object({
       listen: listenAddress,
@@ -254,6 +285,8 @@ export function createConfigSchema(env: Env = {}) {
         .strict()
         .prefault({}),
       admin,
+      /** Client accounts; unset = anonymous pulls, as a public registry. */
+      auth: clientAuth.optional(),
       metrics: z
         .object({
           /** Prometheus metrics at GET /metrics. */

@@ -1,8 +1,9 @@
 /**
  * @module http/admin-routes
- * The admin API under /admin/v1 (JSON), for operators and `ocimirror prefetch|gc --url`. Every
- * request needs `Authorization: Bearer <admin.token>`; without a configured token the API
- * answers 401 to everyone, so a mirror never exposes it by accident. It lives outside /v2/, so
+ * The admin API under /admin/v1 (JSON), for operators and `ocimirror prefetch|gc|token --url`.
+ * Every request needs `Authorization: Bearer <admin.token>` or, with client `auth` configured,
+ * an admin account or admin robot token (http/auth-middleware); with neither the API answers 401
+ * to everyone, so a mirror never exposes it by accident. It lives outside /v2/, so
  * no registry path can reach it. Slow work (prefetch, delete, gc, evict) is queued as a job
  * and answered 202 with the job, whose state GET /admin/v1/jobs/<id> shows.
  */
@@ -10,6 +11,9 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
+import { parseDuration } from '../config/units.ts';
+import type { RobotTokens } from '../auth/robot-tokens.ts';
+import { isRole } from '../auth/rules.ts';
 
 /** What the admin API can do; implemented by admin/admin-service.ts. */
 export interface AdminService {
@@ -29,14 +33,26 @@ export interface AdminService {
 
 const digestOf = (s: string) => createHash('sha256').update(s).digest();
 
-export function createAdminRoutes(service: AdminService, token: string | undefined): Hono<{ Bindings: HttpBindings }> {
+export interface AdminAccess {
+  /** The bootstrap admin.token. */
+  token: string | undefined;
+  /** With client auth configured: admits admin accounts and admin robot tokens, else throws. */
+  authorize?: ((c: Context<{ Bindings: HttpBindings }>) => Promise<void>) | undefined;
+  /** Robot tokens, managed under /tokens. */
+  robots?: RobotTokens | undefined;
+}
+
+export function createAdminRoutes(service: AdminService, access: AdminAccess): Hono<{ Bindings: HttpBindings }> {
   const admin = new Hono<{ Bindings: HttpBindings }>();
-  const expected = token === undefined ? undefined : digestOf(token);
+  const expected = access.token === undefined ? undefined : digestOf(access.token);
   admin.use('*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const given = /^Bearer\s+(.+)$/i.exec(header)?.[1];
     // Compare hashes in constant time so the token's length and prefix don't leak through timing.
-    if (!expected || given === undefined || !timingSafeEqual(digestOf(given), expected)) {
+    const bootstrap = expected !== undefined && given !== undefined && timingSafeEqual(digestOf(given), expected);
+    if (!bootstrap && access.authorize) {
+      await access.authorize(c);
+    } else if (!bootstrap) {
       throw new RegistryError('UNAUTHORIZED', {
         message: expected ? 'admin API: a valid bearer token is required' : 'admin API is disabled: set admin.token (or OCIMIRROR_ADMIN_TOKEN)',
         headers: { 'WWW-Authenticate': 'Bearer realm="ocimirror-admin"' },
@@ -73,7 +89,29 @@ export function createAdminRoutes(service: AdminService, token: string | undefin
   admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
   admin.post('/gc', (c) => c.json(service.gc() as object, 202));
   admin.post('/evict', (c) => c.json(service.evict() as object, 202));
+  if (access.robots) robotTokenRoutes(admin, access.robots);
   return admin;
+}
+
+/** GET /tokens, POST /tokens {description, role?, expires?}, DELETE /tokens/:id. */
+function robotTokenRoutes(admin: Hono<{ Bindings: HttpBindings }>, robots: RobotTokens): void {
+  admin.get('/tokens', (c) => c.json({ tokens: robots.list() }));
+  admin.post('/tokens', async (c) => {
+    const body = await jsonBody(c);
+    const role = body.role ?? 'pull';
+    if (typeof body.description !== 'string' || body.description.trim() === '') throw new RegistryError('BAD_REQUEST', { message: 'expected {"description": "...", "role": "pull|push|admin", "expires": "30d"}' });
+    if (!isRole(role)) throw new RegistryError('BAD_REQUEST', { message: `role must be pull, push or admin, not ${JSON.stringify(role)}` });
+    let ttlMs: number | undefined;
+    if (body.expires !== undefined && body.expires !== null) {
+      ttlMs = typeof body.expires === 'string' || typeof body.expires === 'number' ? parseDuration(body.expires) : undefined;
+      if (ttlMs === undefined || ttlMs <= 0) throw new RegistryError('BAD_REQUEST', { message: "expires must be a duration such as '30d' or '12h'" });
+    }
+    return c.json(robots.create({ role, description: body.description, ttlMs }), 201);
+  });
+  admin.delete('/tokens/:id', (c) => {
+    if (!robots.revoke(c.req.param('id'))) throw new RegistryError('NOT_FOUND', { message: `no robot token ${c.req.param('id')}` });
+    return c.json({ revoked: c.req.param('id') });
+  });
 }
 
 async function jsonBody(c: Context): Promise<Record<string, unknown>> {

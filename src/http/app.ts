@@ -1,7 +1,8 @@
 /**
  * @module http/app
  * The HTTP surface: /v2/ (registry pull API), /healthz (process alive), /readyz (storage and
- * database usable, 503 while draining so load balancers stop routing before the listener closes).
+ * database usable, 503 while draining so load balancers stop routing before the listener closes),
+ * and with client `auth` configured /auth/token and an authorisation check before /v2/ and /admin/.
  * This directory is the only place that imports hono.
  */
 import { Hono } from 'hono';
@@ -12,6 +13,9 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { createAdminRoutes, type AdminService } from './admin-routes.ts';
 import { createErrorRenderer } from './render-error.ts';
 import { createV2Handler, type V2Deps } from './v2-routes.ts';
+import { authorizeAdmin, authorizeV2 } from './auth-middleware.ts';
+import { createTokenRoute } from './token-route.ts';
+import type { RobotTokens } from '../auth/robot-tokens.ts';
 
 export interface Readiness {
   /** Undefined when ready, else the reason. */
@@ -23,7 +27,7 @@ export interface Readiness {
 export interface AppDeps extends V2Deps {
   log: Logger;
   readiness: Readiness;
-  admin?: { service: AdminService; token: string | undefined };
+  admin?: { service: AdminService; token: string | undefined; robots?: RobotTokens | undefined };
   metrics?: Metrics;
 }
 
@@ -48,7 +52,10 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   });
   app.use('*', async (c, next) => {
     const raw = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
-    if (raw === '/v2' || raw.startsWith('/v2/') || raw.startsWith('/v2?')) return v2(c);
+    if (raw === '/v2' || raw.startsWith('/v2/') || raw.startsWith('/v2?')) {
+      if (deps.auth) await authorizeV2(deps.auth, c.env.incoming);
+      return v2(c);
+    }
     await next();
   });
 
@@ -60,7 +67,12 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
       return c.body(body, 200, { 'Content-Type': contentType });
     });
   }
-  if (deps.admin) app.route('/admin/v1', createAdminRoutes(deps.admin.service, deps.admin.token));
+  const auth = deps.auth;
+  if (auth) app.route('/auth/token', createTokenRoute(auth));
+  if (deps.admin) {
+    const authorize = auth ? (c: { env: HttpBindings }) => authorizeAdmin(auth, c.env.incoming) : undefined;
+    app.route('/admin/v1', createAdminRoutes(deps.admin.service, { token: deps.admin.token, authorize, robots: deps.admin.robots }));
+  }
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
     if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);

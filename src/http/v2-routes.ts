@@ -22,6 +22,7 @@ import type { ListProxy } from '../proxy/list-proxy.ts';
 import type { BlobWriter } from './body/blob-writer.ts';
 import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
 import { requestInfo } from './request-info.ts';
+import { authorizedFromCache, type ClientAuth } from './auth-middleware.ts';
 
 export interface V2Deps {
   router: Router;
@@ -32,6 +33,8 @@ export interface V2Deps {
   blobWriter: BlobWriter;
   /** A manifest the cache did not have was pulled (prefetch its content for the next node). */
   onManifestMiss?: (route: Route, digest: string) => void;
+  /** Client authentication (auth configured); app.ts checks it before the handler, the fast path itself. */
+  auth?: ClientAuth | undefined;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -124,7 +127,9 @@ function sendManifest(incoming: IncomingMessage, outgoing: ServerResponse, resul
  * The request a mirror answers most — a manifest the cache holds fresh — answered before it
  * reaches hono, whose request, context and middleware chain were a large share of a hit's cost.
  * Returns false for anything else (a miss, an expired tag, a malformed name: any error), which
- * then takes the normal way, so every error still has its one renderer.
+ * then takes the normal way, so every error still has its one renderer. With client auth on, it
+ * answers only credentials already verified (the authenticator's cache): anything else takes the
+ * normal way, where it is verified or refused.
  */
 export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
@@ -135,6 +140,7 @@ export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res
       const { endpoint, query } = parseTarget(url);
       if (endpoint.kind !== 'manifest') return false;
       const route = routeOf(deps, req, endpoint, query);
+      if (deps.auth && !authorizedFromCache(deps.auth, req, route, endpoint.name, query.get('ns'))) return false;
       result = deps.manifests.hit(route, parseReference(endpoint.reference), parseAccept(req.headers.accept));
     } catch {
       return false;

@@ -2,7 +2,7 @@
  * @module cache/metadata/metadata
  * The cache's SQLite (WAL) metadata database (tables: metadata/schema): the one connection,
  * composed of one typed query module per table (`blobs`, `manifests`, `tags`, `links`, `refs`,
- * `lists`, `pins`, `usage`), plus what the request path calls directly: reads, the writes that
+ * `lists`, `pins`, `usage`, `robotTokens`), plus what the request path calls directly: reads, the writes that
  * span tables (a blob with its link; a manifest with its refs, link and tag, atomically), and
  * batched hits. Access-time bumps are counted in memory and flushed in one transaction, so a
  * cache hit costs one indexed read and no write. Work that must be atomic across modules runs
@@ -18,6 +18,7 @@ import { manifestReferences } from './manifest-references.ts';
 import { ManifestQueries, type ManifestRow } from './manifest-queries.ts';
 import { PinQueries } from './pin-queries.ts';
 import { RefGraph } from './references.ts';
+import { RobotTokenQueries } from './robot-token-queries.ts';
 import { isDiskFullError } from './disk-full-error.ts';
 import { openSchema } from './schema.ts';
 import { TagQueries, type TagRow } from './tag-queries.ts';
@@ -54,6 +55,7 @@ export class Metadata {
   readonly lists: ListQueries;
   readonly pins: PinQueries;
   readonly usage: UsageQueries;
+  readonly robotTokens: RobotTokenQueries;
   readonly #db: DB;
   readonly #now: () => number;
   readonly #ping;
@@ -84,6 +86,7 @@ export class Metadata {
     this.lists = new ListQueries(db);
     this.pins = new PinQueries(db);
     this.usage = new UsageQueries(db);
+    this.robotTokens = new RobotTokenQueries(db);
     this.#ping = db.prepare('SELECT 1');
     this.#putBlob = db.transaction((row: BlobRow, link: Link | undefined) => {
       this.blobs.put(row, this.#now());

@@ -17,6 +17,8 @@
  * ├── pins       ref PK · created_at             pins added through the admin API (pin-queries)
  * ├── usage      id = 0 · blob_bytes · blob_count · manifest_bytes · manifest_count
  * │                                              running totals kept by triggers on blobs and manifests (usage-queries)
+ * ├── robot_tokens id PK · hash · role · description · created_at · expires_at
+ * │                                              client robot tokens, secrets stored hashed (robot-token-queries)
  * └── jobs       owned by jobs/job-store
  * ```
  */
@@ -26,8 +28,9 @@ import { manifestReferences } from './manifest-references.ts';
 /**
  * 1: blobs, manifests, tags, links, lists.
  * 2: refs, pins, usage (+ triggers). A version 1 database is migrated when opened.
+ * 3: robot_tokens (created empty, nothing to migrate).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -98,6 +101,16 @@ CREATE TABLE IF NOT EXISTS usage (
   manifest_bytes INTEGER NOT NULL,
   manifest_count INTEGER NOT NULL
 );
+-- Client robot tokens (auth/robot-tokens): only a SHA-256 of the secret is kept, so a copy of the
+-- database does not hand out credentials.
+CREATE TABLE IF NOT EXISTS robot_tokens (
+  id          TEXT PRIMARY KEY,
+  hash        BLOB NOT NULL,
+  role        TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS usage_blob_insert AFTER INSERT ON blobs BEGIN
   UPDATE usage SET blob_bytes = blob_bytes + NEW.size, blob_count = blob_count + 1 WHERE id = 0;
 END;
@@ -139,7 +152,7 @@ export function openSchema(db: Database): void {
     throw new Error(`metadata schema version ${version} is not supported (expected ${SCHEMA_VERSION} or older)`);
   }
   db.exec(TABLES);
-  if (version < SCHEMA_VERSION) migrate(db);
+  if (version < SCHEMA_VERSION) migrate(db, version);
   else if (db.prepare('SELECT 1 FROM usage WHERE id = 0').get() === undefined) db.exec(RECOUNT_USAGE);
 }
 
@@ -148,14 +161,15 @@ export function openSchema(db: Database): void {
  * in one transaction: the new tables exist already (CREATE IF NOT EXISTS); manifests stored
  * before refs existed get theirs from their bytes, and the usage row is seeded from the tables.
  */
-function migrate(db: Database): void {
+function migrate(db: Database, from: number): void {
   const page = db.prepare<[string], { digest: string; bytes: Buffer }>(
     `SELECT digest, bytes FROM manifests WHERE digest > ? ORDER BY digest LIMIT ${BACKFILL_BATCH}`,
   );
   const putRef = db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
   db.transaction(() => {
     // Paged by digest rather than iterated: better-sqlite3 allows no writes while a read is open.
-    for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
+    // Version 2 databases have their refs already; 3 only added a table.
+    if (from < 2) for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
       for (const m of rows) for (const r of manifestReferences(m.bytes)) putRef.run(m.digest, r.digest, r.kind);
     }
     db.exec(RECOUNT_USAGE);
