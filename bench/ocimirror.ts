@@ -37,6 +37,16 @@ export interface OcimirrorOptions {
   nodeArgs?: string[];
   /** Serve HTTPS with this certificate and key. */
   tls?: BenchCert;
+  /** Client accounts (the config's `auth` block); unset = anonymous pulls. */
+  auth?: BenchAuthConfig;
+}
+
+export interface BenchAuthConfig {
+  htpasswd: string;
+  anonymous: 'none' | 'pull';
+  rules: { accounts: string[]; repositories: string[]; roles: ('pull' | 'push' | 'admin')[] }[];
+  tokenTTL?: string;
+  service?: string;
 }
 
 let built = false;
@@ -61,6 +71,7 @@ export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Pro
     admin: { token: BENCH_ADMIN_TOKEN },
     log: { level: 'info' },
     ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    ...(o.auth ? { auth: o.auth } : {}),
   }, null, 2));
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();

@@ -40,7 +40,11 @@ export interface BenchResults {
   hitRead: Mirrors<{ one: ReadResult; many: ReadResult }> & { blobBytes: number; nginx: { one: ReadResult; many: ReadResult } };
   /** The same blob over HTTPS: ocimirror restarted with TLS on the same cache, nginx with the same certificate. */
   hitReadTls: { blobBytes: number; ocimirror: { one: ReadResult; many: ReadResult }; nginx: { one: ReadResult; many: ReadResult } };
-  manifestByTag: Mirrors<ManifestWrk> & { upstream: WrkResult & { warmup: WrkResult } };
+  manifestByTag: Mirrors<ManifestWrk> & {
+    upstream: WrkResult & { warmup: WrkResult };
+    /** A separate ocimirror with client accounts on, every request with credentials: Basic, or a bearer token fetched once. */
+    ocimirrorAuth: { basic: ManifestWrk; bearer: ManifestWrk };
+  };
   herd: Mirrors<HerdResult> & { blobBytes: number };
   rss: Mirrors<{ runPeakMiB: number; herdPeakMiB: number }>;
   scale: { empty: ScaleRun; populated: ScaleRun };
@@ -77,6 +81,8 @@ export function judge(r: BenchResults): Target[] {
     ratio('manifest.vsReference', '≥ 20× reference', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.reference.requestsPerS, (v) => v >= 20),
     ratio('manifest.vsUpstream', '≥ 1.0× upstream', r.manifestByTag.ocimirror.requestsPerS / r.manifestByTag.upstream.requestsPerS, (v) => v >= 1),
     abs('manifest.p99', '≤ 10 ms', r.manifestByTag.ocimirror.p99Ms, (v) => v <= 10),
+    ratio('manifest.authBasic', '≥ 0.9× auth off', r.manifestByTag.ocimirrorAuth.basic.requestsPerS / r.manifestByTag.ocimirror.requestsPerS, (v) => v >= 0.9),
+    ratio('manifest.authBearer', '≥ 0.9× auth off', r.manifestByTag.ocimirrorAuth.bearer.requestsPerS / r.manifestByTag.ocimirror.requestsPerS, (v) => v >= 0.9),
     abs('herd.gets', '= 1', r.herd.ocimirror.upstreamGets, (v) => v === 1),
     abs('herd.sha256', `= ${r.herd.ocimirror.clients}`, r.herd.ocimirror.sha256Ok, (v) => v === r.herd.ocimirror.clients),
     abs('herd.ttfbMedian', '≤ 0.1 s', r.herd.ocimirror.ttfbMedianS, (v) => v <= 0.1),
@@ -127,6 +133,10 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['p99 ms', f(mw.ocimirror.p99Ms, 2), f(mw.reference.p99Ms, 2), `${f(mw.upstream.p99Ms, 2)} upstream`, 'manifest.p99'],
     [`p99 ms in the ${r.params.wrkWarmupSeconds}s warm-up before`, f(mw.ocimirror.warmup.p99Ms, 2), f(mw.reference.warmup.p99Ms, 2), `${f(mw.upstream.warmup.p99Ms, 2)} upstream`],
     ['upstream requests / request', f(mw.ocimirror.upstreamRequests / mw.ocimirror.requests, 2), f(mw.reference.upstreamRequests / mw.reference.requests, 2), ''],
+    ['auth on, Basic: requests/s', f(mw.ocimirrorAuth.basic.requestsPerS), '', '', 'manifest.authBasic'],
+    ['auth on, Basic: p99 ms', f(mw.ocimirrorAuth.basic.p99Ms, 2), '', ''],
+    ['auth on, bearer token: requests/s', f(mw.ocimirrorAuth.bearer.requestsPerS), '', '', 'manifest.authBearer'],
+    ['auth on, bearer token: p99 ms', f(mw.ocimirrorAuth.bearer.p99Ms, 2), '', ''],
     `herd: ${h.ocimirror.clients} clients, one uncached ${kMiB(h.blobBytes)} blob`,
     ['upstream GETs', f(h.ocimirror.upstreamGets), f(h.reference.upstreamGets), '', 'herd.gets'],
     ['sha256 correct', f(h.ocimirror.sha256Ok), f(h.reference.sha256Ok), '', 'herd.sha256'],

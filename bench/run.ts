@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
 import { startRegistry } from '../test/helpers/registry-server.ts';
+import { startAuthMirror } from './auth-mirror.ts';
 import { herd } from './herd.ts';
 import { machineInfo } from './machine.ts';
 import { startNginx, startNginxTls } from './nginx.ts';
@@ -127,12 +128,13 @@ async function main(cleanup: Cleanup): Promise<void> {
   // wrk numbers are usually taken. The warm-up's numbers are kept (`warmup`): its p99 is what a
   // freshly started process shows in its first seconds of load.
   const warmOpts = { ...wrkOpts, seconds: params.wrkWarmupSeconds };
-  const mirrorWrk = async (base: string, what: string) => {
+  const mirrorWrk = async (base: string, what: string, authorization?: string) => {
     log(`manifest by tag: ${what}`);
-    const warmup = await wrk(base + manifestPath, warmOpts);
+    const headers = { ...wrkOpts.headers, ...(authorization ? { Authorization: authorization } : {}) };
+    const warmup = await wrk(base + manifestPath, { ...warmOpts, headers });
     await settled(upstream);
     upstream.reset();
-    const result = await wrk(base + manifestPath, wrkOpts);
+    const result = await wrk(base + manifestPath, { ...wrkOpts, headers });
     await settled(upstream);
     return { ...result, upstreamRequests: upstream.count(), warmup };
   };
@@ -141,11 +143,20 @@ async function main(cleanup: Cleanup): Promise<void> {
     const warmup = await wrk(up.registry.url + manifestPath, warmOpts);
     return { ...(await wrk(up.registry.url + manifestPath, wrkOpts)), warmup };
   };
+  // The same on a mirror with client accounts on, each request carrying credentials: Basic, then a
+  // bearer token fetched once. Started here with its own cache and stopped after the phase.
+  const authMirror = await startAuthMirror({ upstreamUrl: upstream.url, workDir: work, nodeArgs, manifestPath }, cleanup);
+  await settled(upstream);
   const manifestByTag = {
     ocimirror: await mirrorWrk(om.url, 'ocimirror'),
+    ocimirrorAuth: {
+      basic: await mirrorWrk(authMirror.om.url, 'ocimirror, auth on, Basic', authMirror.basic),
+      bearer: await mirrorWrk(authMirror.om.url, 'ocimirror, auth on, bearer token', authMirror.bearer),
+    },
     reference: await mirrorWrk(reference.url, 'reference'),
     upstream: await upstreamWrk(),
   };
+  await authMirror.om.daemon.stop();
 
   // 5 + 6: the herd, with each mirror's peak RSS through it.
   const herdPath = `/v2/${up.herd.repo}/blobs/${up.herd.digest}`;

@@ -97,6 +97,13 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl', 'openssl
       expect(w.failures, `${server} wrk failures`).toBe(0);
     }
     expect(r.manifestByTag.ocimirror.upstreamRequests, 'within its TTL a tag costs no upstream request').toBe(0);
+    for (const variant of ['basic', 'bearer'] as const) {
+      const w = r.manifestByTag.ocimirrorAuth[variant];
+      positive(`auth on, ${variant}: req/s`, w.requestsPerS);
+      expect(w.failures, `auth on, ${variant}: every request with credentials is served`).toBe(0);
+      expect(w.upstreamRequests, `auth on, ${variant}: the cached tag costs no upstream request`).toBe(0);
+    }
+    expect(r.targets.map((t) => t.id)).toEqual(expect.arrayContaining(['manifest.authBasic', 'manifest.authBearer']));
 
     // 5: herd
     for (const server of ['ocimirror', 'reference'] as const) {

@@ -80,7 +80,9 @@ const service = one(base.objects, 'Service');
 const ingress = one(base.objects, 'Ingress');
 const pvc = one(base.objects, 'PersistentVolumeClaim');
 const pdb = one(base.objects, 'PodDisruptionBudget');
-const secret = one(base.objects, 'Secret');
+const secrets = base.objects.filter((o) => o.kind === 'Secret');
+const secret = secrets.find((o) => o.type === 'kubernetes.io/tls') as Obj;
+const authSecret = secrets.find((o) => o.metadata.name === 'ocimirror-auth') as Obj;
 const configMap = one(base.objects, 'ConfigMap');
 const daemonSet = one(examples.objects, 'DaemonSet');
 const pod = deployment.spec.template.spec as Obj;
@@ -285,6 +287,25 @@ describe('deploy/kubernetes kustomize base', () => {
     expect(writable.sort()).toEqual([mountedConfig().effective.storage.path, '/tmp'].sort());
     expect(container.resources.requests.cpu).toBeDefined();
     expect(container.resources.limits.memory).toBeDefined();
+  });
+
+  it('mounts the auth Secret read-only where the config reads htpasswd, and starts with its placeholders', () => {
+    expect(secrets.map((o) => o.metadata.name).sort()).toEqual(['ocimirror-auth', 'ocimirror-tls']);
+    expect(Object.keys(authSecret.data).sort()).toEqual(['htpasswd', 'token.key']);
+    const volume = (pod.volumes as Obj[]).find((v) => v.secret?.secretName === authSecret.metadata.name);
+    expect(volume, 'a volume of the auth Secret').toBeDefined();
+    const mount = (container.volumeMounts as Obj[]).find((m) => m.name === volume?.name);
+    expect(mount?.readOnly).toBe(true);
+    // Group-readable only: the process reads it through fsGroup, nobody else should.
+    expect(volume?.secret.defaultMode).toBe(0o440);
+    const { effective } = mountedConfig();
+    expect(effective.auth?.htpasswd).toBe(path.posix.join(mount?.mountPath, 'htpasswd'));
+    // The placeholders are empty: pulls stay open and no empty key file is named.
+    expect(effective.auth?.anonymous).toBe('pull');
+    expect(effective.auth?.tokenKey).toBeUndefined();
+    // A mount inside another volume's read-only mount would need the runtime to create its mount point there.
+    const others = (container.volumeMounts as Obj[]).filter((m) => m !== mount).map((m) => m.mountPath as string);
+    expect(others.filter((p) => (mount?.mountPath as string).startsWith(`${p}/`))).toEqual([]);
   });
 
   it('selects the Deployment\'s pods in the PodDisruptionBudget without blocking a drain of the single replica', () => {
