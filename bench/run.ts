@@ -86,8 +86,9 @@ async function main(cleanup: Cleanup): Promise<void> {
   }
   if (!om) throw new Error('BENCH_PULL_ROUNDS must be at least 1');
   log(`ocimirror ${om.url} (pid ${om.pid}) stays up for the phases after the pulls`);
-  const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(pidWithArg(join(reference.dir, 'config.yml'))) };
-  const refCold = await pull(reference.host, 'reference cold', pidWithArg(join(reference.dir, 'config.yml')));
+  const referencePid = pidWithArg(join(reference.dir, 'config.yml'));
+  const rss = { ocimirror: new PeakRss(om.pid), reference: new PeakRss(referencePid) };
+  const refCold = await pull(reference.host, 'reference cold', referencePid);
   const warmRounds: PullResult[] = [];
   for (let r = 1; r <= params.pullRounds; r++) {
     warmRounds.push(await pull(om.host, `ocimirror warm (${r}/${params.pullRounds})`));
@@ -175,7 +176,7 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   // 3 over HTTPS: ocimirror restarted with TLS on the same cache, so the large blob is still a hit, against
   // nginx serving the same files with the same certificate. Run alone, as the plain reads were.
-  const cert = await makeBenchCert(work, timeoutMs);
+  const cert = await makeBenchCert(work);
   const nginxTls = await startNginxTls(join(up.fixtures.dir, 'blobs'), cert, work, cleanup);
   const omTls = await startOcimirror({ name: 'ocimirror-tls', upstreamUrl: upstream.url, dataDir: om.dataDir, workDir: work, nodeArgs, tls: cert }, cleanup);
   upstream.reset();

@@ -48,7 +48,7 @@ interface SystemError extends Error {
 }
 
 /** The one line and exit code for anything a command threw. */
-export function toCliError(err: unknown): CliError {
+function toCliError(err: unknown): CliError {
   if (err instanceof CliError) return err;
   if (err instanceof ConfigError) return new CliError(err.message, EXIT.usage, { cause: err });
   if (err instanceof DataDirLockedError) return new CliError(err.message, EXIT.locked, { cause: err });
@@ -68,7 +68,7 @@ export function toCliError(err: unknown): CliError {
 }
 
 /** Prints `err` as one `ocimirror: ...` line (a bug keeps its stack) and exits with its code. */
-export function exitWith(err: unknown): never {
+function exitWith(err: unknown): never {
   const cli = toCliError(err);
   process.stderr.write(`ocimirror: ${cli.message}\n`);
   process.exit(cli.exitCode);

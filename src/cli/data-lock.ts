@@ -9,7 +9,7 @@ import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import path from 'node:path';
 
 /** Name of the lock file inside the data directory (listed in cache/paths' layout). */
-export const LOCK_FILE = 'lock';
+const LOCK_FILE = 'lock';
 
 export class DataDirLockedError extends Error {
   readonly pid: number;

@@ -112,14 +112,21 @@ function secret(ctx: Ctx, env: Env, value: string | undefined, envKey: string, v
   return fromEnv;
 }
 
+/** Both halves of {@link credentialKeys}, each resolved by {@link secret}. */
+function credentials(ctx: Ctx, env: Env, c: Partial<Record<keyof typeof credentialKeys, string>>): { username: string | undefined; password: string | undefined } {
+  return {
+    username: secret(ctx, env, c.username, 'usernameEnv', c.usernameEnv),
+    password: secret(ctx, env, c.password, 'passwordEnv', c.passwordEnv),
+  };
+}
+
 /** Builds the schema; `env` is where `auth.passwordEnv`, `admin.tokenEnv` and `proxy.passwordEnv` are read. */
 export function createConfigSchema(env: Env = {}) {
   const auth = z
     .object(credentialKeys)
     .strict()
     .transform((a, ctx): UpstreamAuthShape | undefined => {
-      const username = secret(ctx, env, a.username, 'usernameEnv', a.usernameEnv);
-      const password = secret(ctx, env, a.password, 'passwordEnv', a.passwordEnv);
+      const { username, password } = credentials(ctx, env, a);
       if (a.username === undefined && a.usernameEnv === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required' });
       if (a.password === undefined && a.passwordEnv === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required (or passwordEnv)' });
       return username === undefined || password === undefined ? undefined : { username, password };
@@ -129,11 +136,13 @@ export function createConfigSchema(env: Env = {}) {
   const proxy = z
     .object({ url: httpUrl, ...credentialKeys })
     .strict()
-    .transform((p, ctx) => ({
-      url: p.url,
-      username: secret(ctx, env, p.username, 'usernameEnv', p.usernameEnv),
-      password: secret(ctx, env, p.password, 'passwordEnv', p.passwordEnv),
-    }));
+    .transform((p, ctx) => {
+      // A password alone would be dropped without a word: Basic needs a username (an empty password is fine).
+      if (p.username === undefined && p.usernameEnv === undefined && (p.password !== undefined || p.passwordEnv !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['username'], message: 'is required with a password (or usernameEnv)' });
+      }
+      return { url: p.url, ...credentials(ctx, env, p) };
+    });
 
   const upstream = z
     .object({

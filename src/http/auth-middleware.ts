@@ -53,7 +53,8 @@ function actionOf(method: string | undefined): Action {
   return method === 'DELETE' ? 'delete' : 'push';
 }
 
-function clientOf(req: IncomingMessage): string {
+/** The address failed attempts count against (server.ts notes it before any handler runs). */
+export function clientOf(req: IncomingMessage): string {
   return requestInfo(req).client ?? req.socket.remoteAddress ?? 'unknown';
 }
 

@@ -6,7 +6,7 @@
  */
 
 const KEPT = new Set(['ns', 'n', 'last', 'digest', 'artifactType']);
-export const REDACTED = 'REDACTED';
+const REDACTED = 'REDACTED';
 
 export function logPath(url: string | undefined): string | undefined {
   const q = url?.indexOf('?') ?? -1;

@@ -63,6 +63,17 @@ export interface ServerOptions {
   tlsWatchIntervalMs?: number;
 }
 
+const CLIENT_CN = Symbol('ocimirror.client-cn');
+
+/**
+ * The subject CN of the connection's client certificate, read once per connection: getPeerCertificate
+ * builds a new object (names, fingerprints, raw DER) on every call, and keep-alive clients send many requests.
+ */
+function clientCN(socket: TLSSocket & { [CLIENT_CN]?: string | null }): string | undefined {
+  if (socket[CLIENT_CN] === undefined) socket[CLIENT_CN] = (socket.getPeerCertificate().subject?.CN as string | undefined) ?? null;
+  return socket[CLIENT_CN] ?? undefined;
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<RunningServer> {
   // Access lines carry only the fields below, none of them a credential (request headers other
@@ -93,14 +104,13 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
     const reqInfo = requestInfo(req);
     reqInfo.client = clientAddress(req, trustedProxies);
     // The handshake already refused clients without a valid certificate; the CN names who pulled.
-    if (mutualTls) reqInfo.clientCN = (socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined;
+    if (mutualTls) reqInfo.clientCN = clientCN(socket as TLSSocket);
     res.once('close', () => {
       inFlight--;
       const info = requestInfo(req);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const bytes = socket.bytesWritten - socketBytes + (info.sendfileBytes ?? 0);
       const cache: CacheLabel = info.cache ?? (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
-      // The handshake already refused clients without a valid certificate; the CN names who pulled.
       accessLog.info({
         method: req.method,
         path: logPath(req.url),

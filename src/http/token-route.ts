@@ -11,8 +11,8 @@ import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
 import type { AccessEntry } from '../auth/token-service.ts';
 import type { Action } from '../auth/rules.ts';
-import { canonicalName, challenge, type ClientAuth } from './auth-middleware.ts';
-import { requestInfo } from './request-info.ts';
+import { canonicalName, challenge, clientOf, type ClientAuth } from './auth-middleware.ts';
+import { basicAuthorization } from '../util/basic-auth.ts';
 
 const ACTIONS = new Set<string>(['pull', 'push', 'delete', '*']);
 
@@ -60,7 +60,7 @@ export function createTokenRoute(auth: ClientAuth): Hono<{ Bindings: HttpBinding
     const form = new URLSearchParams(await c.req.text());
     let header = c.req.header('authorization');
     if (form.get('grant_type') === 'password') {
-      header = `Basic ${Buffer.from(`${form.get('username') ?? ''}:${form.get('password') ?? ''}`).toString('base64')}`;
+      header = basicAuthorization(form.get('username') ?? '', form.get('password') ?? '');
     } else if (form.get('grant_type') !== null) {
       throw new RegistryError('UNSUPPORTED', { message: 'only the password grant is supported' });
     }
@@ -74,9 +74,8 @@ async function issue(c: Ctx, auth: ClientAuth, header: string | undefined, scope
   const req = c.env.incoming;
   const deny = (message: string) => new RegistryError('UNAUTHORIZED', { message, headers: { 'WWW-Authenticate': challenge(req, a.service) } });
   if (service !== undefined && service !== a.service) throw new RegistryError('BAD_REQUEST', { message: `this token service is '${a.service}', not '${service}'` });
-  const client = requestInfo(req).client ?? req.socket.remoteAddress ?? 'unknown';
   // Bearer JWTs are not exchanged for new ones: only credentials (or a robot token) are.
-  const identity = await a.authenticate(header, client, challenge(req, a.service), { bearer: false });
+  const identity = await a.authenticate(header, clientOf(req), challenge(req, a.service), { bearer: false });
   if (identity.kind === 'anonymous' && !a.anonymousPull) throw deny('credentials are required');
   const access: AccessEntry[] = [];
   for (const { name, actions } of parseScopes(scopes)) {

@@ -14,7 +14,7 @@ import type { HotCache } from '../cache/hot-cache.ts';
 import { discard } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';
-import { knownToHold } from './known-holder.ts';
+import { knownToHold, linked, recordLink } from './known-holder.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
 import { waitAtMost } from './upstream-deadline.ts';
 
@@ -100,11 +100,7 @@ export class BlobProxy {
   async #ensureLinked(route: Route, digest: Digest): Promise<CacheStatus> {
     const name = route.upstream.name;
     const metadata = this.#blobs.metadata;
-    if (this.#hot.hasLink(name, route.repo, digest.value)) return 'HIT';
-    if (metadata.hasLink(name, route.repo, digest.value)) {
-      this.#hot.setLink(name, route.repo, digest.value);
-      return 'HIT';
-    }
+    if (linked(this.#hot, metadata, name, route.repo, digest.value)) return 'HIT';
     try {
       const res = await route.upstream.request({ method: 'HEAD', repository: route.repo, path: `${route.repo}/blobs/${digest.value}` });
       discard(res.body);
@@ -117,7 +113,7 @@ export class BlobProxy {
       if (isUpstreamOutage(err) && knownToHold(metadata, name, route.repo, digest.value)) return 'STALE';
       throw err;
     }
-    if (metadata.tryWrite('blob link', () => metadata.putLink(name, route.repo, digest.value))) this.#hot.setLink(name, route.repo, digest.value);
+    recordLink(this.#hot, metadata, 'blob link', name, route.repo, digest.value);
     return 'HIT';
   }
 

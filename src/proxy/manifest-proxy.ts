@@ -24,7 +24,7 @@ import { SingleFlight } from '../util/single-flight.ts';
 import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Route } from './router.ts';
-import { knownToHold } from './known-holder.ts';
+import { knownToHold, linked, recordLink } from './known-holder.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
 import { waitAtMost, withinTimeout } from './upstream-deadline.ts';
 
@@ -88,7 +88,7 @@ export class ManifestProxy {
   #local(route: Route, ref: Reference, accept: readonly string[]): { hit: ManifestResult } | { known: HotTag | undefined; cached: HotManifest | undefined } {
     if (ref.kind === 'digest') {
       const cached = this.cached(ref.digest.value);
-      if (cached && this.#linked(route, ref.digest.value)) return { hit: this.#hitOf(cached) };
+      if (cached && linked(this.#hot, this.#metadata, route.upstream.name, route.repo, ref.digest.value)) return { hit: this.#hitOf(cached) };
       return { known: undefined, cached };
     }
     const known = this.#knownTag(route, ref.tag);
@@ -138,14 +138,6 @@ export class ManifestProxy {
     return manifest;
   }
 
-  #linked(route: Route, digest: string): boolean {
-    const name = route.upstream.name;
-    if (this.#hot.hasLink(name, route.repo, digest)) return true;
-    if (!this.#metadata.hasLink(name, route.repo, digest)) return false;
-    this.#hot.setLink(name, route.repo, digest);
-    return true;
-  }
-
   /** A digest {@link hit} could not answer: not cached, or `cached` for another repository. */
   async #byDigest(route: Route, digest: Digest, cached: HotManifest | undefined): Promise<ManifestResult> {
     const key = `${route.upstream.name}\0${route.repo}\0${digest.value}`;
@@ -173,10 +165,7 @@ export class ManifestProxy {
           if (!isUpstreamOutage(err) || !knownToHold(this.#metadata, route.upstream.name, route.repo, digest.value)) throw err;
           return { ...cached, cache: 'STALE' };
         }
-        // On a full disk the link is not recorded (nor kept hot): the answer is the same.
-        if (this.#metadata.tryWrite('manifest link', () => this.#metadata.putLink(route.upstream.name, route.repo, digest.value))) {
-          this.#hot.setLink(route.upstream.name, route.repo, digest.value);
-        }
+        recordLink(this.#hot, this.#metadata, 'manifest link', route.upstream.name, route.repo, digest.value);
         return { ...cached, cache: 'HIT' };
       }
       const fetched = await this.#fetch(route, digest.value, DEFAULT_ACCEPT, digest);

@@ -7,6 +7,7 @@
  * (serve stale).
  */
 import { RegistryError } from '../registry/errors.ts';
+import { abortable } from '../util/abortable.ts';
 import type { Upstream } from './upstream.ts';
 
 /** UNAVAILABLE naming the upstream and its timeout; `what` says what did not arrive in time. */
@@ -40,10 +41,8 @@ export async function withinTimeout<T>(upstream: Pick<Upstream, 'name' | 'config
  * itself is not cancelled (others may be waiting for it, and its result may still be cached).
  */
 export function waitAtMost<T>(upstream: Pick<Upstream, 'name' | 'config'>, what: string, shared: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(upstreamTimedOut(upstream, what)), upstream.config.timeout);
-  });
-  // Racing subscribes to `shared`: its rejection after a give-up is handled, not an unhandled one.
-  return Promise.race([shared, expired]).finally(() => clearTimeout(timer));
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(upstreamTimedOut(upstream, what)), upstream.config.timeout);
+  // abortable subscribes to `shared`: its rejection after a give-up is handled, not an unhandled one.
+  return abortable(shared, controller.signal).finally(() => clearTimeout(timer));
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
-import { CommandError, containerdAvailable, startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.ts';
+import { CommandError, containerdAvailable, useContainerd, writeHostsToml } from '../helpers/containerd.ts';
 import type { FixtureImage } from '../helpers/images.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -135,30 +135,24 @@ describeWithTools(['docker-registry', 'containerd', 'ctr'], 'containerd (ctr, ho
   }
   const ALPINE = 'docker.io/library/alpine:latest';
   const MULTI = 'registry.test/multi:latest';
+  const ctr = useContainerd();
   let upstream: Upstream;
   let m: TestMirror;
-  let c: Containerd | undefined;
   let seen: ReturnType<typeof recordRequests>;
   let hostsDir = '';
 
   beforeAll(async () => {
-    if (!ctrd.ok) throw new Error(`containerd unusable (CI is set): ${ctrd.reason}`);
     hostsDir = await mkdtemp(path.join(os.tmpdir(), 'ocim-e2e-hosts-'));
     upstream = await startUpstream();
     m = await startTestMirror(mirrorConfig(upstream.url));
     seen = recordRequests(m);
-    c = await startContainerd();
     await writeHostsToml(hostsDir, 'docker.io', m.url);
     await writeHostsToml(hostsDir, 'registry.test', m.url);
   });
   afterAll(async () => {
-    try {
-      await c?.stop();
-    } finally {
-      await m?.stop();
-      await upstream?.stop();
-      if (hostsDir) await rm(hostsDir, { recursive: true, force: true });
-    }
+    await m?.stop();
+    await upstream?.stop();
+    if (hostsDir) await rm(hostsDir, { recursive: true, force: true });
   });
   beforeEach(() => {
     upstream.proxy.reset();
@@ -167,10 +161,10 @@ describeWithTools(['docker-registry', 'containerd', 'ctr'], 'containerd (ctr, ho
 
   /** Pulls `ref` and checks the image record and the content store against the fixture. */
   async function pull(ref: string, image: FixtureImage) {
-    const res = await c!.pull(ref, { hostsDir, timeoutMs: 60_000 });
+    const res = await ctr().pull(ref, { hostsDir, timeoutMs: 60_000 });
     expect(res.digest).toBe(image.manifest.digest);
     const platform = forThisPlatform(image);
-    const content = await c!.contentDigests();
+    const content = await ctr().contentDigests();
     for (const d of [image.manifest.digest, platform.digest, platform.config!.digest, ...platform.layers.map((l) => l.digest)]) expect(content).toContain(d);
     return res;
   }
@@ -192,8 +186,8 @@ describeWithTools(['docker-registry', 'containerd', 'ctr'], 'containerd (ctr, ho
   });
 
   it('re-pulls both images after removing them from containerd with zero upstream requests', async () => {
-    for (const ref of [ALPINE, MULTI]) await c!.removeImage(ref);
-    const left = await c!.contentDigests();
+    for (const ref of [ALPINE, MULTI]) await ctr().removeImage(ref);
+    const left = await ctr().contentDigests();
     expect(left).not.toContain(upstream.fixtures.image('library/alpine').manifest.digest);
     expect(left).not.toContain(upstream.fixtures.image('multi').manifest.digest);
     upstream.proxy.reset();

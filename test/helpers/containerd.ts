@@ -20,6 +20,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 
 // ---------------------------------------------------------------------------------------------------------------
 // process helper (kept local so this file has no dependencies on other helpers)
@@ -554,6 +555,25 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
 }
 
 /** Read a file that containerd wrote (e.g. for debugging); exported for tests that want the raw log. */
+/**
+ * A private containerd for the enclosing describe block: started in beforeAll, stopped in afterAll, read
+ * through the returned getter from tests. Call it before the block's own hooks, so containerd outlives them.
+ * An unusable containerd fails the block here; blocks that may skip outside CI do so before calling it.
+ */
+export function useContainerd(opts: StartContainerdOptions = {}): () => Containerd {
+  let c: Containerd | undefined;
+  beforeAll(async () => {
+    c = await startContainerd(opts);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+  return () => {
+    if (!c) throw new Error('containerd is not running: read it from a test, after beforeAll');
+    return c;
+  };
+}
+
 export async function readContainerdLog(c: Containerd): Promise<string> {
   return readFile(path.join(c.dir, 'containerd.log'), 'utf8').catch(() => '');
 }

@@ -16,22 +16,11 @@ import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { runCommand } from '../helpers/containerd.ts';
 import { mirrorConfig } from '../helpers/mirror.ts';
+import { makeTestCa } from '../helpers/test-pki.ts';
 import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  const r = await runCommand('openssl', args, { cwd: dir, timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
-}
-
-/** A key and a certificate for `cn` signed by the test CA (ca.crt, ca.key in `dir`). */
-async function issue(dir: string, name: string, cn: string, ext: string): Promise<void> {
-  await writeFile(path.join(dir, `${name}.ext`), `${ext}\n`);
-  await openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
-  await openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`]);
-}
 
 interface Started {
   mirror: Mirror;
@@ -58,11 +47,10 @@ describeWithTools(['docker-registry', 'openssl', 'curl', 'skopeo'], 'the TLS lis
   beforeAll(async () => {
     upstream = await startUpstream();
     pki = await mkdtemp(path.join(tmpdir(), 'ocimirror-pki-'));
-    await openssl(pki, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=ocimirror test CA', '-days', '2']);
-    const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost';
-    await issue(pki, 'one', 'mirror-one', serverExt);
-    await issue(pki, 'two', 'mirror-two', serverExt);
-    await issue(pki, 'client', 'puller', 'extendedKeyUsage=clientAuth');
+    const ca = await makeTestCa(pki);
+    await ca.issue('one', 'mirror-one');
+    await ca.issue('two', 'mirror-two');
+    await ca.issue('client', 'puller', 'extendedKeyUsage=clientAuth');
     await copyFile(path.join(pki, 'one.crt'), path.join(pki, 'tls.crt'));
     await copyFile(path.join(pki, 'one.key'), path.join(pki, 'tls.key'));
     // skopeo's --src-cert-dir takes CA certificates as *.crt files.

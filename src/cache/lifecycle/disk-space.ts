@@ -32,7 +32,7 @@ const MiB = 1 << 20;
 /** 4 MiB holds the WAL pages of an eviction batch and a manifest many times over; a small disk gets 1/32 of itself. */
 const RESERVE_MAX = 4 * MiB;
 
-export function statDisk(dir: string): DiskStat {
+function statDisk(dir: string): DiskStat {
   const s = fs.statfsSync(dir);
   return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
 }

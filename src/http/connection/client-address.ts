@@ -32,7 +32,7 @@ export function setPeerAddress(socket: Socket, address: string): void {
 }
 
 /** The peer's address: a PROXY header's, else the socket's (a TLS socket's raw socket is its `_parent`). */
-export function peerAddress(socket: Socket): string | undefined {
+function peerAddress(socket: Socket): string | undefined {
   const own = (socket as Socket & { [PEER]?: string })[PEER];
   if (own !== undefined) return own;
   const parent = (socket as Socket & { _parent?: Socket & { [PEER]?: string } })._parent;

@@ -20,6 +20,7 @@ import { checkRealm } from './realm-policy.ts';
 import { parseTokenResponse, TokenCache, type BearerToken } from './token-cache.ts';
 import { badGateway, toUnavailable, unavailable } from '../transport/transport-error.ts';
 import { parseWwwAuthenticate } from './www-authenticate.ts';
+import { basicAuthorization } from '../../util/basic-auth.ts';
 
 /** Token responses are a few KiB; anything far larger is not a token response. */
 const MAX_TOKEN_RESPONSE_BYTES = 1 << 20;
@@ -69,7 +70,7 @@ export class UpstreamAuthenticator {
     this.#now = now;
     this.#tokens = new TokenCache({ now });
     this.#basic = config.auth
-      ? `Basic ${Buffer.from(`${config.auth.username}:${config.auth.password}`, 'utf8').toString('base64')}`
+      ? basicAuthorization(config.auth.username, config.auth.password)
       : undefined;
   }
 

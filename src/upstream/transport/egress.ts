@@ -12,6 +12,7 @@
 import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 import type { Config, UpstreamConfig } from '../../config/schema.ts';
 import { NoProxy } from './no-proxy.ts';
+import { basicAuthorization } from '../../util/basic-auth.ts';
 
 export type EgressConfig = Config['egress'];
 
@@ -123,7 +124,7 @@ function proxyHop(text: string, where: string, credentials?: { username: string;
     throw new TypeError(`Expected ${where} to be an http:// or https:// proxy URL, got '${url.href}'`);
   }
   const creds = credentials ?? fromUrl;
-  const authorization = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64')}` : undefined;
+  const authorization = creds ? basicAuthorization(creds.username, creds.password) : undefined;
   return { url, authorization };
 }
 

@@ -492,6 +492,11 @@ describe('parseConfig: secrets from the environment', () => {
     ]);
   });
 
+  it('refuses an egress proxy password without a username, which Basic could not send', () => {
+    const issues = issuesOf(() => parse({ upstreams: [{ ...HUB, proxy: { url: 'http://proxy.internal:3128', passwordEnv: 'PP' } }] }, { env: { PP: 'pw' } }));
+    expect(issues).toEqual(['upstreams[0].proxy.username is required with a password (or usernameEnv)']);
+  });
+
   it('resolves an upstream\'s egress proxy with its credentials', () => {
     const config = parse({ upstreams: [{ ...HUB, proxy: { url: 'http://proxy.internal:3128/', username: 'u', passwordEnv: 'PP' } }] }, { env: { PP: 'pw' } });
     expect(config.upstreams[0]?.proxy).toEqual({ url: 'http://proxy.internal:3128', username: 'u', password: 'pw' });

@@ -106,6 +106,7 @@ describe('docs/deployments.md', () => {
       expect(cm.data['ocimirror.yaml']).toBe((configs[2] as Block).text);
       const ingress = objects.find((o) => o.kind === 'Ingress') as Record<string, any>;
       const hosts = (ingress.spec.rules as Array<Record<string, any>>).map((r) => r.host);
+      expect(hosts.length).toBeGreaterThan(0);
       const config = parseConfig(parseYaml(cm.data['ocimirror.yaml']), { env: ENV });
       for (const h of hosts) expect(config.upstreams.some((u) => u.registries.includes(h)), h).toBe(true);
       expect([...ingress.spec.tls[0].hosts].sort()).toEqual([...hosts].sort());

@@ -347,6 +347,7 @@ describe('deploy/kubernetes kustomize base', () => {
       const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 30_000 });
       expect(run.status, run.stderr).toBe(0);
       const objects = parseAllDocuments(run.stdout).map((d) => d.toJS() as Obj);
+      expect(objects.length, dir).toBeGreaterThan(0);
       for (const obj of objects) expect(() => new (MODELS[`${obj.apiVersion}/${obj.kind}`] as NonNullable<(typeof MODELS)[string]>)(obj as never).validate()).not.toThrow();
       if (dir !== BASE) continue;
       const cm = one(objects, 'ConfigMap');

@@ -33,8 +33,8 @@ function appThrowing(err: unknown, log: Logger = silentLogger) {
   return { app, raw };
 }
 
-/** A pino logger that keeps its JSON lines. */
-function capturingLogger(): { log: Logger; lines: () => Array<Record<string, unknown>> } {
+/** A pino logger that keeps its lines, as written (`text`) and parsed (`lines`). */
+function capturingLogger(): { log: Logger; text: () => string[]; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = [];
   const dest = new Writable({
     write(chunk, _enc, done) {
@@ -43,7 +43,8 @@ function capturingLogger(): { log: Logger; lines: () => Array<Record<string, unk
     },
   });
   const log = pino({ level: 'debug' }, dest);
-  return { log, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  const text = () => chunks.join('').split('\n').filter(Boolean);
+  return { log, text, lines: () => text().map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 describe('createErrorRenderer', () => {
@@ -153,17 +154,10 @@ describe('createErrorRenderer', () => {
   });
 
   it('writes one msg key per log line', async () => {
-    const chunks: string[] = [];
-    const dest = new Writable({
-      write(chunk, _enc, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-    const log = pino({ level: 'debug' }, dest);
+    const { log, text } = capturingLogger();
     await appThrowing(new RegistryError('BAD_GATEWAY', { message: 'upstream sent garbage' }), log).app.request('/boom');
     await appThrowing(new Error('disk on fire'), log).app.request('/boom');
-    const raw = chunks.join('').split('\n').filter(Boolean);
+    const raw = text();
     expect(raw).toHaveLength(2);
     // JSON.parse keeps the last of duplicate keys, so count them in the text itself.
     for (const line of raw) expect(line.match(/"msg":/g), line).toHaveLength(1);

@@ -1,19 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { text } from 'node:stream/consumers';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { UpstreamClient } from '../../../src/upstream/upstream-client.ts';
 import { createUpstreams } from '../../../src/upstream/upstream-pool.ts';
-import { basic, closedPort, json, startServer, upstreamConfig, type FakeServer } from './fake-http.ts';
+import { basic, cleanupAfterEach, closedPort, json, startServer, upstreamConfig } from './fake-http.ts';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  while (cleanup.length > 0) await cleanup.pop()?.();
-});
-
-function track<T extends FakeServer | UpstreamClient>(thing: T): T {
-  cleanup.push(() => thing.close());
-  return thing;
-}
+const { cleanup, track } = cleanupAfterEach();
 
 const manifest = { method: 'GET', repository: 'library/alpine', path: 'library/alpine/manifests/latest' } as const;
 

@@ -5,9 +5,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { expect } from 'vitest';
+import { afterEach } from 'vitest';
 import type { UpstreamConfig } from '../../../src/config/schema.ts';
-import { RegistryError } from '../../../src/registry/errors.ts';
 
 export interface Recorded {
   method: string;
@@ -54,6 +53,22 @@ export async function startServer(handler: Handler, host = '127.0.0.1'): Promise
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Registers an afterEach that runs `cleanup` newest first, whatever the test did; `track` adds the
+ * closing of a server or client to it and hands the thing back.
+ */
+export function cleanupAfterEach(): { cleanup: Array<() => Promise<unknown>>; track: <T extends { close(): Promise<unknown> }>(thing: T) => T } {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    while (cleanup.length > 0) await cleanup.pop()?.();
+  });
+  const track = <T extends { close(): Promise<unknown> }>(thing: T): T => {
+    cleanup.push(() => thing.close());
+    return thing;
+  };
+  return { cleanup, track };
 }
 
 /** A port nothing listens on: bound, then released. */

@@ -1,12 +1,13 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { UpstreamClient } from '../../../src/upstream/upstream-client.ts';
 import { createUpstreams } from '../../../src/upstream/upstream-pool.ts';
 import { createLogger } from '../../../src/util/logger.ts';
 import {
   basic,
+  cleanupAfterEach,
   closedPort,
   json,
   rejection,
@@ -17,15 +18,7 @@ import {
 } from './fake-http.ts';
 
 /** Everything a test opened, closed after it whatever happened. */
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  while (cleanup.length > 0) await cleanup.pop()?.();
-});
-
-function track<T extends FakeServer | UpstreamClient>(thing: T): T {
-  cleanup.push(() => thing.close());
-  return thing;
-}
+const { cleanup, track } = cleanupAfterEach();
 
 const manifest = { method: 'GET', repository: 'library/alpine', path: 'library/alpine/manifests/latest' } as const;
 

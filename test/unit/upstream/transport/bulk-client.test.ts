@@ -11,20 +11,12 @@ import { promisify } from 'node:util';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UpstreamClient, type UpstreamRequest } from '../../../../src/upstream/upstream-client.ts';
 import { SlabPool } from '../../../../src/util/read-slabs.ts';
-import { closedPort, rejection, startServer, startTokenRegistry, upstreamConfig } from '../fake-http.ts';
+import { basic, cleanupAfterEach, closedPort, rejection, startServer, startTokenRegistry, upstreamConfig } from '../fake-http.ts';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  while (cleanup.length > 0) await cleanup.pop()?.();
-});
-
-function track<T extends { close(): Promise<unknown> }>(thing: T): T {
-  cleanup.push(() => thing.close());
-  return thing;
-}
+const { cleanup, track } = cleanupAfterEach();
 
 const blob = (digest = 'sha256:abc'): UpstreamRequest => ({ method: 'GET', repository: 'r', path: `r/blobs/${digest}`, bulk: true });
 
@@ -205,26 +197,16 @@ describe('UpstreamClient bulk GETs', () => {
 });
 
 describe('UpstreamClient bulk GETs over TLS', () => {
-  /** An https server on loopback with a fresh self-signed certificate for localhost and 127.0.0.1. */
+  /** A {@link tlsServer} that answers every request with `body` and records the SNI and ALPN it came with. */
   async function tlsUpstream(body: Buffer) {
-    const dir = await mkdtemp(join(tmpdir(), 'ocimirror-tls-'));
-    cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const [keyFile, certFile] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-    await promisify(execFile)('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
-    ], { timeout: 20_000 });
     const seen: Array<{ servername: string | false; alpn: string | false | null }> = [];
-    const server = https.createServer({ key: await readFile(keyFile), cert: await readFile(certFile) }, (req, res) => {
-      const socket = req.socket as TLSSocket;
-      seen.push({ servername: (socket as TLSSocket & { servername: string | false }).servername, alpn: socket.alpnProtocol });
+    const { origin, certFile } = await tlsServer((req, res) => {
+      const socket = req.socket as TLSSocket & { servername: string | false };
+      seen.push({ servername: socket.servername, alpn: socket.alpnProtocol });
       res.writeHead(200, { 'content-length': body.length });
       res.end(body);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    server.on('secureConnection', (s) => cleanup.push(async () => s.destroy()));
-    return { port: (server.address() as AddressInfo).port, certFile, seen };
+    return { port: Number(new URL(origin).port), certFile, seen };
   }
 
   it('checks the upstream certificate: one no trusted CA signed is refused as UNAVAILABLE', async () => {
@@ -338,7 +320,6 @@ async function tlsServer(answer: (req: http.IncomingMessage, res: http.ServerRes
 
 describe('UpstreamClient bulk GETs through an egress proxy', () => {
   const egressVia = (url: string) => ({ httpProxy: url, httpsProxy: undefined, noProxy: '' });
-  const proxyAuth = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
   it('asks for an http blob in absolute form, with the proxy credentials, on the proxy connection', async () => {
     const data = randomBytes(2 * 1024 * 1024);
@@ -346,15 +327,15 @@ describe('UpstreamClient bulk GETs through an egress proxy', () => {
       res.writeHead(200, { 'content-length': data.length });
       res.end(data);
     }));
-    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const fwd = await forwardProxy(basic('alice', 'pw'));
     const client = track(new UpstreamClient(upstreamConfig(origin.origin, { proxy: { url: fwd.url, username: 'alice', password: 'pw' } })));
     expect(await sha256(await client.request(blob()))).toBe(createHash('sha256').update(data).digest('hex'));
-    expect(fwd.seen).toEqual([{ method: 'GET', target: `${origin.origin}/v2/r/blobs/sha256:abc`, proxyAuthorization: proxyAuth('alice', 'pw') }]);
+    expect(fwd.seen).toEqual([{ method: 'GET', target: `${origin.origin}/v2/r/blobs/sha256:abc`, proxyAuthorization: basic('alice', 'pw') }]);
     expect(origin.requests[0]!.headers['proxy-authorization']).toBeUndefined();
   });
 
   it('reports a proxy’s 407, to a plain request or to CONNECT, as UNAVAILABLE saying the proxy wants credentials', async () => {
-    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const fwd = await forwardProxy(basic('alice', 'pw'));
     const plain = track(new UpstreamClient(upstreamConfig('http://127.0.0.1:9', { name: 'hub' }), { egress: egressVia(fwd.url) }));
     const tunnelled = track(new UpstreamClient(upstreamConfig('https://127.0.0.1:9', { name: 'hub' }), { egress: egressVia(fwd.url) }));
     for (const client of [plain, tunnelled]) {
@@ -388,7 +369,7 @@ describe('UpstreamClient bulk GETs through an egress proxy', () => {
       res.writeHead(200, { 'content-length': data.length });
       res.end(data);
     });
-    const fwd = await forwardProxy(proxyAuth('alice', 'pw'));
+    const fwd = await forwardProxy(basic('alice', 'pw'));
     const clientModule = fileURLToPath(new URL('../../../../src/upstream/upstream-client.ts', import.meta.url));
     const script = `
       import { createHash } from 'node:crypto';
@@ -418,7 +399,7 @@ describe('UpstreamClient bulk GETs through an egress proxy', () => {
     const out = JSON.parse(child.stdout) as { whole: unknown; cut: string };
     expect(out.whole).toEqual({ status: 200, sha256: createHash('sha256').update(data).digest('hex') });
     expect(out.cut).toMatch(/before the end of the response body/);
-    expect(fwd.seen.every((s) => s.method === 'CONNECT' && s.proxyAuthorization === proxyAuth('alice', 'pw'))).toBe(true);
+    expect(fwd.seen.every((s) => s.method === 'CONNECT' && s.proxyAuthorization === basic('alice', 'pw'))).toBe(true);
     expect(fwd.seen.length).toBeGreaterThan(0);
   });
 });
