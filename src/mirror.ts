@@ -3,14 +3,24 @@
  * The composition root: config → storage → upstream clients → proxy policy → background jobs →
  * HTTP server, and the graceful stop that undoes it. Used by `ocimirror serve` and by the
  * integration tests, so tests run exactly what operators run.
+ *
+ * What depends on the live part of the config — upstream clients, router, client auth, the HTTP
+ * app and its fast path, TLS files — is a generation: a reload builds the next one beside the
+ * running one (unchanged upstream clients taken over with their connections and state), checks it
+ * whole, then swaps it in with one assignment the server reads per request. Replaced upstream
+ * clients are closed once server.shutdownGrace has let the requests that hold them finish.
  */
+import { readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config/schema.ts';
+import { ConfigError } from './config/config-error.ts';
 import { openStorage, type Storage } from './cache/storage.ts';
 import { nativeAddon, nativeAddonError } from './util/native-addon.ts';
 import { BlobWriter } from './http/body/blob-writer.ts';
 import { SendfilePolicy } from './http/body/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
-import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
+import { createUpstreams, type UpstreamClient, type UpstreamPool } from './upstream/index.ts';
+import { buildRouter, createHosted } from './core.ts';
 import { SlabPool } from './util/read-slabs.ts';
 import { Router, type Route } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';
@@ -21,10 +31,12 @@ import { Background } from './jobs/background.ts';
 import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { createApp } from './http/app.ts';
-import { startServer, type RunningServer } from './http/server.ts';
+import { startServer, type RequestHandler, type RunningServer } from './http/server.ts';
+import { checkTlsFiles, type TlsFiles } from './http/connection/tls-context.ts';
+import { ConfigReloader, type ReloadOutcome } from './reload/config-reloader.ts';
 import { createManifestFastPath } from './http/v2-routes.ts';
 import type { Logger } from './util/logger.ts';
-import { createClientAuth } from './auth/index.ts';
+import { createClientAuth, type ClientAuthParts } from './auth/index.ts';
 import { RobotTokens } from './auth/robot-tokens.ts';
 
 export interface Mirror {
@@ -42,6 +54,10 @@ export interface Mirror {
   readonly nativeAddon: boolean;
   /** True once a stop began: /readyz answers 503. */
   readonly draining: boolean;
+  /** The config in effect (the start-up one until a reload applies another). */
+  readonly config: Config;
+  /** Reloads the config from `loadConfig` and applies what can change live; reports every problem and changes nothing on failure. */
+  reload(trigger: string): ReloadOutcome;
   /** Drains (readiness 503, optional delay, close listener, finish in-flight pulls) and closes storage. */
   stop(opts?: { graceMs?: number; drainDelayMs?: number }): Promise<void>;
 }
@@ -49,9 +65,19 @@ export interface Mirror {
 export interface MirrorOptions {
   /** The clock for tag TTLs, stale backoff, listing freshness, token lifetimes and metadata timestamps (tests move it). */
   now?: () => number;
+  /** Reads the config again as start-up did (same file, environment, flags), for reloads; without it a reload fails saying so. */
+  loadConfig?: () => Config;
 }
 
-export async function startMirror(config: Config, log: Logger, { now = Date.now }: MirrorOptions = {}): Promise<Mirror> {
+/** The parts built from the live config; a reload builds the next and swaps it in whole. */
+interface Generation {
+  readonly config: Config;
+  readonly upstreams: UpstreamPool;
+  readonly router: Router;
+  readonly clientAuth: ClientAuthParts | undefined;
+}
+
+export async function startMirror(config: Config, log: Logger, { now = Date.now, loadConfig }: MirrorOptions = {}): Promise<Mirror> {
   // server.nativeAddon: false leaves the addon unloaded: buffered copies and Node's hashing (the pure-Node path).
   const addon = config.server.nativeAddon ? nativeAddon() : undefined;
   const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
@@ -59,10 +85,12 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   const slabs = new SlabPool();
   const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
-  const router = new Router([...upstreams.values()], config.defaultUpstream);
+  const router = buildRouter(config, upstreams);
   const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
   const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot });
   const lists = new ListProxy({ metadata: storage.metadata, now });
+  // Quotas are read from the generation in effect, so a reload changes them for the next push.
+  const hosted = createHosted(storage, log, (registry) => gen.config.hosted.find((h) => h.name === registry)?.maxSize ?? 0, now);
   const background = new Background({ config, storage, router, prefetcher: new Prefetcher({ manifests, blobs }), lists, metrics, log });
   storage.blobs.onFillDone = (fill) => {
     metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
@@ -73,7 +101,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   metrics?.setSources({
     usage: () => usage.current(),
     jobs: () => ({ counts: background.store.counts(), depth: background.store.depth() }),
-    upstreams: () => upstreams.counters(),
+    upstreams: () => gen.upstreams.counters(),
     activeFills: () => storage.blobs.activeFills,
     hotCacheBytes: () => storage.hot.bytes,
     disk: () => storage.disk.status(),
@@ -82,7 +110,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   background.start();
 
   let draining = false;
-  let clientAuth: ReturnType<typeof createClientAuth> | undefined;
+  let clientAuth: ClientAuthParts | undefined;
   try {
     clientAuth = config.auth ? createClientAuth(config.auth, config.storage.path, storage.metadata.robotTokens, log, now) : undefined;
   } catch (err) {
@@ -91,24 +119,43 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
     await upstreams.closeAll();
     throw err;
   }
-  const auth = clientAuth ? { authenticator: clientAuth.authenticator, router, registries: config.upstreams.flatMap((u) => u.registries) } : undefined;
-  const robots = clientAuth?.robots ?? new RobotTokens(storage.metadata.robotTokens, now);
-  const v2 = { router, manifests, blobs, lists, blobWriter, auth, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
-  const app = createApp({
-    log,
-    ...v2,
-    readiness: { check: async () => (draining ? 'draining' : storage.check()), degraded: () => storage.degraded() },
-    admin: { service: createAdminService({ config, storage, upstreams, background }), token: config.admin.token, robots },
-    ...(metrics ? { metrics } : {}),
-  });
+  let gen: Generation = { config, upstreams, router, clientAuth };
+  const robotsWithoutAuth = new RobotTokens(storage.metadata.robotTokens, now);
+  let reloader: ConfigReloader | undefined;
+  const reload = (trigger: string): ReloadOutcome => {
+    if (reloader) return reloader.reload(trigger);
+    throw new Error('this mirror was started without a config source to reload');
+  };
+  const readiness = {
+    check: async () => (draining ? 'draining' : storage.check()),
+    degraded: () => storage.degraded(),
+    detail: () => (reloader?.last ? { configReload: reloader.last } : undefined),
+  };
+  /** The HTTP side of a generation: the app with its routes, the manifest fast path, trusted proxies. */
+  const handlerFor = (g: Generation): RequestHandler => {
+    const c = g.config;
+    const registries = [...c.upstreams.flatMap((u) => u.registries), ...c.hosted.map((h) => h.name)];
+    const auth = g.clientAuth ? { authenticator: g.clientAuth.authenticator, router: g.router, registries } : undefined;
+    const v2 = { router: g.router, manifests, blobs, lists, blobWriter, auth, hosted, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
+    const service = createAdminService({ config: c, storage, upstreams: g.upstreams, background, reload: loadConfig ? () => reload('admin') : undefined });
+    const app = createApp({
+      log,
+      ...v2,
+      readiness,
+      admin: { service, token: c.admin.token, robots: g.clientAuth?.robots ?? robotsWithoutAuth },
+      ...(metrics ? { metrics } : {}),
+    });
+    return { app, fast: createManifestFastPath(v2), trustedProxies: c.server.trustedProxies };
+  };
+  const first = handlerFor(gen);
   let server: RunningServer;
   try {
-    server = await startServer(app, {
+    server = await startServer(first.app, {
       host: config.listen.host,
       port: config.listen.port,
       log,
       headersTimeoutMs: config.server.headersTimeout,
-      fast: createManifestFastPath(v2),
+      fast: first.fast,
       tls: config.tls,
       proxyProtocol: config.server.proxyProtocol,
       trustedProxies: config.server.trustedProxies,
@@ -127,12 +174,92 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
   const noAddon = config.server.nativeAddon ? nativeAddonError() : 'switched off by server.nativeAddon: false';
   if (noAddon) log.warn({ reason: noAddon }, 'blob bodies are copied through buffers instead of sendfile, and fills hash on the event loop');
   else if (!blobWriter.sendfile.available) log.warn({ reason: 'switched off by server.sendfile: off' }, 'blob bodies are copied through buffers instead of sendfile');
+  /** Replaced upstream clients still serving requests that began before a reload, with the timers that close them. */
+  const retiring = new Map<UpstreamClient, NodeJS.Timeout>();
+  const retire = (client: UpstreamClient, afterMs: number) => {
+    const timer = setTimeout(() => {
+      // Requests are done by now; a fill still copying (detached from clients) gets its own deadline.
+      void client.close(client.config.fillTimeout).finally(() => retiring.delete(client));
+    }, afterMs);
+    timer.unref();
+    retiring.set(client, timer);
+  };
+  const running = server;
+  if (loadConfig) {
+    reloader = new ConfigReloader({
+      started: config,
+      load: loadConfig,
+      log,
+      metrics,
+      now,
+      apply: (next) => {
+        const built = buildGeneration(next, gen, running.tlsFiles);
+        const handler = handlerFor(built.generation);
+        // Everything is built and checked: from here on nothing throws, and new requests see the new generation.
+        const previous = gen;
+        background.reconfigure(next, built.generation.router);
+        gen = built.generation;
+        running.setHandler(handler);
+        if (built.tls) running.setTls(built.tls.files, built.tls.context);
+        const kept = new Set(gen.upstreams.values());
+        for (const client of previous.upstreams.values()) if (!kept.has(client)) retire(client, next.server.shutdownGrace);
+        if (previous.clientAuth && previous.clientAuth !== gen.clientAuth) previous.clientAuth.close();
+      },
+    });
+  }
+
+  /**
+   * The next generation for `next`, taking over what did not change; throws a ConfigError naming
+   * every problem (pins on unserved registries, an unreadable htpasswd or TLS file) having closed what it made.
+   */
+  const buildGeneration = (next: Config, prev: Generation, tlsNow: TlsFiles | undefined) => {
+    const issues: string[] = [];
+    const pool = createUpstreams(next.upstreams, log, { now, egress: next.egress, slabs, previous: { pool: prev.upstreams, egress: prev.config.egress } });
+    const reused = new Set(prev.upstreams.values());
+    const router = buildRouter(next, pool);
+    issues.push(...background.pinIssues(next, router));
+    let auth = prev.clientAuth;
+    if (!isDeepStrictEqual(next.auth, prev.config.auth)) {
+      auth = undefined;
+      const htpasswd = next.auth?.htpasswd;
+      try {
+        if (htpasswd !== undefined) readFileSync(htpasswd);
+      } catch (err) {
+        issues.push(`auth.htpasswd: cannot read ${htpasswd}: ${(err as Error).message}`);
+      }
+      if (next.auth && issues.length === 0) {
+        try {
+          auth = createClientAuth(next.auth, next.storage.path, storage.metadata.robotTokens, log, now);
+        } catch (err) {
+          issues.push(`auth: ${(err as Error).message}`);
+        }
+      }
+    }
+    let tls: { files: TlsFiles; context: NonNullable<ReturnType<typeof checkTlsFiles>['context']> } | undefined;
+    // Whether TLS is on, and whether it asks for client certificates, stay as started (config/config-diff's RESTART_ONLY).
+    const sameFiles = (a: TlsFiles, b: TlsFiles) => a.cert === b.cert && a.key === b.key && a.clientCA === b.clientCA;
+    if (tlsNow && next.tls && !sameFiles(tlsNow, next.tls)) {
+      const files: TlsFiles = { cert: next.tls.cert, key: next.tls.key, ...(next.tls.clientCA ? { clientCA: next.tls.clientCA } : {}) };
+      const checked = checkTlsFiles(files);
+      issues.push(...checked.issues);
+      if (checked.context) tls = { files, context: checked.context };
+    }
+    if (issues.length > 0) {
+      for (const client of pool.values()) if (!reused.has(client)) void client.close(0);
+      if (auth && auth !== prev.clientAuth) auth.close();
+      throw new ConfigError(issues);
+    }
+    return { generation: { config: next, upstreams: pool, router, clientAuth: auth } satisfies Generation, tls };
+  };
+
   let stopping: Promise<void> | undefined;
   return {
     url: server.url,
     server,
     storage,
-    upstreams,
+    get upstreams() {
+      return gen.upstreams;
+    },
     background,
     metrics,
     blobWriter,
@@ -144,7 +271,11 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
     get draining() {
       return draining;
     },
-    stop({ graceMs = config.server.shutdownGrace, drainDelayMs = config.server.drainDelay } = {}) {
+    get config() {
+      return gen.config;
+    },
+    reload,
+    stop({ graceMs = gen.config.server.shutdownGrace, drainDelayMs = gen.config.server.drainDelay } = {}) {
       stopping ??= (async () => {
         draining = true;
         if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs));
@@ -155,8 +286,15 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
         // A fill whose client already has its bytes may still be committing: let it land.
         const { aborted } = await storage.blobs.settle(Math.max(0, deadline - Date.now()));
         if (aborted > 0) log.warn({ aborted }, 'grace period over: aborted fills still running (nothing partial committed)');
-        await upstreams.closeAll();
-        clientAuth?.close();
+        for (const timer of retiring.values()) clearTimeout(timer);
+        // A retired client may be closing already with a fill's deadline: wait no longer than the grace left.
+        const left = Math.max(0, deadline - Date.now());
+        await Promise.race([
+          Promise.all([...retiring.keys()].map((client) => client.close(left))),
+          new Promise((r) => setTimeout(r, left).unref()),
+        ]);
+        await gen.upstreams.closeAll();
+        gen.clientAuth?.close();
         storage.close();
         log.info('ocimirror stopped');
       })();
@@ -164,3 +302,4 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now 
     },
   };
 }
+

@@ -12,6 +12,7 @@ import type { Storage } from '../cache/storage.ts';
 import type { UpstreamPool } from '../upstream/index.ts';
 import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
 import type { Background } from '../jobs/background.ts';
+import type { ReloadOutcome } from '../reload/config-reloader.ts';
 
 /** Every timestamp the admin API returns is an ISO 8601 string (null when it never happened). */
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
@@ -34,7 +35,16 @@ function jobView(job: Job) {
   };
 }
 
-export function createAdminService({ config, storage, upstreams, background }: { config: Config; storage: Storage; upstreams: UpstreamPool; background: Background }): AdminService {
+export interface AdminServiceDeps {
+  config: Config;
+  storage: Storage;
+  upstreams: UpstreamPool;
+  background: Background;
+  /** Reloads the config (the mirror's reloader); absent without a config file to reload. */
+  reload?: (() => ReloadOutcome) | undefined;
+}
+
+export function createAdminService({ config, storage, upstreams, background, reload }: AdminServiceDeps): AdminService {
   const usage = new UsageMeter(storage.metadata);
   const inventory = new Inventory(storage.metadata);
   return {
@@ -50,6 +60,9 @@ export function createAdminService({ config, storage, upstreams, background }: {
           urls: status.urls.map((s) => ({ ...s, retryAt: iso(s.retryAt) })),
           rateLimit: { ...status.rateLimit, observedAt: iso(status.rateLimit.observedAt), floor: u.config.rateLimitFloor, backgroundPausedUntil: iso(status.backgroundPausedUntil) },
           registries: u.config.registries,
+          offline: status.offline,
+          // Tags past their TTL: served as they are while offline, revalidated on the next pull otherwise.
+          staleTags: storage.metadata.tags.staleCount(u.name, storage.metadata.now() - u.config.tagTTL),
           requests: u.counters.requests,
           errors: u.counters.errors,
           tokenFetches: u.counters.tokenFetches,
@@ -81,5 +94,14 @@ export function createAdminService({ config, storage, upstreams, background }: {
     deleteImage: (image) => jobView(background.deleteImage(image)),
     gc: () => jobView(background.enqueue('gc', null, 'gc')),
     evict: () => jobView(background.enqueue('evict', null, 'evict')),
+    ...(reload
+      ? {
+          reload: () => {
+            const outcome = reload();
+            if (outcome.result === 'failed') throw new RegistryError('BAD_REQUEST', { message: 'the new config was refused; the running config is unchanged', detail: outcome });
+            return outcome;
+          },
+        }
+      : {}),
   };
 }

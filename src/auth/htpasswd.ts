@@ -3,7 +3,8 @@
  * Accounts from an htpasswd file of bcrypt hashes (`htpasswd -B`: `$2y$`, or `$2a$`/`$2b$`),
  * re-read when the file changes. Lines with another hash scheme are skipped with a warning:
  * MD5-crypt and SHA-1 entries are too weak to accept. An unknown user costs one bcrypt
- * comparison too, so response times do not tell which accounts exist.
+ * comparison too, so response times do not tell which accounts exist. Passwords longer than the
+ * 72 bytes bcrypt reads are refused (`htpasswd -B` accepts them and hashes the first 72).
  */
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import bcrypt from 'bcryptjs';
@@ -35,6 +36,9 @@ export function parseHtpasswd(text: string): ParsedHtpasswd {
   return { accounts, skipped };
 }
 
+/** bcrypt reads no further than this many bytes of a password. */
+export const BCRYPT_MAX_PASSWORD_BYTES = 72;
+
 /** Compared against when the user is unknown (a hash of a random string, cost 5 as `htpasswd -B` writes). */
 const DUMMY_HASH = bcrypt.hashSync(String(Math.random()), 5);
 
@@ -42,6 +46,9 @@ export class HtpasswdAccounts {
   readonly #file: string;
   readonly #log: Logger;
   #accounts = new Map<string, string>();
+  readonly #onChange = (cur: Stats, prev: Stats): void => {
+    if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size || cur.ino !== prev.ino) this.reload();
+  };
   /** Called after the file was re-read (cached authentications are dropped). */
   onReload: (() => void) | undefined;
 
@@ -50,9 +57,7 @@ export class HtpasswdAccounts {
     this.#log = log;
     this.reload();
     // Polling (1 s) rather than fs.watch: it survives editors and config-map updates that replace the file.
-    watchFile(file, { interval: 1000, persistent: false }, (cur: Stats, prev: Stats) => {
-      if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size || cur.ino !== prev.ino) this.reload();
-    });
+    watchFile(file, { interval: 1000, persistent: false }, this.#onChange);
   }
 
   get size(): number {
@@ -75,7 +80,9 @@ export class HtpasswdAccounts {
     this.onReload?.();
   }
 
+  /** False, without a comparison, for a password longer than bcrypt reads (its first 72 bytes would match alone). */
   async verify(user: string, password: string): Promise<boolean> {
+    if (Buffer.byteLength(password, 'utf8') > BCRYPT_MAX_PASSWORD_BYTES) return false;
     const hash = this.#accounts.get(user);
     // $2y$ is PHP's and Apache's name for the same algorithm as $2b$.
     const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2b$'));
@@ -83,6 +90,7 @@ export class HtpasswdAccounts {
   }
 
   close(): void {
-    unwatchFile(this.#file);
+    // This listener only: a config reload makes the next accounts on the same file before closing these.
+    unwatchFile(this.#file, this.#onChange);
   }
 }

@@ -1,12 +1,14 @@
 /**
  * @module auth
  * Builds client authentication from the `auth` config: accounts (htpasswd), robot tokens (in the
- * metadata database), access rules, the token signer and the failed-attempt limiter.
+ * metadata database), accounts named by client certificates, access rules, the token signer and
+ * the failed-attempt limiter.
  */
 import type { Config } from '../config/schema.ts';
 import type { RobotTokenQueries } from '../cache/metadata/robot-token-queries.ts';
 import type { Logger } from '../util/logger.ts';
 import { Authenticator } from './authenticator.ts';
+import { CertificateAccounts } from './certificate-accounts.ts';
 import { FailureLimiter } from './failure-limiter.ts';
 import { HtpasswdAccounts } from './htpasswd.ts';
 import { RobotTokens } from './robot-tokens.ts';
@@ -25,6 +27,7 @@ export function createClientAuth(config: NonNullable<Config['auth']>, dataDir: s
   const tokens = new TokenService({ key: loadTokenKey(config.tokenKey, dataDir), service: config.service, ttlMs: config.tokenTTL, now });
   const authenticator = new Authenticator({
     accounts,
+    certificates: new CertificateAccounts(config.certificates),
     robots,
     tokens,
     rules: new AccessRules(config.rules, config.groups),

@@ -1,7 +1,7 @@
 /**
  * @module cache/storage
  * Opens the data directory: creates the layout, opens SQLite, cleans up after any crash
- * (temp files, rows without files, files without rows) before the first request is served, and
+ * (temp files, rows without files, files without rows, broken upload sessions) before the first request is served, and
  * keeps the reserve file (cache/lifecycle/disk-space) in `<data>/reserve`.
  */
 import fsp from 'node:fs/promises';
@@ -15,12 +15,15 @@ import { HotCache } from './hot-cache.ts';
 import { DiskSpace } from './lifecycle/disk-space.ts';
 import { Metadata } from './metadata/metadata.ts';
 import { dataPaths, type DataPaths } from './paths.ts';
+import { UploadStore } from './uploads/upload-store.ts';
 
 export interface Storage {
   readonly paths: DataPaths;
   readonly metadata: Metadata;
   readonly blobs: BlobCache;
   readonly hot: HotCache;
+  /** Blob upload sessions of the push API (hosted repositories), resumable across restarts. */
+  readonly uploads: UploadStore;
   readonly reconciled: ReconcileReport;
   /** The data directory's filesystem: free space and the reserve file. */
   readonly disk: DiskSpace;
@@ -41,7 +44,9 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
   await store.init();
   const metadata = new Metadata(paths.database, opts.now ? { now: opts.now } : {});
   const reconciled = await store.reconcile(metadata);
-  opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled }, 'storage ready');
+  const uploads = new UploadStore({ paths, store, metadata, log: opts.log, ...(opts.now ? { now: opts.now } : {}) });
+  const uploadSessions = await uploads.init();
+  opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled, uploads: uploadSessions.sessions, uploadsRemoved: uploadSessions.removed }, 'storage ready');
   const disk = new DiskSpace({ root: paths.root, reservePath: paths.reserve });
   if (!(await disk.restore())) opts.log.child({ module: 'storage' }).warn({ path: disk.reservePath, bytes: disk.reserveBytes }, 'no room for the reserve file: the disk is nearly full');
   const addon = opts.nativeAddon;
@@ -51,6 +56,7 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
     metadata,
     blobs,
     hot: new HotCache({ maxSize: opts.hotCacheBytes }),
+    uploads,
     reconciled,
     disk,
     degraded() {

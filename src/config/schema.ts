@@ -167,11 +167,14 @@ export function createConfigSchema(env: Env = {}) {
       realmHosts: z.array(z.string()).default([]),
       /** Egress proxy for every request to this upstream (beats egress.httpProxy/httpsProxy). */
       proxy: proxy.optional(),
+      /** Never contact it (air-gapped): serve cached and imported content, tags never expire; url may be left out. */
+      offline: z.boolean().default(false),
     })
     .strict()
     .superRefine(
       (u, ctx) => {
-        // Exactly one of url and urls. Runs even when other keys failed, so it reads defensively.
+        // Exactly one of url and urls (none for an offline upstream). Runs even when other keys failed, so it reads defensively.
+        if (u.offline === true && u.url === undefined && u.urls === undefined) return;
         if ((u.url === undefined) === (u.urls === undefined)) {
           ctx.addIssue({ code: 'custom', path: ['url'], message: u.url === undefined ? 'is required' : 'expected url or urls, not both' });
         }
@@ -185,10 +188,21 @@ export function createConfigSchema(env: Env = {}) {
       { when: () => true },
     )
     .transform((u) => {
-      const urls = u.urls ?? [u.url as string];
+      // An offline upstream without a URL gets its first registry's, which is never dialled.
+      const urls = u.urls ?? [u.url ?? `https://${u.registries[0] ?? 'offline.invalid'}`];
       const { urls: _urls, ...rest } = u;
       return { ...rest, url: urls[0] as string, urls, realmHosts: u.realmHosts.map((h) => h.toLowerCase()), auth: u.auth, proxy: u.proxy };
     });
+
+  const hosted = z
+    .object({
+      /** The registry name clients use: `/v2/<name>/<repo>/…`, `?ns=<name>` or Host `<name>`. */
+      name: registryName,
+      /** Quota for this registry's pushed content (blobs and manifests); '0' = unlimited. Refused at push with 507. */
+      maxSize: size('0'),
+    })
+    .strict()
+    .transform((h) => ({ ...h, name: h.name.toLowerCase() }));
 
   const watchEntry = z.union([z.string(), z.object({ image: z.string(), refresh: durationValue.optional() }).strict()]);
 
@@ -231,6 +245,13 @@ export function createConfigSchema(env: Env = {}) {
             .strict(),
         )
         .default([]),
+      /**
+       * Mutual TLS (tls.clientCA): a request without an Authorization header is made by the account its
+       * certificate's subject CN names. First match wins; `cn` takes `*`; no `account` = the CN itself.
+       */
+      certificates: z
+        .array(z.object({ cn: z.string().min(1), account: z.string().min(1).optional() }).strict())
+        .default([{ cn: '*' }]),
       /** Key that signs bearer tokens (file of at least 32 bytes); default: generated in the data directory. */
       tokenKey: z.string().min(1).transform((p) => path.resolve(p)).optional(),
       /** Lifetime of a bearer token from /auth/token. */
@@ -290,6 +311,8 @@ export function createConfigSchema(env: Env = {}) {
           interval: duration('1h'),
           /** Blobs referenced by no cached manifest are kept this long before gc removes them. */
           grace: duration('1h'),
+          /** Blob uploads to hosted repositories untouched this long are abandoned: gc removes them. */
+          uploadMaxAge: duration('24h'),
         })
         .strict()
         .prefault({}),
@@ -315,6 +338,9 @@ export function createConfigSchema(env: Env = {}) {
         .strict()
         .prefault({}),
       upstreams: z.array(upstream).default([]),
+      /** Registries whose content is pushed here (the push API), never fetched, refreshed or evicted. */
+      hosted: z.array(hosted).default([]),
+      /** The upstream (or hosted registry) for names that say no registry (Docker's registry-mirrors). */
       defaultUpstream: z.string().optional(),
       server: z
         .object({
@@ -362,8 +388,8 @@ export function createConfigSchema(env: Env = {}) {
 }
 
 /**
- * Rules across upstreams: unique names, each registry served by one upstream, a defaultUpstream
- * that names one of them. It runs on whatever parsed, so it reads the values defensively.
+ * Rules across upstreams and hosted registries: unique names, each registry served by one
+ * upstream or hosted, a defaultUpstream that names one of them. It runs on whatever parsed, so it reads the values defensively.
  */
 function checkUpstreams(config: Partial<Record<string, unknown>>, ctx: z.core.$RefinementCtx<unknown>): void {
   const upstreams = Array.isArray(config.upstreams) ? (config.upstreams as Array<{ name?: unknown; registries?: unknown } | undefined>) : [];
@@ -382,9 +408,20 @@ function checkUpstreams(config: Partial<Record<string, unknown>>, ctx: z.core.$R
       else if (first !== i) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'registries'], message: `'${reg}' is already served by upstream '${String(upstreams[first]?.name)}'` });
     }
   });
+  // Hosted registries share the namespace clients route by: a name serves one thing only.
+  const hosted = Array.isArray(config.hosted) ? (config.hosted as Array<{ name?: unknown } | undefined>) : [];
+  const hostedNames = new Set<string>();
+  hosted.forEach((h, i) => {
+    if (typeof h?.name !== 'string') return;
+    const name = h.name.toLowerCase();
+    if (hostedNames.has(name)) ctx.addIssue({ code: 'custom', path: ['hosted', i, 'name'], message: `'${name}' is listed twice` });
+    else if (owner.has(name)) ctx.addIssue({ code: 'custom', path: ['hosted', i, 'name'], message: `'${name}' is already served by upstream '${String(upstreams[owner.get(name) as number]?.name)}'` });
+    else if (names.has(name)) ctx.addIssue({ code: 'custom', path: ['hosted', i, 'name'], message: `'${name}' is the name of an upstream` });
+    hostedNames.add(name);
+  });
   const def = config.defaultUpstream;
-  if (typeof def === 'string' && !names.has(def)) {
-    ctx.addIssue({ code: 'custom', path: ['defaultUpstream'], message: `'${def}' is not the name of a configured upstream` });
+  if (typeof def === 'string' && !names.has(def) && !hostedNames.has(def.toLowerCase())) {
+    ctx.addIssue({ code: 'custom', path: ['defaultUpstream'], message: `'${def}' is not the name of a configured upstream or hosted registry` });
   }
 }
 

@@ -5,7 +5,8 @@
  * an admin account or admin robot token (http/auth-middleware); with neither the API answers 401
  * to everyone, so a mirror never exposes it by accident. It lives outside /v2/, so
  * no registry path can reach it. Slow work (prefetch, delete, gc, evict) is queued as a job
- * and answered 202 with the job, whose state GET /admin/v1/jobs/<id> shows.
+ * and answered 202 with the job, whose state GET /admin/v1/jobs/<id> shows. POST /reload reloads
+ * the config as SIGHUP does and answers with the outcome.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
@@ -29,6 +30,8 @@ export interface AdminService {
   deleteImage(image: string): unknown;
   gc(): unknown;
   evict(): unknown;
+  /** Reloads the config (as SIGHUP); throws when the new config was refused. Absent when there is no config file to reload. */
+  reload?(): unknown;
 }
 
 const digestOf = (s: string) => createHash('sha256').update(s).digest();
@@ -89,6 +92,8 @@ export function createAdminRoutes(service: AdminService, access: AdminAccess): H
   admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
   admin.post('/gc', (c) => c.json(service.gc() as object, 202));
   admin.post('/evict', (c) => c.json(service.evict() as object, 202));
+  const reload = service.reload?.bind(service);
+  if (reload) admin.post('/reload', (c) => c.json(reload() as object));
   if (access.robots) robotTokenRoutes(admin, access.robots);
   return admin;
 }

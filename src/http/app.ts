@@ -1,7 +1,8 @@
 /**
  * @module http/app
  * The HTTP surface: /v2/ (registry pull API), /healthz (process alive), /readyz (storage and
- * database usable, 503 while draining so load balancers stop routing before the listener closes),
+ * database usable, 503 while draining so load balancers stop routing before the listener closes;
+ * it also tells how the last config reload went),
  * and with client `auth` configured /auth/token and an authorisation check before /v2/ and /admin/.
  * This directory is the only place that imports hono.
  */
@@ -22,6 +23,8 @@ export interface Readiness {
   check(): Promise<string | undefined>;
   /** What works only in part while ready (e.g. 'disk full'): reported, but the node stays in rotation. */
   degraded?(): string[];
+  /** More to say while ready (the last config reload's outcome), merged into the answer. */
+  detail?(): Record<string, unknown> | undefined;
 }
 
 export interface AppDeps extends V2Deps {
@@ -77,7 +80,7 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     const reason = await deps.readiness.check();
     if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);
     const degraded = deps.readiness.degraded?.() ?? [];
-    return c.json(degraded.length > 0 ? { status: 'ready', degraded } : { status: 'ready' });
+    return c.json({ status: 'ready', ...(degraded.length > 0 ? { degraded } : {}), ...deps.readiness.detail?.() });
   });
   return app;
 }

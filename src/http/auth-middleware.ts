@@ -5,13 +5,14 @@
  * name clients see through the mirror, registry first (`docker.io/library/alpine`), whatever
  * route (path prefix, `ns`, Host) picked the upstream. A request without credentials where they
  * are needed gets 401 with the Docker token challenge; valid credentials without the right get
- * 403 DENIED, before any handler runs, so nothing changes.
+ * 403 DENIED, before any handler runs, so nothing changes. With mutual TLS, a request without an
+ * Authorization header is made by the account its client certificate names.
  */
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { RegistryError } from '../registry/errors.ts';
 import { parseV2Path, type V2Endpoint } from '../registry/v2-path.ts';
-import type { Route, Router } from '../proxy/router.ts';
+import type { HostedRoute, Route, Router } from '../proxy/router.ts';
 import type { Authenticator, Identity } from '../auth/authenticator.ts';
 import type { Action } from '../auth/rules.ts';
 import { requestInfo } from './request-info.ts';
@@ -27,9 +28,10 @@ const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.i
 
 /**
  * `registry/repo` as clients see it through the mirror, Docker Hub as docker.io: the registry the
- * path names, else containerd's `ns`, else the upstream's first registry.
+ * path names, else containerd's `ns`, else the upstream's first registry; a hosted registry's name.
  */
-export function canonicalName(route: Route, ns?: string | null): string {
+export function canonicalName(route: Route | HostedRoute, ns?: string | null): string {
+  if ('registry' in route) return `${route.registry}/${route.repo}`;
   const registry = (route.prefix ?? (route.via === 'ns' && ns ? ns : undefined) ?? route.upstream.config.registries[0] ?? route.upstream.name).toLowerCase();
   return `${DOCKER_HUB.has(registry) ? 'docker.io' : registry}/${route.repo}`;
 }
@@ -68,6 +70,11 @@ function parse(url: string): { endpoint: V2Endpoint | undefined; ns: string | un
   }
 }
 
+/** The verified client certificate's CN (server.ts reads it once per connection when tls.clientCA is set). */
+export function certificateOf(req: IncomingMessage): string | undefined {
+  return requestInfo(req).clientCN;
+}
+
 /** Throws unless the request may proceed (401 challenge, 403 DENIED or 429). */
 export async function authorizeV2(auth: ClientAuth, req: IncomingMessage): Promise<void> {
   const a = auth.authenticator;
@@ -75,11 +82,12 @@ export async function authorizeV2(auth: ClientAuth, req: IncomingMessage): Promi
   const name = endpoint && 'name' in endpoint ? endpoint.name : undefined;
   const action = actionOf(req.method);
   const scope = name === undefined ? undefined : `repository:${name}:${action === 'pull' ? 'pull' : `pull,${action}`}`;
-  const identity = await a.authenticate(req.headers.authorization, clientOf(req), challenge(req, a.service, scope));
-  let route: Route | undefined;
+  const identity = await a.authenticate(req.headers.authorization, clientOf(req), challenge(req, a.service, scope), { certificate: certificateOf(req) });
+  requestInfo(req).identity = identity;
+  let route: Route | HostedRoute | undefined;
   if (name !== undefined) {
     try {
-      route = auth.router.resolve(name, { ns, host: req.headers.host });
+      route = auth.router.locate(name, { ns, host: req.headers.host }).route;
     } catch {
       route = undefined; // the handler reports the name; only who may ask is decided here
     }
@@ -99,14 +107,25 @@ export async function authorizeV2(auth: ClientAuth, req: IncomingMessage): Promi
 
 /** The fast path's check: true only when the credential was verified before and allows pulling. */
 export function authorizedFromCache(auth: ClientAuth, req: IncomingMessage, route: Route, name: string, ns: string | null): boolean {
-  const identity = auth.authenticator.cached(req.headers.authorization);
+  const identity = auth.authenticator.cached(req.headers.authorization, certificateOf(req));
   return identity !== undefined && auth.authenticator.may(identity, canonicalName(route, ns), name, 'pull');
+}
+
+/**
+ * Whether the client of `req` may pull `route` (named `name` as it wrote it): the source of a
+ * cross-repository mount must be readable ("a repository that the client has read access to").
+ * Without client auth everyone may; with it, the identity authorizeV2 settled is asked.
+ */
+export function mayPullFrom(auth: ClientAuth | undefined, req: IncomingMessage, name: string, route: HostedRoute): boolean {
+  if (!auth) return true;
+  const identity = requestInfo(req).identity;
+  return identity !== undefined && auth.authenticator.may(identity, canonicalName(route), name, 'pull');
 }
 
 /** Admin API access for accounts and robot tokens with the admin role (the bootstrap admin.token is checked before). */
 export async function authorizeAdmin(auth: ClientAuth, req: IncomingMessage): Promise<void> {
   const a = auth.authenticator;
-  const identity = await a.authenticate(req.headers.authorization, clientOf(req), 'Basic realm="ocimirror-admin"');
+  const identity = await a.authenticate(req.headers.authorization, clientOf(req), 'Basic realm="ocimirror-admin"', { certificate: certificateOf(req) });
   if (identity.kind === 'anonymous') {
     throw new RegistryError('UNAUTHORIZED', { message: 'admin API: credentials of an admin account or an admin robot token are required', headers: { 'WWW-Authenticate': 'Basic realm="ocimirror-admin"' } });
   }
@@ -122,7 +141,7 @@ function describe(identity: Identity): string {
     case 'anonymous':
       return 'an anonymous client';
     case 'account':
-      return `account '${identity.name}'`;
+      return identity.via === 'certificate' ? `account '${identity.name}' (client certificate)` : `account '${identity.name}'`;
     case 'robot':
       return `robot token ${identity.id}`;
     case 'bearer':

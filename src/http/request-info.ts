@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { CacheStatus } from '../proxy/manifest-proxy.ts';
+import type { Identity } from '../auth/authenticator.ts';
 
 const INFO = Symbol('ocimirror.request-info');
 
@@ -20,6 +21,8 @@ export interface RequestInfo {
   client?: string | undefined;
   /** The subject CN of the client's certificate (mutual TLS). */
   clientCN?: string | undefined;
+  /** Who the client is, once client auth settled it (http/auth-middleware). */
+  identity?: Identity | undefined;
 }
 
 export function requestInfo(req: IncomingMessage): RequestInfo {

@@ -4,12 +4,13 @@
  * for every request, survival of garbage on the socket (podman sends a TLS ClientHello to the
  * plain-HTTP port before falling back to http; see client-error), and a graceful drain on
  * shutdown: /readyz turns 503, the listener closes, idle keep-alive connections close, in-flight
- * pulls get the grace period to finish.
+ * pulls get the grace period to finish. A config reload swaps the app (and the fast path) for new
+ * requests while requests under way finish with the one they started with.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { RegistryError } from '../registry/errors.ts';
@@ -22,7 +23,7 @@ import { logPath } from './log-path.ts';
 import { errorResponse, writeError } from './render-error.ts';
 import { cidrList, clientAddress } from './connection/client-address.ts';
 import { createProxyFront } from './connection/proxy-front.ts';
-import { loadTlsContext, watchTlsFiles, type TlsFiles } from './connection/tls-context.ts';
+import { followTlsFiles, loadTlsContext, type TlsFiles } from './connection/tls-context.ts';
 
 export interface RunningServer {
   readonly server: http.Server;
@@ -32,6 +33,22 @@ export interface RunningServer {
   readonly inFlight: number;
   /** Stops accepting, waits for in-flight requests up to `graceMs`, then cuts what is left. */
   close(graceMs: number): Promise<{ forced: number }>;
+  /** Serves new requests with `handler`; requests already started keep the one they began with. */
+  setHandler(handler: RequestHandler): void;
+  /** The TLS files served now; undefined on a plain-HTTP listener. */
+  readonly tlsFiles: TlsFiles | undefined;
+  /** Serves new handshakes with `context` (loaded from `files`) and watches those files; throws on a plain-HTTP listener. */
+  setTls(files: TlsFiles, context: SecureContextOptions): void;
+}
+
+/** What a config reload can swap: the app, its fast path and whose X-Forwarded-For is believed. */
+export interface RequestHandler {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  app: Hono<any>;
+  /** Answers what it can before the app sees the request (see v2-routes' manifest fast path); false passes it on. */
+  fast?: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined;
+  /** Peers whose X-Forwarded-For names the client. */
+  trustedProxies?: readonly string[] | undefined;
 }
 
 /** Route label for requests that never reached the /v2 handler's routing. */
@@ -80,22 +97,14 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
   // than User-Agent are never logged, query values other than routing ones are replaced), so they
   // skip redaction: it costs ~4 µs a line, most of the logger's share of a manifest hit.
   const accessLog = opts.log.child({ module: 'access' }, { redact: [] });
-  const listener = getRequestListener(app.fetch, {
-    overrideGlobalObjects: false,
-    // HTTP/1.0 may omit Host (hostError lets it through); the adapter needs some host for its URL.
-    hostname: 'localhost',
-    // The adapter's own refusals of a request target (e.g. a backslash in the path) get the envelope too.
-    errorHandler: (err) => {
-      const { status, headers, body } = errorResponse(new RegistryError('BAD_REQUEST', { message: `the request target is not valid: ${(err as Error).message}` }), 'GET');
-      return new Response(body, { status, headers });
-    },
-  });
+  let current = prepareHandler({ app, fast: opts.fast, trustedProxies: opts.trustedProxies });
   const headersTimeout = opts.headersTimeoutMs ?? 30_000;
   let inFlight = 0;
-  const trustedProxies = opts.trustedProxies?.length ? cidrList(opts.trustedProxies) : undefined;
   const mutualTls = opts.tls?.clientCA !== undefined;
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const started = process.hrtime.bigint();
+    // Read once: a reload during this request does not change what serves it.
+    const { listener, fast, trustedProxies } = current;
     const socket = req.socket;
     const socketBytes = socket.bytesWritten;
     inFlight++;
@@ -130,7 +139,7 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
     });
     const badHost = hostError(req);
     if (badHost) return writeError(badHost, req.method, res);
-    if (opts.fast?.(req, res)) return;
+    if (fast?.(req, res)) return;
     void listener(req, res);
   };
   const serverOptions: http.ServerOptions = {
@@ -148,7 +157,8 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
     ? https.createServer({ ...serverOptions, ...loadTlsContext(tlsFiles), requestCert: mutualTls, rejectUnauthorized: mutualTls }, onRequest)
     : http.createServer(serverOptions, onRequest);
   server.on('clientError', createClientErrorHandler(accessLog));
-  const unwatch = tlsFiles ? watchTlsFiles(server as https.Server, tlsFiles, opts.log, opts.tlsWatchIntervalMs) : () => {};
+  const tls = tlsFiles ? followTlsFiles(server as https.Server, tlsFiles, opts.log, opts.tlsWatchIntervalMs) : undefined;
+  const unwatch = () => tls?.stop();
   // Behind an L4 balancer the socket is accepted by the front end, which hands it on once the header is read.
   const front: NetServer = opts.proxyProtocol
     ? createProxyFront({ trusted: cidrList(opts.proxyProtocol.trustedCidrs), timeoutMs: opts.proxyProtocol.timeout, target: server, log: opts.log })
@@ -174,6 +184,16 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
     get inFlight() {
       return inFlight;
     },
+    setHandler(handler) {
+      current = prepareHandler(handler);
+    },
+    get tlsFiles() {
+      return tls?.files;
+    },
+    setTls(files, context) {
+      if (!tls) throw new Error('Cannot set TLS files on a plain-HTTP listener');
+      tls.switchTo(files, context);
+    },
     async close(graceMs: number) {
       unwatch();
       const closed = Promise.all([
@@ -192,4 +212,19 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
       return { forced };
     },
   };
+}
+
+/** The node:http listener of a hono app, built once per app, with the CIDR list parsed. */
+function prepareHandler(handler: RequestHandler) {
+  const listener = getRequestListener(handler.app.fetch, {
+    overrideGlobalObjects: false,
+    // HTTP/1.0 may omit Host (hostError lets it through); the adapter needs some host for its URL.
+    hostname: 'localhost',
+    // The adapter's own refusals of a request target (e.g. a backslash in the path) get the envelope too.
+    errorHandler: (err) => {
+      const { status, headers, body } = errorResponse(new RegistryError('BAD_REQUEST', { message: `the request target is not valid: ${(err as Error).message}` }), 'GET');
+      return new Response(body, { status, headers });
+    },
+  });
+  return { listener, fast: handler.fast, trustedProxies: handler.trustedProxies?.length ? cidrList(handler.trustedProxies) : undefined };
 }

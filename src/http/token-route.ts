@@ -4,17 +4,20 @@
  * any user name with a robot token as password), or none where anonymous pulls are allowed, are
  * exchanged for a short-lived JWT whose grants are the scopes asked for narrowed to what the
  * rules allow. GET is what docker, podman and skopeo send; POST with an OAuth2 password grant is
- * what containerd tries first.
+ * what containerd tries first. With mutual TLS, a client that sends no credentials gets a token
+ * for the account its certificate names.
  */
 import { Hono, type Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
 import type { AccessEntry } from '../auth/token-service.ts';
 import type { Action } from '../auth/rules.ts';
-import { canonicalName, challenge, clientOf, type ClientAuth } from './auth-middleware.ts';
+import { canonicalName, certificateOf, challenge, clientOf, type ClientAuth } from './auth-middleware.ts';
 import { basicAuthorization } from '../util/basic-auth.ts';
 
 const ACTIONS = new Set<string>(['pull', 'push', 'delete', '*']);
+/** Largest form body read: a password grant is well under 1 KiB, and the body is held in memory. */
+const MAX_FORM_BYTES = 64 * 1024;
 
 /** `repository:name:actions` scopes (several per parameter, space-separated); others are ignored. */
 export function parseScopes(values: string[]): Array<{ name: string; actions: Action[] }> {
@@ -41,7 +44,7 @@ function candidates(auth: ClientAuth, name: string, host: string | undefined): s
   const out = new Set<string>();
   const add = (hints: { ns?: string; host?: string | undefined }) => {
     try {
-      out.add(canonicalName(auth.router.resolve(name, hints), hints.ns));
+      out.add(canonicalName(auth.router.locate(name, hints).route, hints.ns));
     } catch {
       /* not served that way: nothing to grant */
     }
@@ -57,7 +60,7 @@ export function createTokenRoute(auth: ClientAuth): Hono<{ Bindings: HttpBinding
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.get('/', (c) => issue(c, auth, c.req.header('authorization'), c.req.queries('scope') ?? [], c.req.query('service'), false));
   app.post('/', async (c) => {
-    const form = new URLSearchParams(await c.req.text());
+    const form = await readForm(c);
     let header = c.req.header('authorization');
     if (form.get('grant_type') === 'password') {
       header = basicAuthorization(form.get('username') ?? '', form.get('password') ?? '');
@@ -69,13 +72,28 @@ export function createTokenRoute(auth: ClientAuth): Hono<{ Bindings: HttpBinding
   return app;
 }
 
+async function readForm(c: Ctx): Promise<URLSearchParams> {
+  const tooLarge = () => new RegistryError('BAD_REQUEST', { message: `the token request body is larger than ${MAX_FORM_BYTES} bytes` });
+  if (Number(c.req.header('content-length') ?? 0) > MAX_FORM_BYTES) throw tooLarge();
+  const body = c.req.raw.body;
+  if (!body) return new URLSearchParams();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > MAX_FORM_BYTES) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
 async function issue(c: Ctx, auth: ClientAuth, header: string | undefined, scopes: string[], service: string | undefined, oauth: boolean): Promise<Response> {
   const a = auth.authenticator;
   const req = c.env.incoming;
   const deny = (message: string) => new RegistryError('UNAUTHORIZED', { message, headers: { 'WWW-Authenticate': challenge(req, a.service) } });
   if (service !== undefined && service !== a.service) throw new RegistryError('BAD_REQUEST', { message: `this token service is '${a.service}', not '${service}'` });
   // Bearer JWTs are not exchanged for new ones: only credentials (or a robot token) are.
-  const identity = await a.authenticate(header, clientOf(req), challenge(req, a.service), { bearer: false });
+  const identity = await a.authenticate(header, clientOf(req), challenge(req, a.service), { bearer: false, certificate: certificateOf(req) });
   if (identity.kind === 'anonymous' && !a.anonymousPull) throw deny('credentials are required');
   const access: AccessEntry[] = [];
   for (const { name, actions } of parseScopes(scopes)) {

@@ -2,8 +2,9 @@
  * @module http/v2-routes
  * The /v2/ API: parses the raw request target (not the normalised URL, so `..` and encoded
  * characters reach the grammar check instead of being silently rewritten), routes to an
- * upstream, and turns proxy results into responses. Pull endpoints only; push and delete
- * answer UNSUPPORTED (405), as distribution does for a read-only proxy.
+ * upstream or a hosted registry, and turns proxy results into responses. Upstream repositories
+ * are pull-only: push and delete there answer UNSUPPORTED (405), as distribution does for a
+ * read-only proxy; hosted repositories take the whole push API (http/hosted-routes).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
@@ -14,15 +15,16 @@ import { parseV2Path, type V2Endpoint } from '../registry/v2-path.ts';
 import { parseDigest } from '../registry/digest.ts';
 import { parseReference } from '../registry/reference.ts';
 import { parseAccept } from '../registry/media-types.ts';
-import { contentRange } from '../registry/range.ts';
-import type { Router, Route } from '../proxy/router.ts';
+import type { Router, Route, Located } from '../proxy/router.ts';
 import type { ManifestProxy, ManifestResult } from '../proxy/manifest-proxy.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
 import type { ListProxy } from '../proxy/list-proxy.ts';
 import type { BlobWriter } from './body/blob-writer.ts';
-import { API_VERSION_HEADER, contentHeaders } from './headers.ts';
+import { API_VERSION_HEADER } from './headers.ts';
 import { requestInfo } from './request-info.ts';
-import { authorizedFromCache, type ClientAuth } from './auth-middleware.ts';
+import { authorizedFromCache, mayPullFrom, type ClientAuth } from './auth-middleware.ts';
+import { hostedHandler, type HostedDeps } from './hosted-routes.ts';
+import { listResponse, sendBlob, sendManifest } from './registry-responses.ts';
 
 export interface V2Deps {
   router: Router;
@@ -35,6 +37,8 @@ export interface V2Deps {
   onManifestMiss?: (route: Route, digest: string) => void;
   /** Client authentication (auth configured); app.ts checks it before the handler, the fast path itself. */
   auth?: ClientAuth | undefined;
+  /** Hosted registries' content and uploads (`hosted` configured). */
+  hosted?: Omit<HostedDeps, 'blobWriter'> | undefined;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -56,9 +60,24 @@ export function createV2Handler(deps: V2Deps) {
     if (endpoint.kind === 'catalog') {
       throw new RegistryError('UNSUPPORTED', { message: 'this mirror does not list repositories (_catalog)' });
     }
+    const hints = { ns: query.get('ns') ?? undefined, host: incoming.headers.host };
+    const located = locate(deps, incoming, endpoint, hints);
+    if (located.kind === 'hosted') {
+      if (!deps.hosted) throw new Error('a hosted route without hosted content');
+      // A mount's `from`, routed as the client named it: a repository it may pull, or none (upload instead).
+      const mayRead = (name: string) => {
+        let from: Located;
+        try {
+          from = deps.router.locate(name, hints);
+        } catch {
+          return undefined;
+        }
+        return from.kind === 'hosted' && mayPullFrom(deps.auth, incoming, name, from.route) ? from.route : undefined;
+      };
+      return hostedHandler(c, { ...deps.hosted, blobWriter: deps.blobWriter }, { route: located.route, endpoint, query, mayRead });
+    }
     if (endpoint.kind === 'upload' || !readOnly) throw unsupported(method);
-
-    const route = routeOf(deps, incoming, endpoint, query);
+    const route = located.route;
     switch (endpoint.kind) {
       case 'manifest':
         return manifest(c, deps, route, endpoint.reference);
@@ -86,14 +105,20 @@ function parseTarget(url: string): { endpoint: V2Endpoint; query: URLSearchParam
   return { endpoint: parseV2Path(q === -1 ? url : url.slice(0, q)), query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)) };
 }
 
-/** The upstream and repository that serve a request (noted for the access log and metrics). */
-function routeOf(deps: V2Deps, req: IncomingMessage, endpoint: V2Endpoint & { name: string }, query: URLSearchParams): Route {
-  const route = deps.router.resolve(endpoint.name, { ns: query.get('ns') ?? undefined, host: req.headers.host });
+/** The upstream or hosted registry and the repository that serve a request (noted for the access log and metrics). */
+function locate(deps: V2Deps, req: IncomingMessage, endpoint: V2Endpoint & { name: string }, hints: { ns: string | undefined; host: string | undefined }): Located {
+  const located = deps.router.locate(endpoint.name, hints);
   const info = requestInfo(req);
-  info.upstream = route.upstream.name;
-  info.repo = route.repo;
+  info.upstream = located.kind === 'upstream' ? located.route.upstream.name : located.route.registry;
+  info.repo = located.route.repo;
   info.route = endpoint.kind;
-  return route;
+  return located;
+}
+
+/** The fast path's route: an upstream's only (hosted content takes the normal way). */
+function routeOf(deps: V2Deps, req: IncomingMessage, endpoint: V2Endpoint & { name: string }, query: URLSearchParams): Route | undefined {
+  const located = locate(deps, req, endpoint, { ns: query.get('ns') ?? undefined, host: req.headers.host });
+  return located.kind === 'upstream' ? located.route : undefined;
 }
 
 function unsupported(method: string): RegistryError {
@@ -109,18 +134,6 @@ async function manifest(c: Ctx, deps: V2Deps, route: Route, reference: string): 
   if (result.cache === 'MISS') deps.onManifestMiss?.(route, result.digest);
   sendManifest(c.env.incoming, c.env.outgoing, result);
   return RESPONSE_ALREADY_SENT;
-}
-
-/**
- * Writes a manifest straight to the socket, skipping the Response/Headers objects a fetch-style
- * return would build and then copy out again. Stored bytes go out untouched: re-serialising
- * would change the digest.
- */
-function sendManifest(incoming: IncomingMessage, outgoing: ServerResponse, result: ManifestResult): void {
-  const headers = contentHeaders({ digest: result.digest, contentType: result.mediaType, length: result.bytes.length, cache: result.cache });
-  requestInfo(incoming).cache = result.cache;
-  outgoing.writeHead(200, headers);
-  outgoing.end(incoming.method === 'HEAD' ? undefined : result.bytes);
 }
 
 /**
@@ -140,6 +153,7 @@ export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res
       const { endpoint, query } = parseTarget(url);
       if (endpoint.kind !== 'manifest') return false;
       const route = routeOf(deps, req, endpoint, query);
+      if (!route) return false;
       if (deps.auth && !authorizedFromCache(deps.auth, req, route, endpoint.name, query.get('ns'))) return false;
       result = deps.manifests.hit(route, parseReference(endpoint.reference), parseAccept(req.headers.accept));
     } catch {
@@ -153,49 +167,7 @@ export function createManifestFastPath(deps: V2Deps): (req: IncomingMessage, res
 
 async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Promise<Response> {
   const digest = parseDigest(digestText);
-  const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET';
-  const result = await deps.blobs.get(route, digest, { method, range: c.req.header('range') });
-  const base = contentHeaders({ digest: result.digest, contentType: 'application/octet-stream', length: result.size, cache: result.cache });
-  base['Accept-Ranges'] = 'bytes';
-  if (result.range === 'unsatisfiable') {
-    throw new RegistryError('RANGE_INVALID', {
-      detail: { size: result.size },
-      headers: { 'Content-Range': `bytes */${result.size}`, 'X-Cache': result.cache },
-    });
-  }
-  let status: 200 | 206 = 200;
-  if (result.range && result.size !== undefined) {
-    status = 206;
-    base['Content-Range'] = contentRange(result.range.start, result.range.end, result.size);
-    base['Content-Length'] = String(result.range.end - result.range.start + 1);
-  }
-  const outgoing = c.env.outgoing;
-  const info = requestInfo(c.env.incoming);
-  info.cache = result.cache;
-  outgoing.writeHead(status, base);
-  if (!result.body) {
-    outgoing.end(); // HEAD
-    return RESPONSE_ALREADY_SENT;
-  }
-  // Straight onto the socket (sendfile where it can): no stream hop on the hottest path, and a
-  // failed fill destroys the connection (the client sees an abort, never a clean end to a wrong body).
-  deps.blobWriter.write(result.body, outgoing).then(
-    (written) => {
-      info.sendfileBytes = written.sendfile;
-      outgoing.end();
-    },
-    () => outgoing.destroy(),
-  );
+  const result = await deps.blobs.get(route, digest, { method: c.req.method === 'HEAD' ? 'HEAD' : 'GET', range: c.req.header('range') });
+  sendBlob(c.env.incoming, c.env.outgoing, deps.blobWriter, result);
   return RESPONSE_ALREADY_SENT;
-}
-
-function listResponse(c: Ctx, list: { status: number; contentType: string; link: string | undefined; body: Buffer; cache: string }): Response {
-  const headers: Record<string, string> = { ...API_VERSION_HEADER, 'Content-Type': list.contentType, 'X-Cache': list.cache };
-  if (list.link) headers.Link = list.link;
-  return c.body(asBody(list.body), 200, headers);
-}
-
-/** A Buffer is the Uint8Array hono sends as is; only its ArrayBuffer typing differs. */
-function asBody(buf: Buffer): Uint8Array<ArrayBuffer> {
-  return buf as Uint8Array<ArrayBuffer>;
 }

@@ -9,7 +9,12 @@
  * for one disk-full eviction sized to the blob that needed room. It is queued as a job (visible in
  * the admin API) when the job can be recorded, and run directly when it cannot: the eviction frees
  * the reserve file first, so it can write where the job insert could not.
+ *
+ * A config reload hands over the new router and config ({@link Background.reconfigure}): quotas,
+ * pins, prefetch settings and the schedules built from the config (gc, the watch list, maxAge)
+ * follow it; the job runner's own settings (jobs.*) stay as they started.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/schema.ts';
 import { ConfigError } from '../config/config-error.ts';
 import type { Storage } from '../cache/storage.ts';
@@ -57,10 +62,15 @@ const JOB_RETENTION_MS = 7 * 86_400_000;
 export class Background {
   readonly store: JobStore;
   readonly runner: JobRunner;
-  readonly pins: Pins;
+  /** Replaced by a reload when the config's pins change. */
+  pins: Pins;
   readonly evictor: Evictor;
+  /** Tasks that live as long as the process (pruning old jobs). */
   readonly #scheduler: Scheduler;
-  readonly #deps: BackgroundDeps;
+  /** Tasks built from the config; a reload replaces the whole scheduler. */
+  #configScheduler: Scheduler;
+  #deps: BackgroundDeps;
+  #started = false;
   readonly #log: Logger;
   /** Set once a full disk was logged; cleared when an eviction leaves the disk with room. */
   #fullLogged = false;
@@ -72,7 +82,9 @@ export class Background {
     this.#deps = deps;
     this.#log = log.child({ module: 'background' });
     this.store = new JobStore(storage.metadata.connectionForJobs(), { maxAttempts: config.jobs.maxAttempts });
-    this.pins = new Pins({ metadata: storage.metadata, config: this.#checkConfigPins(config.pin) });
+    const pinIssues = this.pinIssues(config, deps.router);
+    if (pinIssues.length > 0) throw new ConfigError(pinIssues);
+    this.pins = new Pins({ metadata: storage.metadata, config: config.pin });
     const parts = { metadata: storage.metadata, blobs: storage.blobs, hot: storage.hot, pinned: () => this.pinnedDigests(), log };
     this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, disk: storage.disk });
     const deleter = new ImageDeleter(parts);
@@ -96,28 +108,81 @@ export class Background {
         const { route, ref } = this.#resolve((job.payload as { image: string }).image);
         return deleter.deleteImage({ upstream: route.upstream.name, repo: route.repo, reference: (ref.digest ?? ref.tag) as string });
       },
-      gc: () => gc.collectGarbage({ grace: config.gc.grace }),
+      gc: async () => {
+        const report = await gc.collectGarbage({ grace: this.#deps.config.gc.grace });
+        // Abandoned blob uploads of hosted registries go with the rest of the garbage.
+        return { ...report, abandonedUploads: await storage.uploads.collect(this.#deps.config.gc.uploadMaxAge) };
+      },
     };
     this.runner = new JobRunner({ store: this.store, handlers, ...config.jobs, log });
     this.#scheduler = new Scheduler({ log });
+    this.#configScheduler = new Scheduler({ log });
   }
 
   start(): void {
     const { config, storage } = this.#deps;
+    this.#started = true;
     this.runner.start();
-    const s = this.#scheduler;
+    this.#scheduler.every('prune-jobs', 3_600_000, () => this.store.prune(JOB_RETENTION_MS), { immediately: true });
+    this.#scheduleFromConfig(this.#configScheduler, config, undefined);
+    storage.blobs.onDiskFull = ({ digest, needed, error }) => this.diskFull({ what: `blob ${digest}`, needed, error });
+    storage.metadata.onDiskFull = ({ what, error }) => this.diskFull({ what, needed: 0, error });
+    storage.uploads.onDiskFull = (full) => this.diskFull(full);
+    storage.uploads.onCommitted = ({ existed }) => {
+      if (!existed) this.blobCommitted();
+    };
+  }
+
+  /**
+   * Takes a reloaded config and the router built from it (check {@link pinIssues} first): jobs
+   * that start from now on route and evict by them; a job already running finishes as it began.
+   */
+  reconfigure(config: Config, router: Router): void {
+    const before = this.#deps.config;
+    this.#deps = { ...this.#deps, config, router };
+    if (!isDeepStrictEqual(before.pin, config.pin)) this.pins = new Pins({ metadata: this.#deps.storage.metadata, config: config.pin });
+    this.evictor.setLimits(config.storage);
+    // Rescheduling restarts every interval: only when what the schedules are built from changed.
+    const scheduled = (c: Config) => [c.gc.interval, c.storage.maxAge, c.storage.maxSize, c.prefetch.images];
+    if (!this.#started || isDeepStrictEqual(scheduled(before), scheduled(config))) return;
+    const old = this.#configScheduler;
+    this.#configScheduler = new Scheduler({ log: this.#deps.log });
+    // Its tasks only queue jobs, so stopping it never waits long; the new one starts at once.
+    void old.stop();
+    this.#scheduleFromConfig(this.#configScheduler, config, before);
+  }
+
+  /**
+   * Config pins that are malformed or name a registry no upstream serves stop start-up (and a
+   * reload), like any other config mistake: warned about, the pin would protect nothing, and the
+   * operator would learn it only when eviction took the image.
+   */
+  pinIssues(config: Config, router: Router): string[] {
+    const issues: string[] = [];
+    config.pin.forEach((text, i) => {
+      try {
+        const ref = parseImageRef(text);
+        router.resolve(`${ref.registry}/${ref.repo}`);
+      } catch (err) {
+        issues.push(`pin[${i}]: ${(err as Error).message} (pin '${text}')`);
+      }
+    });
+    return issues;
+  }
+
+  /** gc, the quota and age check, and the watch list; `before`: the previous config, whose watch entries do not run again at once. */
+  #scheduleFromConfig(s: Scheduler, config: Config, before: Config | undefined): void {
     s.every('gc', config.gc.interval, () => this.enqueue('gc', null, 'gc'));
-    s.every('prune-jobs', 3_600_000, () => this.store.prune(JOB_RETENTION_MS), { immediately: true });
     if (config.storage.maxAge > 0 || config.storage.maxSize > 0) {
       // Age-based eviction has no request to trigger it; a quota check is cheap (< 3 ms at 50k blobs).
       const every = Math.min(Math.max(config.storage.maxAge / 10, 60_000), 3_600_000);
       s.every('evict-check', every, () => this.#evictIfNeeded(), { immediately: true });
     }
+    const known = new Set(before?.prefetch.images.map((e) => `${e.image} ${e.refresh}`));
     for (const entry of config.prefetch.images) {
-      s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately: true });
+      const immediately = !known.has(`${entry.image} ${entry.refresh}`);
+      s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately });
     }
-    storage.blobs.onDiskFull = ({ digest, needed, error }) => this.diskFull({ what: `blob ${digest}`, needed, error });
-    storage.metadata.onDiskFull = ({ what, error }) => this.diskFull({ what, needed: 0, error });
   }
 
   /** Queues a job (deduplicated by `key` while one is queued or running) and wakes the runner. */
@@ -203,26 +268,8 @@ export class Background {
     return { upstream: route.upstream.name, repo: route.repo };
   }
 
-  /**
-   * Config pins that are malformed or name a registry no upstream serves stop start-up, like any
-   * other config mistake: warned about, the pin would protect nothing, and the operator would learn
-   * it only when eviction took the image.
-   */
-  #checkConfigPins(pins: readonly string[]): readonly string[] {
-    const issues: string[] = [];
-    pins.forEach((text, i) => {
-      try {
-        this.#pinTarget(parseImageRef(text));
-      } catch (err) {
-        issues.push(`pin[${i}]: ${(err as Error).message} (pin '${text}')`);
-      }
-    });
-    if (issues.length > 0) throw new ConfigError(issues);
-    return pins;
-  }
-
   async stop(graceMs: number): Promise<void> {
-    await this.#scheduler.stop();
+    await Promise.all([this.#scheduler.stop(), this.#configScheduler.stop()]);
     await this.runner.stop(graceMs);
   }
 

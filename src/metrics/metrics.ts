@@ -34,6 +34,9 @@ export class Metrics {
   readonly fillDuration: Histogram<'upstream' | 'result'>;
   readonly evictions: Counter<'reason'>;
   readonly evictedBytes: Counter<'reason'>;
+  readonly configReloads: Counter<'result'>;
+  readonly configLastReloadSuccess: Gauge;
+  readonly configRestartPending: Gauge;
   #sources: MetricsSources = {};
 
   constructor() {
@@ -63,6 +66,12 @@ export class Metrics {
     });
     this.evictions = new Counter({ name: 'ocimirror_evictions_total', help: 'Blobs evicted, by reason (quota, age, disk_full)', labelNames: ['reason'], registers });
     this.evictedBytes = new Counter({ name: 'ocimirror_evicted_bytes_total', help: 'Bytes evicted, by reason', labelNames: ['reason'], registers });
+
+    this.configReloads = new Counter({ name: 'ocimirror_config_reload_total', help: 'Config reloads (SIGHUP, a change of the config file, POST /admin/v1/reload), by result (ok, failed)', labelNames: ['result'], registers });
+    this.configLastReloadSuccess = new Gauge({ name: 'ocimirror_config_last_reload_success', help: '1 when the last config reload applied (or none was tried), 0 when it failed and the previous config still runs', registers });
+    this.configLastReloadSuccess.set(1);
+    this.configRestartPending = new Gauge({ name: 'ocimirror_config_restart_pending', help: '1 while the loaded config changes keys that apply only at a restart (listen, storage.path, ...), else 0', registers });
+    this.configRestartPending.set(0);
 
     const sources = () => this.#sources;
     /** A gauge read at scrape time; left unset while its source is not connected. */
@@ -109,9 +118,10 @@ export class Metrics {
       registers,
       collect() {
         for (const [upstream, now] of Object.entries(sources().upstreams?.() ?? {})) {
+          // Counts that went down belong to a new client (a config reload replaced it): all of them are new.
           const before = seen.get(upstream) ?? { requests: 0, errors: 0 };
-          this.inc({ upstream }, Math.max(0, now.requests - before.requests));
-          upstreamErrors?.inc({ upstream }, Math.max(0, now.errors - before.errors));
+          this.inc({ upstream }, now.requests >= before.requests ? now.requests - before.requests : now.requests);
+          upstreamErrors?.inc({ upstream }, now.errors >= before.errors ? now.errors - before.errors : now.errors);
           seen.set(upstream, { requests: now.requests, errors: now.errors });
         }
       },
@@ -148,6 +158,13 @@ export class Metrics {
   /** Connects the scrape-time sources once the parts they read exist. */
   setSources(sources: MetricsSources): void {
     this.#sources = sources;
+  }
+
+  /** One config reload's outcome; `restartPending`: keys that need a restart differ from the running ones. */
+  observeReload(result: 'ok' | 'failed', restartPending: boolean): void {
+    this.configReloads.inc({ result });
+    this.configLastReloadSuccess.set(result === 'ok' ? 1 : 0);
+    this.configRestartPending.set(Number(restartPending));
   }
 
   observeRequest(r: { route: string; method: string; status: number; cache: CacheLabel; bytes: number; seconds: number }): void {

@@ -150,7 +150,7 @@ export class BlobProxy {
   }
 }
 
-function resolveRange(header: string | undefined, size: number): BlobResult['range'] {
+export function resolveRange(header: string | undefined, size: number): BlobResult['range'] {
   const r = parseRange(header, size);
   if (r.kind === 'none') return undefined;
   if (r.kind === 'unsatisfiable') return 'unsatisfiable';

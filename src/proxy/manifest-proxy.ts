@@ -93,7 +93,8 @@ export class ManifestProxy {
     }
     const known = this.#knownTag(route, ref.tag);
     const cached = known ? this.cached(known.digest) : undefined;
-    if (known && cached && acceptsMediaType(accept, cached.mediaType) && this.#now() - known.fetchedAt < route.upstream.config.tagTTL) {
+    // Tags of an offline upstream never expire: there is nothing to revalidate them against.
+    if (known && cached && acceptsMediaType(accept, cached.mediaType) && (this.#now() - known.fetchedAt < route.upstream.config.tagTTL || route.upstream.config.offline)) {
       return { hit: this.#hitOf(cached) };
     }
     return { known, cached };

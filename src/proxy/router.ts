@@ -5,8 +5,8 @@
  *  2. a path prefix `/v2/<registry>/<repo>/…` — CRI-O/podman `location = "mirror/docker.io"`;
  *  3. the Host header — one Service/Ingress host name per registry;
  *  4. `defaultUpstream` — Docker's `registry-mirrors`, which only mirrors docker.io.
- * A registry that is not configured is refused before any connection is made: the mirror is
- * never an open proxy. Docker Hub's implicit `library/` namespace is added to one-component names
+ * A hosted registry (`hosted[]`) is routed the same ways. A registry that is not configured is
+ * refused before any connection is made: the mirror is never an open proxy. Docker Hub's implicit `library/` namespace is added to one-component names
  * when the registry the request named is Docker Hub, or when it named none and the default
  * upstream serves Docker Hub: an upstream may serve Docker Hub under other names too, and a
  * request for `registry.example/multi` must reach it as `multi`.
@@ -25,6 +25,19 @@ export interface Route {
   readonly via: 'ns' | 'prefix' | 'host' | 'default';
 }
 
+/** A repository of a hosted registry: content pushed here, with no upstream behind it. */
+export interface HostedRoute {
+  /** The hosted registry's name (`hosted[].name`). */
+  readonly registry: string;
+  /** Repository name inside it, as the client named it (no `library/` is ever added). */
+  readonly repo: string;
+  readonly prefix: string | undefined;
+  readonly via: Route['via'];
+}
+
+/** Where a request goes: an upstream (pull-through) or a hosted registry (push and pull). */
+export type Located = { readonly kind: 'upstream'; readonly route: Route } | { readonly kind: 'hosted'; readonly route: HostedRoute };
+
 export interface RouteHints {
   ns?: string | undefined;
   host?: string | undefined;
@@ -42,29 +55,45 @@ function looksLikeHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 
+type Target = { kind: 'upstream'; upstream: Upstream } | { kind: 'hosted'; registry: string };
+
 export class Router {
-  readonly #byRegistry = new Map<string, Upstream>();
-  readonly #default: Upstream | undefined;
+  readonly #byRegistry = new Map<string, Target>();
+  readonly #default: Target | undefined;
   readonly #byName = new Map<string, Upstream>();
 
-  constructor(upstreams: readonly Upstream[], defaultUpstream?: string) {
+  /** `hosted`: the hosted registries' names; `defaultUpstream` may name one of them or an upstream. */
+  constructor(upstreams: readonly Upstream[], defaultUpstream?: string, hosted: readonly string[] = []) {
     for (const u of upstreams) {
       this.#byName.set(u.name, u);
-      for (const reg of u.config.registries) this.#byRegistry.set(reg.toLowerCase(), u);
+      for (const reg of u.config.registries) this.#byRegistry.set(reg.toLowerCase(), { kind: 'upstream', upstream: u });
     }
-    this.#default = defaultUpstream === undefined ? undefined : upstreams.find((u) => u.name === defaultUpstream);
+    for (const name of hosted) this.#byRegistry.set(name.toLowerCase(), { kind: 'hosted', registry: name.toLowerCase() });
+    if (defaultUpstream !== undefined) {
+      const upstream = upstreams.find((u) => u.name === defaultUpstream);
+      this.#default = upstream ? { kind: 'upstream', upstream } : this.#byRegistry.get(defaultUpstream.toLowerCase());
+    }
   }
 
+  /** The upstream route for a name; a hosted registry's name is NAME_UNKNOWN here (it has no upstream). */
   resolve(rawName: string, hints: RouteHints = {}): Route {
+    const located = this.locate(rawName, hints);
+    if (located.kind === 'upstream') return located.route;
+    throw new RegistryError('NAME_UNKNOWN', {
+      message: `registry '${located.route.registry}' is hosted on this mirror: it has no upstream to fetch from`,
+      detail: { registry: located.route.registry },
+    });
+  }
+
+  /** Where a request for `rawName` goes: an upstream or a hosted registry (see the module comment for the order). */
+  locate(rawName: string, hints: RouteHints = {}): Located {
     if (hints.ns !== undefined && hints.ns !== '') {
-      const upstream = this.#registry(hints.ns);
-      return this.#route(upstream, rawName, undefined, 'ns', isDockerHub(hints.ns));
+      return this.#route(this.#registry(hints.ns), rawName, undefined, 'ns', isDockerHub(hints.ns));
     }
     const slash = rawName.indexOf('/');
     const first = slash > 0 ? rawName.slice(0, slash) : '';
     if (first && looksLikeHost(first)) {
-      const upstream = this.#registry(first);
-      return this.#route(upstream, rawName.slice(slash + 1), first, 'prefix', isDockerHub(first));
+      return this.#route(this.#registry(first), rawName.slice(slash + 1), first, 'prefix', isDockerHub(first));
     }
     const host = hints.host?.toLowerCase();
     if (host) {
@@ -80,7 +109,8 @@ export class Router {
         detail: { name: rawName.slice(0, 300) },
       });
     }
-    return this.#route(this.#default, rawName, undefined, 'default', this.#default.config.registries.some(isDockerHub));
+    const dockerHub = this.#default.kind === 'upstream' && this.#default.upstream.config.registries.some(isDockerHub);
+    return this.#route(this.#default, rawName, undefined, 'default', dockerHub);
   }
 
   /** The route for a repository on a named upstream (jobs that stored it earlier). */
@@ -90,20 +120,21 @@ export class Router {
     return { upstream, repo: assertName(repo), prefix: undefined, via: 'default' };
   }
 
-  #registry(name: string): Upstream {
-    const upstream = this.#byRegistry.get(name.toLowerCase());
-    if (!upstream) {
+  #registry(name: string): Target {
+    const target = this.#byRegistry.get(name.toLowerCase());
+    if (!target) {
       throw new RegistryError('NAME_UNKNOWN', {
         message: `registry '${name.slice(0, 100)}' is not configured on this mirror`,
         detail: { registry: name.slice(0, 255) },
       });
     }
-    return upstream;
+    return target;
   }
 
-  #route(upstream: Upstream, name: string, prefix: string | undefined, via: Route['via'], dockerHub: boolean): Route {
+  #route(target: Target, name: string, prefix: string | undefined, via: Route['via'], dockerHub: boolean): Located {
     assertName(name);
+    if (target.kind === 'hosted') return { kind: 'hosted', route: { registry: target.registry, repo: name, prefix, via } };
     const repo = dockerHub && !name.includes('/') ? `library/${name}` : name;
-    return { upstream, repo, prefix, via };
+    return { kind: 'upstream', route: { upstream: target.upstream, repo, prefix, via } };
   }
 }

@@ -6,7 +6,9 @@
  * (registry/api/errcode/register.go, registry/api/v2/errors.go), which clients already understand.
  * BAD_REQUEST, NOT_FOUND, REQUEST_TIMEOUT and BAD_GATEWAY are ocimirror's own, for malformed requests,
  * paths outside the registry API, request headers that come too slowly and upstream answers that
- * cannot be used. The table is the only source of statuses.
+ * cannot be used. The table is the only source of statuses. A row with `wire` is a status the
+ * spec asks for under a code it already lists: the envelope carries the `wire` code, since
+ * clients act on the spec's codes only.
  */
 
 export const ERROR_CODES = {
@@ -16,6 +18,8 @@ export const ERROR_CODES = {
   DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
   MANIFEST_BLOB_UNKNOWN: { status: 404, message: 'manifest references a manifest or blob unknown to registry' },
   MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  /** "SHOULD respond to a request to push a manifest over this limit with … 413 Payload Too Large" (Pushing Manifests). */
+  MANIFEST_TOO_LARGE: { status: 413, message: 'manifest too large', wire: 'MANIFEST_INVALID' },
   MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
   NAME_INVALID: { status: 400, message: 'invalid repository name' },
   NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
@@ -23,6 +27,8 @@ export const ERROR_CODES = {
   SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
   UNAUTHORIZED: { status: 401, message: 'authentication required' },
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  /** A hosted registry's storage quota is used up: 507 Insufficient Storage (RFC 4918 §11.5). */
+  QUOTA_EXCEEDED: { status: 507, message: 'the hosted registry has no room left under its quota', wire: 'DENIED' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   BAD_REQUEST: { status: 400, message: 'the request is malformed' },
@@ -33,9 +39,15 @@ export const ERROR_CODES = {
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
   BAD_GATEWAY: { status: 502, message: 'the upstream registry answered with an error or with content that does not check out' },
   UNKNOWN: { status: 500, message: 'unknown error' },
-} as const satisfies Record<string, { status: number; message: string }>;
+} as const satisfies Record<string, { status: number; message: string; wire?: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The code a client sees for `code`: the row's `wire` code, else the code itself. */
+export function wireCode(code: ErrorCode): ErrorCode {
+  const entry = ERROR_CODES[code];
+  return 'wire' in entry ? entry.wire : code;
+}
 
 export interface RegistryErrorOptions {
   /** Overrides the table's message (keep it human, never include secrets). */
@@ -76,7 +88,7 @@ export interface ErrorEnvelope {
 /** The OCI error envelope for any thrown value; unknown errors become a 500 UNKNOWN without internals. */
 export function toErrorEnvelope(err: unknown): { status: number; headers: Record<string, string>; body: ErrorEnvelope } {
   if (err instanceof RegistryError) {
-    const item: ErrorEnvelope['errors'][number] = { code: err.code, message: err.message };
+    const item: ErrorEnvelope['errors'][number] = { code: wireCode(err.code), message: err.message };
     if (err.detail !== undefined) item.detail = err.detail;
     return { status: err.status, headers: { ...err.headers }, body: { errors: [item] } };
   }

@@ -13,14 +13,15 @@ export type V2Endpoint =
   | { kind: 'catalog' }
   | { kind: 'manifest'; name: string; reference: string }
   | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'upload'; name: string }
+  /** `session`: the upload's id after `uploads/` (undefined for the POST that starts one). */
+  | { kind: 'upload'; name: string; session: string | undefined }
   | { kind: 'tags'; name: string }
   | { kind: 'referrers'; name: string; digest: string };
 
 const PATTERNS: Array<[RegExp, (m: RegExpExecArray) => V2Endpoint]> = [
   [/^\/v2\/?$/, () => ({ kind: 'base' })],
   [/^\/v2\/_catalog$/, () => ({ kind: 'catalog' })],
-  [/^\/v2\/(.+)\/blobs\/uploads(?:\/[^/]*)?$/, (m) => ({ kind: 'upload', name: m[1] as string })],
+  [/^\/v2\/(.+)\/blobs\/uploads(?:\/([^/]*))?$/, (m) => ({ kind: 'upload', name: m[1] as string, session: m[2] || undefined })],
   [/^\/v2\/(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1] as string, reference: m[2] as string })],
   [/^\/v2\/(.+)\/blobs\/([^/]+)$/, (m) => ({ kind: 'blob', name: m[1] as string, digest: m[2] as string })],
   [/^\/v2\/(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1] as string })],

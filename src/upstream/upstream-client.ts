@@ -89,6 +89,8 @@ export interface UpstreamCounters {
 export interface UpstreamStatus {
   activeUrl: string;
   urls: UrlState[];
+  /** Marked offline: never contacted, tags never expire. */
+  offline: boolean;
   rateLimit: RateLimitSnapshot;
   /** Epoch ms until which background work waits for the budget; null when it may run. */
   backgroundPausedUntil: number | null;
@@ -196,6 +198,7 @@ export class UpstreamClient {
     return {
       activeUrl: this.#breaker.active,
       urls: this.#breaker.states(),
+      offline: this.config.offline === true,
       rateLimit: { ...this.#budget.snapshot },
       backgroundPausedUntil: this.backgroundPausedUntil() ?? null,
     };
@@ -213,6 +216,11 @@ export class UpstreamClient {
     const { signal } = req;
     signal?.throwIfAborted();
     if (this.#closed) throw new RegistryError('UNAVAILABLE', { message: `upstream ${this.name} is shutting down` });
+    // An offline upstream is never dialled: the proxies serve what is cached (an outage, as for an
+    // unreachable one) and a miss fails at once instead of waiting out connect timeouts.
+    if (this.config.offline) {
+      throw new RegistryError('UNAVAILABLE', { message: `upstream ${this.name} is offline (upstreams[].offline): only cached and imported content is served`, detail: { upstream: this.name } });
+    }
     this.#counters.requests++;
     // Validates the path before anything is sent (the same for every base).
     this.#url(this.#bases[0] as URL, req.path, req.query);

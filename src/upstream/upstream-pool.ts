@@ -3,6 +3,7 @@
  * Every configured upstream's client by name, created once at startup and closed together on
  * shutdown.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { DIRECT, type EgressConfig } from './transport/egress.ts';
@@ -26,18 +27,22 @@ export class UpstreamPool extends Map<string, UpstreamClient> {
 
 /**
  * One client per upstream; `egress` is the config's process-wide proxy settings (an upstream's own
- * `proxy` beats them); `slabs` the read slabs every client's blob bodies share.
+ * `proxy` beats them); `slabs` the read slabs every client's blob bodies share. With `previous` (a
+ * config reload), a client whose config and egress are unchanged is taken over as it is, keeping
+ * its connections, failover and rate-limit state.
  */
 export function createUpstreams(
   configs: readonly UpstreamConfig[],
   logger: Logger = silentLogger,
-  { now = Date.now, egress = DIRECT, slabs = new SlabPool() }: { now?: () => number; egress?: EgressConfig; slabs?: SlabPool } = {},
+  { now = Date.now, egress = DIRECT, slabs = new SlabPool(), previous }: { now?: () => number; egress?: EgressConfig; slabs?: SlabPool; previous?: { pool: UpstreamPool; egress: EgressConfig } } = {},
 ): UpstreamPool {
   const pool = new UpstreamPool();
   for (const config of configs) {
     // Config parsing already rejects duplicate names; guard anyway so one client is never orphaned.
     if (pool.has(config.name)) throw new TypeError(`Expected upstream names to be unique, got '${config.name}' twice`);
-    pool.set(config.name, new UpstreamClient(config, { logger, now, egress, slabs }));
+    const old = previous?.pool.get(config.name);
+    const same = old !== undefined && isDeepStrictEqual(old.config, config) && isDeepStrictEqual(previous?.egress, egress);
+    pool.set(config.name, same ? old : new UpstreamClient(config, { logger, now, egress, slabs }));
   }
   return pool;
 }

@@ -1,16 +1,22 @@
 /**
  * The mirror behind a real HAProxy in `mode tcp`: with send-proxy-v2 and send-proxy (v1) pulls
  * work and the access log names the real client; a trusted peer without a header, an untrusted
- * peer with one, and malformed, truncated or slow headers are disconnected before HTTP.
+ * peer with one, and malformed, truncated or slow headers are disconnected before HTTP. With the
+ * mirror serving TLS behind send-proxy-v2, pulls over HTTPS name the real client, and HAProxy's
+ * health check (a v2 LOCAL header, then a TLS handshake and GET /healthz) marks the server UP.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { Duplex, PassThrough } from 'node:stream';
+import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { MANIFEST_ACCEPT } from '../helpers/images.ts';
+import { makeTestCa } from '../helpers/test-pki.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { V2_SIGNATURE } from '../../src/http/connection/proxy-protocol.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
@@ -63,6 +69,57 @@ function v2Header(command: number, family: number, body: Buffer): Buffer {
   head.writeUInt16BE(body.length, 2);
   return Buffer.concat([V2_SIGNATURE, head, body]);
 }
+interface Haproxy {
+  /** `show stat` from the stats socket, one record per line of its CSV. */
+  stats(): Promise<Array<Record<string, string>>>;
+  stop(): Promise<void>;
+}
+
+/** Runs HAProxy in the foreground with `sections` after a global section that opens a stats socket in `dir`; resolves once `port` accepts. */
+async function startHaproxy(dir: string, sections: string[], port: number): Promise<Haproxy> {
+  const socketPath = path.join(dir, 'haproxy.sock');
+  const cfg = path.join(dir, 'haproxy.cfg');
+  await writeFile(cfg, ['global', `  stats socket ${socketPath} mode 600 level admin`, 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout check 5s', ...sections, ''].join('\n'));
+  const child: ChildProcess = spawn('haproxy', ['-db', '-f', cfg], { stdio: 'ignore' });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    await waitFor(
+      'haproxy to listen',
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port }, () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on('error', () => resolve(false));
+        }),
+      10_000,
+      50,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const stats = () =>
+    new Promise<Array<Record<string, string>>>((resolve, reject) => {
+      const s = net.connect(socketPath, () => s.end('show stat\n'));
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.on('error', reject);
+      s.on('close', () => {
+        const [head, ...rows] = got.trim().split('\n');
+        const keys = (head ?? '').replace(/^# /, '').split(',');
+        resolve(rows.map((row) => Object.fromEntries(row.split(',').map((v, i) => [keys[i] ?? String(i), v]))));
+      });
+    });
+  return { stats, stop };
+}
+
 const ipv4Body = Buffer.from([10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0x13, 0x88]);
 const REQUEST = Buffer.from('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
 
@@ -70,7 +127,8 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'skopeo'], 'the PROXY p
   let upstream: Upstream;
   let mirror: Mirror;
   let dataDir: string;
-  let haproxy: ChildProcess | undefined;
+  let haproxy: Haproxy | undefined;
+  let haproxyDir: string;
   let text = '';
   let mirrorPort: number;
   let v2Port: number;
@@ -92,48 +150,26 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'skopeo'], 'the PROXY p
     mirror = await startMirror(parseConfig(raw), createLogger('info', sink));
     mirrorPort = Number(new URL(mirror.url).port);
     [v2Port, v1Port] = [await freePort(), await freePort()];
-    const cfg = path.join(dataDir, '..', `${path.basename(dataDir)}-haproxy.cfg`);
-    await writeFile(
-      cfg,
+    haproxyDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-pp-haproxy-'));
+    haproxy = await startHaproxy(
+      haproxyDir,
       [
-        'defaults',
-        '  mode tcp',
-        '  timeout connect 5s',
-        '  timeout client 60s',
-        '  timeout server 60s',
         'listen v2',
         `  bind 127.0.0.1:${v2Port}`,
         `  server mirror 127.0.0.1:${mirrorPort} send-proxy-v2`,
         'listen v1',
         `  bind 127.0.0.1:${v1Port}`,
         `  server mirror 127.0.0.1:${mirrorPort} send-proxy`,
-        '',
-      ].join('\n'),
-    );
-    haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: 'ignore' });
-    await waitFor(
-      'haproxy to listen',
-      () =>
-        new Promise<boolean>((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port: v1Port }, () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.on('error', () => resolve(false));
-        }),
-      10_000,
-      50,
+      ],
+      v1Port,
     );
   }, 120_000);
   afterAll(async () => {
-    if (haproxy && haproxy.exitCode === null) {
-      const exited = new Promise((r) => haproxy!.once('exit', r));
-      haproxy.kill('SIGTERM');
-      await exited;
-    }
+    await haproxy?.stop();
     await mirror?.stop({ graceMs: 2000, drainDelayMs: 0 });
     await upstream?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    if (haproxyDir) await rm(haproxyDir, { recursive: true, force: true });
   });
 
   it('serves pulls through HAProxy send-proxy-v2 and logs the real client address', async () => {
@@ -198,5 +234,136 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'skopeo'], 'the PROXY p
     // Still serving.
     const ok = await runCommand('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${v2Port}/healthz`]);
     expect(ok.stdout).toBe('200');
+  }, 60_000);
+});
+
+describeWithTools(['docker-registry', 'haproxy', 'curl', 'openssl'], 'TLS behind the PROXY protocol front end', () => {
+  let upstream: Upstream;
+  let mirror: Mirror;
+  let dir: string;
+  let haproxy: Haproxy | undefined;
+  let port: number;
+  let text = '';
+  const access = () =>
+    text
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.module === 'access');
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-pp-tls-'));
+    const ca = await makeTestCa(dir);
+    const server = await ca.issue('server', 'mirror');
+    const sink = new PassThrough();
+    sink.on('data', (d: Buffer) => (text += d.toString()));
+    const raw = {
+      ...mirrorConfig(upstream.url),
+      storage: { path: path.join(dir, 'data') },
+      tls: { cert: server.cert, key: server.key },
+      server: { proxyProtocol: { trustedCidrs: ['127.0.0.1/32'], timeout: '2s' } },
+    };
+    mirror = await startMirror(parseConfig(raw), createLogger('info', sink));
+    expect(mirror.url).toMatch(/^https:/);
+    port = await freePort();
+    haproxy = await startHaproxy(
+      dir,
+      [
+        'listen tls',
+        `  bind 127.0.0.1:${port}`,
+        // The check sends its own PROXY header (v2 LOCAL), then a TLS handshake and GET /healthz.
+        '  option httpchk',
+        '  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost',
+        '  http-check expect status 200',
+        `  server mirror 127.0.0.1:${new URL(mirror.url).port} send-proxy-v2 check check-send-proxy check-ssl ca-file ${ca.ca} verify required inter 300ms rise 1`,
+      ],
+      port,
+    );
+  }, 120_000);
+  afterAll(async () => {
+    await haproxy?.stop();
+    await mirror?.stop({ graceMs: 2000, drainDelayMs: 0 });
+    await upstream?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is marked UP by HAProxy's health check over the PROXY header and TLS", async () => {
+    const row = await waitFor(
+      'haproxy to mark the mirror UP after a passed check',
+      async () => (await haproxy!.stats()).find((r) => r.pxname === 'tls' && r.svname === 'mirror' && r.status === 'UP' && r.check_status === 'L7OK'),
+      20_000,
+      100,
+    );
+    expect(row.check_code).toBe('200');
+    // Not one check failed on the way: each sends the header and the ClientHello in one packet.
+    expect(row.chkfail).toBe('0');
+    // A LOCAL header names no client: the check is logged with HAProxy's own address.
+    const check = await waitFor('the health check in the access log', () => access().find((l) => l.path === '/healthz'));
+    expect(check).toMatchObject({ status: 200, client: '127.0.0.1' });
+  });
+
+  it('completes a TLS handshake whose ClientHello arrives in the same packet as the PROXY header', async () => {
+    const mirrorPort = Number(new URL(mirror.url).port);
+    const ask = (header: Buffer, ua: string) =>
+      new Promise<string>((resolve, reject) => {
+        const raw = net.connect({ host: '127.0.0.1', port: mirrorPort });
+        let first = true;
+        // A JS stream under the TLS client, so its first write (the ClientHello) can carry the header.
+        const carrier = new Duplex({
+          write(chunk: Buffer, _enc, cb) {
+            raw.write(first ? Buffer.concat([header, chunk]) : chunk, cb);
+            first = false;
+          },
+          read() {},
+          final(cb) {
+            raw.end();
+            cb();
+          },
+        });
+        raw.on('data', (d: Buffer) => carrier.push(d));
+        raw.on('end', () => carrier.push(null));
+        raw.on('error', reject);
+        const timer = setTimeout(() => {
+          raw.destroy();
+          reject(new Error('no TLS answer within 5 s'));
+        }, 5000);
+        const s = tls.connect({ socket: carrier, ca: readFileSync(path.join(dir, 'ca.crt')), servername: 'localhost' }, () =>
+          s.end(`GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: ${ua}\r\nConnection: close\r\n\r\n`),
+        );
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString()));
+        s.on('error', reject);
+        s.on('close', () => {
+          clearTimeout(timer);
+          resolve(got);
+        });
+      });
+    expect(await ask(v2Header(0, 0x00, Buffer.alloc(0)), 'one-packet-local')).toMatch(/^HTTP\/1\.1 200/);
+    expect(await ask(v2Header(1, 0x11, ipv4Body), 'one-packet-proxy')).toMatch(/^HTTP\/1\.1 200/);
+    const line = await waitFor('the access line', () => access().find((l) => l.ua === 'one-packet-proxy'));
+    expect(line).toMatchObject({ status: 200, client: '10.1.2.3' });
+  });
+
+  it('serves a manifest and a blob over TLS through HAProxy and logs the real client address', async () => {
+    const base = `https://127.0.0.1:${port}/v2/small`;
+    const tlsArgs = ['-sS', '--fail', '--cacert', path.join(dir, 'ca.crt'), '--interface', '127.0.0.2'];
+    const image = upstream.fixtures.image('small');
+    const manifest = await runCommand('curl', [...tlsArgs, '-H', `Accept: ${MANIFEST_ACCEPT}`, '-H', 'User-Agent: via-tls', `${base}/manifests/latest`]);
+    expect(manifest.code, manifest.stderr).toBe(0);
+    expect(`sha256:${createHash('sha256').update(manifest.stdoutBuf).digest('hex')}`).toBe(image.manifest.digest);
+    const blob = image.manifest.layers[0]!;
+    const body = await runCommand('curl', [...tlsArgs, '-H', 'User-Agent: via-tls', `${base}/blobs/${blob.digest}`]);
+    expect(body.code, body.stderr).toBe(0);
+    expect(`sha256:${createHash('sha256').update(body.stdoutBuf).digest('hex')}`).toBe(blob.digest);
+    const lines = await waitFor('both access lines', () => {
+      const l = access().filter((x) => x.ua === 'via-tls');
+      return l.length === 2 ? l : undefined;
+    });
+    expect(lines.map((l) => [l.path, l.status, l.client])).toEqual([
+      ['/v2/small/manifests/latest', 200, '127.0.0.2'],
+      [`/v2/small/blobs/${blob.digest}`, 200, '127.0.0.2'],
+    ]);
   }, 60_000);
 });

@@ -28,7 +28,7 @@ let origin = '';
 const clients: UpstreamClient[] = [];
 
 function config(auth: UpstreamConfig['auth']): UpstreamConfig {
-  return { name: 'local-htpasswd', url: origin, urls: [origin], failover: { backoff: 30_000 }, rateLimitFloor: 0, registries: [], tagTTL: 300_000, timeout: 5_000, bodyTimeout: 5_000, fillTimeout: 60_000, auth, realmHosts: [], proxy: undefined };
+  return { name: 'local-htpasswd', url: origin, urls: [origin], failover: { backoff: 30_000 }, rateLimitFloor: 0, registries: [], tagTTL: 300_000, timeout: 5_000, bodyTimeout: 5_000, fillTimeout: 60_000, auth, realmHosts: [], proxy: undefined, offline: false };
 }
 
 function client(auth: UpstreamConfig['auth']): UpstreamClient {

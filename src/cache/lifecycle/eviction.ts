@@ -15,6 +15,11 @@
  * time and a second request while one runs joins it: the first run already measured the disk, so
  * a run after it would only empty the cache further.
  *
+ * Hosted content (metadata/hosted-queries `holds`: pushed blobs and manifests and what those
+ * manifests reference) is neither evicted nor counted: usage against maxSize is the cache's part
+ * only, since a hosted registry has a quota of its own and would otherwise make the cache evict
+ * everything it holds.
+ *
  * Never evicted: a blob being read or filled (BlobCache.inUse) and anything pinned. Evicting a
  * blob takes with it, in one transaction (cache/removal), every manifest that needs it (and the
  * indexes above those, cache/references), the tags pointing at them and the links to all of
@@ -57,7 +62,7 @@ export interface EvictionReport {
   /** Blobs removed. */
   readonly evicted: number;
   readonly freedBytes: number;
-  /** Blob bytes cached after the run. */
+  /** Blob bytes cached after the run, hosted content left out. */
   readonly usage: number;
   /** Blobs that qualified but were being read or filled. */
   readonly skippedInUse: number;
@@ -102,9 +107,9 @@ const BATCH = 64;
 export class Evictor {
   readonly #metadata: Metadata;
   readonly #blobs: BlobCache;
-  readonly #maxSize: number;
-  readonly #lowWatermark: number;
-  readonly #maxAge: number;
+  #maxSize: number;
+  #lowWatermark: number;
+  #maxAge: number;
   readonly #pinned: () => ReadonlySet<string>;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -117,20 +122,26 @@ export class Evictor {
   #queued: { needed: number; done: Promise<EvictionReport> } | undefined;
 
   constructor({ metadata, blobs, hot, maxSize = 0, lowWatermark = 0.9, maxAge = 0, pinned = () => new Set(), log, now = Date.now, disk }: EvictorOptions) {
-    if (!(Number.isSafeInteger(maxSize) && maxSize >= 0)) throw new Error(`Expected maxSize to be a size in bytes (0 = no quota), got '${maxSize}'`);
-    if (!(lowWatermark > 0 && lowWatermark <= 1)) throw new Error(`Expected lowWatermark to be a fraction such as 0.9, got '${lowWatermark}'`);
-    if (!(Number.isFinite(maxAge) && maxAge >= 0)) throw new Error(`Expected maxAge to be a duration in ms (0 = never), got '${maxAge}'`);
+    this.#maxSize = this.#maxAge = this.#lowWatermark = 0;
+    this.setLimits({ maxSize, lowWatermark, maxAge });
     this.#metadata = metadata;
     this.#blobs = blobs;
-    this.#maxSize = maxSize;
-    this.#lowWatermark = lowWatermark;
-    this.#maxAge = maxAge;
     this.#pinned = pinned;
     this.#log = log.child({ module: 'eviction' });
     this.#now = now;
     this.#remover = new ContentRemover({ metadata, blobs, hot });
     this.#usage = new UsageMeter(metadata);
     this.#disk = disk;
+  }
+
+  /** New limits (a config reload); a run under way keeps the target it chose. */
+  setLimits({ maxSize, lowWatermark, maxAge }: { maxSize: number; lowWatermark: number; maxAge: number }): void {
+    if (!(Number.isSafeInteger(maxSize) && maxSize >= 0)) throw new Error(`Expected maxSize to be a size in bytes (0 = no quota), got '${maxSize}'`);
+    if (!(lowWatermark > 0 && lowWatermark <= 1)) throw new Error(`Expected lowWatermark to be a fraction such as 0.9, got '${lowWatermark}'`);
+    if (!(Number.isFinite(maxAge) && maxAge >= 0)) throw new Error(`Expected maxAge to be a duration in ms (0 = never), got '${maxAge}'`);
+    this.#maxSize = maxSize;
+    this.#lowWatermark = lowWatermark;
+    this.#maxAge = maxAge;
   }
 
   /**
@@ -140,7 +151,8 @@ export class Evictor {
    */
   needed(): boolean {
     this.#flush();
-    const overQuota = this.#maxSize > 0 && this.#usage.current().bytes > this.#maxSize;
+    // Hosted bytes are summed only once the total crosses maxSize, so the check after a commit stays one row read.
+    const overQuota = this.#maxSize > 0 && this.#usage.current().bytes > this.#maxSize && this.#cacheBytes() > this.#maxSize;
     const cutoff = this.#ageCutoff();
     if (!overQuota && (cutoff === undefined || !this.#metadata.blobs.anyUsedBefore(cutoff))) return false;
     const pinned = this.#pinned();
@@ -189,10 +201,11 @@ export class Evictor {
     const tally = newTally();
     const cutoff = this.#ageCutoff();
     if (cutoff !== undefined) await this.#evictWhile(this.#walk(cutoff), () => true, pinned, tally);
-    const before = this.#usage.current().bytes;
+    const hosted = this.#metadata.hosted.heldBlobBytes();
+    const before = this.#usage.current().bytes - hosted;
     if (this.#maxSize > 0 && before > this.#maxSize) {
       const target = Math.floor(this.#maxSize * this.#lowWatermark);
-      await this.#evictWhile(this.#walk(undefined), (chosen) => this.#usage.current().bytes - chosen > target, pinned, tally);
+      await this.#evictWhile(this.#walk(undefined), (chosen) => this.#usage.current().bytes - hosted - chosen > target, pinned, tally);
     }
     return this.#report(tally, undefined);
   }
@@ -210,7 +223,7 @@ export class Evictor {
       this.#flush();
       const pinned = this.#pinned();
       const tally = newTally();
-      const usage = this.#usage.current().bytes;
+      const usage = this.#cacheBytes();
       let evictable = 0;
       for (const c of this.#walk(undefined)) if (!pinned.has(c.digest) && !this.#blobs.inUse(c.digest)) evictable += c.size;
       const free = stat?.free ?? 0;
@@ -229,7 +242,7 @@ export class Evictor {
   }
 
   #report(tally: Tally, room: EvictionReport['room']): EvictionReport {
-    const usage = this.#usage.current().bytes;
+    const usage = this.#cacheBytes();
     const report: EvictionReport = {
       evicted: tally.evicted,
       freedBytes: tally.freedBytes,
@@ -287,7 +300,10 @@ export class Evictor {
           tally.inUse.add(digest);
           continue;
         }
+        // Pushed since the walk read it, or needed by a hosted manifest: hosted content stays.
+        if (this.#metadata.hosted.holds(digest)) continue;
         const dependents = this.#metadata.refs.dependents(digest);
+        if ([...dependents].some((m) => this.#metadata.hosted.holds(m))) continue;
         // Pins cover everything below a pinned manifest, so this only trips if refs and pins disagree.
         if ([...dependents].some((m) => pinned.has(m))) {
           tally.pinned.add(digest);
@@ -305,17 +321,25 @@ export class Evictor {
     await this.#remover.unlink(removal);
   }
 
+  /** Blob bytes under the quota: everything stored but hosted content. */
+  #cacheBytes(): number {
+    return this.#usage.current().bytes - this.#metadata.hosted.heldBlobBytes();
+  }
+
   #ageCutoff(): number | undefined {
     return this.#maxAge > 0 ? this.#now() - this.#maxAge : undefined;
   }
 
-  /** Blobs in least-recently-used order, optionally only those last used before `before`. */
+  /**
+   * Blobs in least-recently-used order, optionally only those last used before `before`, hosted
+   * content left out (one indexed lookup per blob, against a row read already paid for).
+   */
   *#walk(before: number | undefined): Generator<Candidate> {
     const limit = before ?? Number.MAX_SAFE_INTEGER;
     let after: Pick<Candidate, 'lastAccess' | 'digest'> = { lastAccess: Number.MIN_SAFE_INTEGER, digest: '' };
     for (;;) {
       const page = this.#metadata.blobs.leastRecentlyUsed(after, limit, PAGE);
-      yield* page;
+      for (const c of page) if (!this.#metadata.hosted.holds(c.digest)) yield c;
       if (page.length < PAGE) return;
       after = page[page.length - 1]!;
     }

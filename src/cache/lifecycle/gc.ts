@@ -14,6 +14,9 @@
  *  - temp files not written for `grace` whose digest has no fill or reader in this process
  *    (start-up removes every temp file; a fill removes its own on failure, so these are rare).
  *    A running fill writes as bytes arrive and is bounded by its fillTimeout.
+ * Hosted content (metadata/hosted-queries `holds`) is never an unreferenced blob: a pushed layer
+ * waits for its manifest as long as the client likes. Hosted links to digests stored nowhere (a
+ * row dropped because its file was gone) and hosted tags to manifests not stored are orphans too.
  * With `verifySizes`, every blob file is also stat'ed and one whose size differs from its row
  * is treated as a row without a file (~10–30 µs a file: run it on demand, not at start-up).
  */
@@ -180,6 +183,7 @@ export class GarbageCollector {
     const removal = this.#metadata.transaction(() => {
       const blobs: string[] = [];
       for (const { digest } of this.#metadata.blobs.unreferencedUsedBefore(cutoff)) {
+        if (this.#metadata.hosted.holds(digest)) continue;
         if (pinned.has(digest)) tally.skippedPinned++;
         else if (this.#blobs.inUse(digest)) tally.skippedInUse++;
         else blobs.push(digest);
@@ -202,6 +206,9 @@ export class GarbageCollector {
         tally.orphanLinks++;
       }
       tally.orphanRefs += this.#metadata.refs.deleteOrphans();
+      const hosted = this.#metadata.hosted.deleteOrphans();
+      tally.orphanLinks += hosted.links;
+      tally.orphanTags += hosted.tags;
     });
   }
 }

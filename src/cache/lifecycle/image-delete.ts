@@ -7,7 +7,9 @@
  * references. Exactly those: a layer another cached image uses stays, in any repository.
  *
  * Pinned content is not removed, and a tag whose manifest is pinned stays too (removing it would
- * quietly unpin a tag pin): both are reported in `pinned`. Unpin first to delete.
+ * quietly unpin a tag pin): both are reported in `pinned`. Unpin first to delete. Hosted content
+ * (metadata/hosted-queries `holds`) is never removed here either: pushed images are deleted
+ * through the registry API of their hosted repository.
  *
  * Blobs being read are removed all the same (row now, file unlinked after the commit): an open
  * reader keeps its descriptor and finishes, and a deletion asked for by an operator should not
@@ -111,7 +113,7 @@ export class ImageDeleter {
     // indexes being deleted goes once the second one does.
     const queue = [root];
     for (let d = queue.pop(); d !== undefined; d = queue.pop()) {
-      if (manifests.has(d) || !manifestRows.has(d) || tagRows.isTagged(d)) continue;
+      if (manifests.has(d) || !manifestRows.has(d) || tagRows.isTagged(d) || this.#metadata.hosted.holds(d)) continue;
       const parents = refs.parents(d);
       if (parents.some((p) => p.kind !== 'subject' && !manifests.has(p.digest))) continue;
       if (pinned.has(d)) {
@@ -127,7 +129,7 @@ export class ImageDeleter {
     }
     const blobs: string[] = [];
     for (const b of blobCandidates) {
-      if (refs.parents(b).some((p) => !manifests.has(p.digest))) continue;
+      if (refs.parents(b).some((p) => !manifests.has(p.digest)) || this.#metadata.hosted.holds(b)) continue;
       if (pinned.has(b)) kept.add(b);
       else blobs.push(b);
     }

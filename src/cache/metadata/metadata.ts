@@ -2,8 +2,9 @@
  * @module cache/metadata/metadata
  * The cache's SQLite (WAL) metadata database (tables: metadata/schema): the one connection,
  * composed of one typed query module per table (`blobs`, `manifests`, `tags`, `links`, `refs`,
- * `lists`, `pins`, `usage`, `robotTokens`), plus what the request path calls directly: reads, the writes that
- * span tables (a blob with its link; a manifest with its refs, link and tag, atomically), and
+ * `lists`, `pins`, `usage`, `robotTokens`; `hosted` for hosted_tags and hosted_links), plus what
+ * the request path calls directly: reads, the writes that span tables (a blob with its link; a
+ * manifest with its refs, link and tag, cached or pushed, atomically), and
  * batched hits. Access-time bumps are counted in memory and flushed in one transaction, so a
  * cache hit costs one indexed read and no write. Work that must be atomic across modules runs
  * in {@link Metadata.transaction}. The connection itself stays private; the job store, which
@@ -12,6 +13,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Transaction } from 'better-sqlite3';
 import { BlobQueries, type BlobRow } from './blob-queries.ts';
+import { HostedQueries } from './hosted-queries.ts';
 import { LinkQueries } from './link-queries.ts';
 import { ListQueries, type ListRow } from './list-queries.ts';
 import { manifestReferences } from './manifest-references.ts';
@@ -45,6 +47,8 @@ export interface MetadataOptions {
 }
 
 type Link = { upstream: string; repo: string };
+/** Where a pushed manifest goes: a hosted registry's repository, and the tag it was pushed by. */
+type HostedTarget = { registry: string; repo: string; tag: string | undefined };
 
 export class Metadata {
   readonly blobs: BlobQueries;
@@ -56,11 +60,13 @@ export class Metadata {
   readonly pins: PinQueries;
   readonly usage: UsageQueries;
   readonly robotTokens: RobotTokenQueries;
+  readonly hosted: HostedQueries;
   readonly #db: DB;
   readonly #now: () => number;
   readonly #ping;
   readonly #putBlob: Transaction<(row: BlobRow, link: Link | undefined) => void>;
   readonly #putManifest: Transaction<(row: ManifestRow, link: Link, tag: string | undefined) => void>;
+  readonly #putHostedManifest: Transaction<(row: ManifestRow, hosted: HostedTarget) => void>;
   /** digest → pending hit count, flushed in one transaction. */
   readonly #blobHits = new Map<string, number>();
   readonly #manifestHits = new Map<string, number>();
@@ -87,6 +93,7 @@ export class Metadata {
     this.pins = new PinQueries(db);
     this.usage = new UsageQueries(db);
     this.robotTokens = new RobotTokenQueries(db);
+    this.hosted = new HostedQueries(db);
     this.#ping = db.prepare('SELECT 1');
     this.#putBlob = db.transaction((row: BlobRow, link: Link | undefined) => {
       this.blobs.put(row, this.#now());
@@ -98,6 +105,12 @@ export class Metadata {
       if (this.manifests.insert(row, now)) this.refs.add(row.digest, manifestReferences(row.bytes));
       this.links.put(link.upstream, link.repo, row.digest);
       if (tag !== undefined) this.tags.put({ upstream: link.upstream, repo: link.repo, tag }, { digest: row.digest, mediaType: row.mediaType, fetchedAt: now });
+    });
+    this.#putHostedManifest = db.transaction((row: ManifestRow, { registry, repo, tag }: HostedTarget) => {
+      const now = this.#now();
+      if (this.manifests.insert(row, now)) this.refs.add(row.digest, manifestReferences(row.bytes));
+      this.hosted.putLink(registry, repo, row.digest, 'manifest', now);
+      if (tag !== undefined) this.hosted.putTag(registry, repo, tag, { digest: row.digest, mediaType: row.mediaType, pushedAt: now });
     });
     // A full disk must not crash the process from a timer: the hits stay pending until there is room.
     this.#timer = setInterval(() => this.tryWrite('access times', () => this.flush()), flushIntervalMs);
@@ -173,6 +186,14 @@ export class Metadata {
    */
   putManifest(row: ManifestRow, link: Link, tag?: string): void {
     this.#putManifest(row, link, tag);
+  }
+
+  /**
+   * Stores a pushed manifest (its refs with it, as for a cached one), links it into the hosted
+   * repository and points `tag` at it, atomically. The caller validated it (proxy/hosted).
+   */
+  putHostedManifest(row: ManifestRow, target: HostedTarget): void {
+    this.#putHostedManifest(row, target);
   }
 
   getTag(upstream: string, repo: string, tag: string): TagRow | undefined {

@@ -19,6 +19,11 @@
  * │                                              running totals kept by triggers on blobs and manifests (usage-queries)
  * ├── robot_tokens id PK · hash · role · description · created_at · expires_at
  * │                                              client robot tokens, secrets stored hashed (robot-token-queries)
+ * ├── hosted_tags  (registry, repo, tag) PK · digest · media_type · pushed_at
+ * │                                              tags pushed to hosted repositories, never expired (hosted-queries)
+ * ├── hosted_links (registry, repo, digest) PK · kind · created_at
+ * │                                              blobs and manifests pushed or mounted into a hosted repository;
+ * │                                              what they hold is never evicted nor collected (hosted-queries)
  * └── jobs       owned by jobs/job-store
  * ```
  */
@@ -29,8 +34,9 @@ import { manifestReferences } from './manifest-references.ts';
  * 1: blobs, manifests, tags, links, lists.
  * 2: refs, pins, usage (+ triggers). A version 1 database is migrated when opened.
  * 3: robot_tokens (created empty, nothing to migrate).
+ * 4: hosted_tags, hosted_links (created empty, nothing to migrate).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -111,6 +117,26 @@ CREATE TABLE IF NOT EXISTS robot_tokens (
   created_at  INTEGER NOT NULL,
   expires_at  INTEGER
 ) WITHOUT ROWID;
+-- Hosted repositories (pushed content). kind is 'blob' | 'manifest'; the bytes live in blobs and
+-- manifests like cached content, and a link keeps them (and what a linked manifest references) in.
+CREATE TABLE IF NOT EXISTS hosted_tags (
+  registry    TEXT NOT NULL,
+  repo        TEXT NOT NULL,
+  tag         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  media_type  TEXT NOT NULL,
+  pushed_at   INTEGER NOT NULL,
+  PRIMARY KEY (registry, repo, tag)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hosted_links (
+  registry    TEXT NOT NULL,
+  repo        TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  kind        TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (registry, repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hosted_links_digest ON hosted_links(digest);
 CREATE TRIGGER IF NOT EXISTS usage_blob_insert AFTER INSERT ON blobs BEGIN
   UPDATE usage SET blob_bytes = blob_bytes + NEW.size, blob_count = blob_count + 1 WHERE id = 0;
 END;
@@ -168,7 +194,7 @@ function migrate(db: Database, from: number): void {
   const putRef = db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
   db.transaction(() => {
     // Paged by digest rather than iterated: better-sqlite3 allows no writes while a read is open.
-    // Version 2 databases have their refs already; 3 only added a table.
+    // Version 2 databases have their refs already; 3 and 4 only added tables.
     if (from < 2) for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
       for (const m of rows) for (const r of manifestReferences(m.bytes)) putRef.run(m.digest, r.digest, r.kind);
     }

@@ -30,6 +30,7 @@ export class TagQueries {
   readonly #deletePointingAt: Statement<[string], TagKey>;
   readonly #deleteOrphans: Statement<[], TagKey>;
   readonly #all: Statement<[], TagEntry>;
+  readonly #staleCount: Statement<[string, number], number>;
 
   constructor(db: Database) {
     this.#get = db.prepare('SELECT digest, media_type AS mediaType, fetched_at AS fetchedAt FROM tags WHERE upstream = ? AND repo = ? AND tag = ?');
@@ -43,6 +44,7 @@ export class TagQueries {
     this.#deletePointingAt = db.prepare('DELETE FROM tags WHERE digest = ? RETURNING upstream, repo, tag');
     this.#deleteOrphans = db.prepare('DELETE FROM tags WHERE digest NOT IN (SELECT digest FROM manifests) RETURNING upstream, repo, tag');
     this.#all = db.prepare('SELECT upstream, repo, tag, digest, media_type AS mediaType, fetched_at AS fetchedAt FROM tags ORDER BY upstream, repo, tag');
+    this.#staleCount = db.prepare<[string, number], number>('SELECT COUNT(*) FROM tags WHERE upstream = ? AND fetched_at < ?').pluck();
   }
 
   get(upstream: string, repo: string, tag: string): TagRow | undefined {
@@ -62,6 +64,11 @@ export class TagQueries {
   /** Deletes one tag; returns it when it existed. */
   delete(upstream: string, repo: string, tag: string): TagKey | undefined {
     return this.#delete.get(upstream, repo, tag);
+  }
+
+  /** How many of an upstream's tags were last confirmed before `before` (stale while it is offline). */
+  staleCount(upstream: string, before: number): number {
+    return this.#staleCount.get(upstream, before) ?? 0;
   }
 
   /** Tag names cached for a repository, in order. */

@@ -5,6 +5,7 @@
  * TLS server, so that layer never sees a connection that did not pass here.
  */
 import net, { type BlockList } from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from '../../util/logger.ts';
 import { inList, setPeerAddress } from './client-address.ts';
 import { parseProxyHeader } from './proxy-protocol.ts';
@@ -41,11 +42,14 @@ export function createProxyFront(opts: ProxyFrontOptions): net.Server {
       if (header.kind === 'invalid') return refuse(header.reason);
       if (header.kind === 'proxy') setPeerAddress(socket, header.address);
       const rest = buf.subarray(header.length);
-      // Synchronous to the end: the stream keeps flowing, and the target's data listener is on
-      // before the next chunk can be emitted.
+      // Paused while the bytes past the header wait: a flowing socket with no data listener would
+      // drop them before a TLS server reads its buffer (a balancer's health check sends the header
+      // and the ClientHello in one packet). The HTTP server reads through its data listener, so it resumes.
+      socket.pause();
       if (rest.length > 0) socket.unshift(rest);
       socket.removeAllListeners('error');
       opts.target.emit('connection', socket);
+      if (!(opts.target instanceof tls.Server)) socket.resume();
     };
     socket.on('data', onData);
     socket.once('close', () => clearTimeout(timer));

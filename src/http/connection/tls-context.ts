@@ -1,8 +1,8 @@
 /**
  * @module http/connection/tls-context
  * The listener's certificate, key and client CA read from PEM files, and a watch that swaps them
- * into the running server when they change (cert-manager rewrites them in place): new handshakes
- * get the new certificate, open connections are untouched.
+ * into the running server when they change (cert-manager rewrites them in place) or when a config
+ * reload names other files: new handshakes get the new certificate, open connections are untouched.
  */
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
@@ -26,6 +26,26 @@ export function loadTlsContext(files: TlsFiles): SecureContextOptions {
   return options;
 }
 
+/** {@link loadTlsContext} with every problem by config key (a reload reports them all instead of throwing at the first). */
+export function checkTlsFiles(files: TlsFiles): { context: SecureContextOptions | undefined; issues: string[] } {
+  const issues: string[] = [];
+  for (const key of ['cert', 'key', 'clientCA'] as const) {
+    const file = files[key];
+    if (file === undefined) continue;
+    try {
+      readFileSync(file);
+    } catch (err) {
+      issues.push(`tls.${key}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (issues.length > 0) return { context: undefined, issues };
+  try {
+    return { context: loadTlsContext(files), issues };
+  } catch (err) {
+    return { context: undefined, issues: [`tls: the certificate, key or client CA cannot be used: ${(err as Error).message}`] };
+  }
+}
+
 /**
  * Polls the files' stat (a Kubernetes secret volume swaps a symlink, which fs.watch on the old
  * inode misses) and reloads on a change. A half-written pair fails to load and is retried at the
@@ -45,5 +65,31 @@ export function watchTlsFiles(server: TlsServer, files: TlsFiles, log: Logger, i
   for (const p of paths) watchFile(p, { interval: intervalMs }, onChange);
   return () => {
     for (const p of paths) unwatchFile(p, onChange);
+  };
+}
+
+export interface TlsFollower {
+  readonly files: TlsFiles;
+  /** Serves `context` (loaded from `files` by the caller, so a bad pair is refused before) and watches `files` from now on. */
+  switchTo(files: TlsFiles, context: SecureContextOptions): void;
+  stop(): void;
+}
+
+/** {@link watchTlsFiles} whose files a config reload can change. */
+export function followTlsFiles(server: TlsServer, files: TlsFiles, log: Logger, intervalMs?: number): TlsFollower {
+  let current = files;
+  let unwatch = watchTlsFiles(server, files, log, intervalMs);
+  return {
+    get files() {
+      return current;
+    },
+    switchTo(next, context) {
+      server.setSecureContext(context);
+      unwatch();
+      current = next;
+      unwatch = watchTlsFiles(server, next, log, intervalMs);
+      log.info({ cert: next.cert }, 'TLS certificate files changed by a config reload');
+    },
+    stop: () => unwatch(),
   };
 }

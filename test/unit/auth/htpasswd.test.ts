@@ -46,6 +46,20 @@ describe('HtpasswdAccounts', () => {
     expect(await accounts.verify('mallory', 'secret')).toBe(false);
   });
 
+  it('refuses a password longer than the 72 bytes bcrypt reads, even one whose first 72 bytes match', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'htpasswd-'));
+    const file = path.join(dir, 'htpasswd');
+    const exact = 'p'.repeat(72);
+    // Bytes, not characters: 36 two-byte characters fill the 72.
+    const wide = 'é'.repeat(36);
+    writeFileSync(file, `alice:${hash(exact)}\nbob:${hash(wide)}\n`);
+    accounts = new HtpasswdAccounts(file, silentLogger);
+    expect(await accounts.verify('alice', exact)).toBe(true);
+    expect(await accounts.verify('alice', `${exact}-and-anything-after`)).toBe(false);
+    expect(await accounts.verify('bob', wide)).toBe(true);
+    expect(await accounts.verify('bob', `${wide}x`)).toBe(false);
+  });
+
   it('picks up accounts added to the file when it is re-read', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'htpasswd-'));
     const file = path.join(dir, 'htpasswd');

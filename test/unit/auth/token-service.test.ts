@@ -1,7 +1,7 @@
 /**
  * @module test/unit/auth/token-service
  * Bearer tokens: what one grants survives the round trip, and a token that is expired, signed
- * with another key, unsigned (alg none) or minted for another service is refused.
+ * with another key, unsigned (alg none), not valid yet (nbf) or minted for another service is refused.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,6 +37,17 @@ describe('TokenService', () => {
     const unsigned = new UnsecuredJWT({ access }).setIssuer('ocimirror').setAudience('ocimirror').setSubject('node').setIssuedAt(now / 1000).setExpirationTime(now / 1000 + 60).encode();
     expect(await svc.verify(unsigned)).toBeUndefined();
     expect(await svc.verify(token)).toBeDefined();
+  });
+
+  it('refuses a token whose nbf is still in the future', async () => {
+    let now = 1_000_000_000;
+    const svc = new TokenService({ key: randomBytes(32), service: 'ocimirror', ttlMs: 300_000, now: () => now });
+    now += 120_000;
+    const early = (await svc.issue('node', access)).token;
+    now -= 120_000;
+    expect(await svc.verify(early)).toBeUndefined();
+    now += 120_000;
+    expect(await svc.verify(early)).toBeDefined();
   });
 
   it('generates a key into the data directory once and reads it back after', () => {

@@ -39,11 +39,12 @@ describe('parseConfig: defaults', () => {
       prefetch: { onPull: true, platforms: [], images: [] },
       pin: [],
       jobs: { concurrency: 2, maxAttempts: 5, retryBackoff: 5000 },
-      gc: { interval: 3_600_000, grace: 3_600_000 },
+      gc: { interval: 3_600_000, grace: 3_600_000, uploadMaxAge: 86_400_000 },
       admin: { token: undefined },
       metrics: { enabled: true },
       hotCache: { maxSize: 64 * 2 ** 20 },
       upstreams: [],
+      hosted: [],
       defaultUpstream: undefined,
       egress: { httpProxy: undefined, httpsProxy: undefined, noProxy: '' },
       server: { shutdownGrace: 30_000, drainDelay: 0, headersTimeout: 30_000, sendfile: 'fills', nativeAddon: true, idleGc: true, trustedProxies: [] },
@@ -69,6 +70,7 @@ describe('parseConfig: defaults', () => {
         fillTimeout: 3_600_000,
         auth: undefined,
         realmHosts: ['auth.docker.io'],
+        offline: false,
       },
     ]);
   });
@@ -341,10 +343,10 @@ describe('parseConfig: errors name the key path', () => {
   });
 
   it('refuses a defaultUpstream that is not a configured upstream', () => {
-    expect(issuesOf(() => parse({ upstreams: [HUB], defaultUpstream: 'dockerhb' }))).toEqual(["defaultUpstream: 'dockerhb' is not the name of a configured upstream"]);
-    expect(issuesOf(() => parse({ defaultUpstream: 'anything' }))).toEqual(["defaultUpstream: 'anything' is not the name of a configured upstream"]);
+    expect(issuesOf(() => parse({ upstreams: [HUB], defaultUpstream: 'dockerhb' }))).toEqual(["defaultUpstream: 'dockerhb' is not the name of a configured upstream or hosted registry"]);
+    expect(issuesOf(() => parse({ defaultUpstream: 'anything' }))).toEqual(["defaultUpstream: 'anything' is not the name of a configured upstream or hosted registry"]);
     expect(issuesOf(() => parse({ upstreams: [HUB] }, { env: { OCIMIRROR_DEFAULT_UPSTREAM: 'nope' } }))).toEqual([
-      "defaultUpstream: 'nope' is not the name of a configured upstream",
+      "defaultUpstream: 'nope' is not the name of a configured upstream or hosted registry",
     ]);
   });
 
@@ -356,7 +358,7 @@ describe('parseConfig: errors name the key path', () => {
       "listen: expected host:port such as 0.0.0.0:5000, got 'nope'",
       "upstreams[1].name: 'dockerhub' is used by another upstream",
       "upstreams[1].registries: 'docker.io' is already served by upstream 'dockerhub'",
-      "defaultUpstream: 'missing' is not the name of a configured upstream",
+      "defaultUpstream: 'missing' is not the name of a configured upstream or hosted registry",
     ]);
   });
 
@@ -381,7 +383,7 @@ describe('parseConfig: errors name the key path', () => {
       'upstreams[1].url is required',
       "upstreams[1].name: 'dockerhub' is used by another upstream",
       "upstreams[1].registries: 'docker.io' is already served by upstream 'dockerhub'",
-      "defaultUpstream: 'missing' is not the name of a configured upstream",
+      "defaultUpstream: 'missing' is not the name of a configured upstream or hosted registry",
     ]);
   });
 

@@ -29,7 +29,7 @@ function stub(config: UpstreamConfig): Upstream {
 }
 
 function upstream(name: string, registries: string[]): Upstream {
-  return stub({ name, url: `https://${name}.example`, urls: [`https://${name}.example`], failover: { backoff: 30_000 }, rateLimitFloor: 0, registries, tagTTL: 300_000, timeout: 30_000, bodyTimeout: 30_000, fillTimeout: 3_600_000, auth: undefined, realmHosts: [], proxy: undefined });
+  return stub({ name, url: `https://${name}.example`, urls: [`https://${name}.example`], failover: { backoff: 30_000 }, rateLimitFloor: 0, registries, tagTTL: 300_000, timeout: 30_000, bodyTimeout: 30_000, fillTimeout: 3_600_000, auth: undefined, realmHosts: [], proxy: undefined, offline: false });
 }
 
 const hub = upstream('dockerhub', ['docker.io']);
@@ -290,5 +290,29 @@ describe('Router with a config from parseConfig', () => {
     expect(router.resolve('registry.k8s.io/pause')).toMatchObject({ repo: 'pause', via: 'prefix' });
     expect(router.resolve('pause', { ns: 'registry.k8s.io' }).upstream.name).toBe('k8s');
     expect(router.resolve('pause').upstream.name).toBe('dockerhub');
+  });
+});
+
+describe('Router: hosted registries', () => {
+  const router = new Router(ALL, 'dockerhub', ['registry.internal', 'push.local:5000']);
+
+  it('routes a hosted registry by path prefix, ns and Host, never adding library/', () => {
+    expect(router.locate('registry.internal/team/app')).toEqual({ kind: 'hosted', route: { registry: 'registry.internal', repo: 'team/app', prefix: 'registry.internal', via: 'prefix' } });
+    expect(router.locate('app', { ns: 'registry.internal' })).toEqual({ kind: 'hosted', route: { registry: 'registry.internal', repo: 'app', prefix: undefined, via: 'ns' } });
+    expect(router.locate('team/app', { host: 'push.local:5000' })).toMatchObject({ kind: 'hosted', route: { registry: 'push.local:5000', repo: 'team/app', via: 'host' } });
+  });
+
+  it('still routes upstream names to their upstream', () => {
+    expect(router.locate('docker.io/alpine')).toMatchObject({ kind: 'upstream', route: { upstream: hub, repo: 'library/alpine' } });
+  });
+
+  it('refuses to resolve a hosted registry as an upstream (nothing to fetch from)', () => {
+    expect(thrown(() => router.resolve('registry.internal/team/app')).code).toBe('NAME_UNKNOWN');
+  });
+
+  it('sends names without a registry to a hosted default', () => {
+    const airGapped = new Router([], 'registry.internal', ['registry.internal']);
+    expect(airGapped.locate('team/app')).toMatchObject({ kind: 'hosted', route: { registry: 'registry.internal', repo: 'team/app', via: 'default' } });
+    expect(thrown(() => airGapped.locate('../x')).code).toBe('NAME_INVALID');
   });
 });

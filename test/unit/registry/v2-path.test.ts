@@ -38,9 +38,12 @@ describe('parseV2Path: every endpoint kind', () => {
   });
 
   it('reads upload paths with and without a trailing slash or session id (end-4a, end-5, end-6, end-13)', () => {
-    for (const p of ['/v2/foo/bar/blobs/uploads', '/v2/foo/bar/blobs/uploads/', '/v2/foo/bar/blobs/uploads/6f1c-4e2a']) {
-      expect(parseV2Path(p), p).toEqual({ kind: 'upload', name: 'foo/bar' });
+    for (const p of ['/v2/foo/bar/blobs/uploads', '/v2/foo/bar/blobs/uploads/']) {
+      expect(parseV2Path(p), p).toEqual({ kind: 'upload', name: 'foo/bar', session: undefined });
     }
+    expect(parseV2Path('/v2/foo/bar/blobs/uploads/6f1c-4e2a')).toEqual({ kind: 'upload', name: 'foo/bar', session: '6f1c-4e2a' });
+    // 'uploadsX' is a blob reference (refused later as a digest), not a session of 'uploads'.
+    expect(parseV2Path('/v2/foo/blobs/uploadsX')).toEqual({ kind: 'blob', name: 'foo', digest: 'uploadsX' });
   });
 
   it('reads tags/list (end-8a)', () => {
@@ -71,8 +74,8 @@ describe('parseV2Path: names whose components look like endpoint words', () => {
       [`/v2/a/blobs/b/blobs/${DIGEST}`, { kind: 'blob', name: 'a/blobs/b', digest: DIGEST }],
       ['/v2/a/blobs/uploads/x/manifests/latest', { kind: 'manifest', name: 'a/blobs/uploads/x', reference: 'latest' }],
       [`/v2/a/manifests/latest/blobs/${DIGEST}`, { kind: 'blob', name: 'a/manifests/latest', digest: DIGEST }],
-      ['/v2/blobs/blobs/uploads/', { kind: 'upload', name: 'blobs' }],
-      ['/v2/uploads/blobs/uploads', { kind: 'upload', name: 'uploads' }],
+      ['/v2/blobs/blobs/uploads/', { kind: 'upload', name: 'blobs', session: undefined }],
+      ['/v2/uploads/blobs/uploads', { kind: 'upload', name: 'uploads', session: undefined }],
       ['/v2/tags/tags/list', { kind: 'tags', name: 'tags' }],
       ['/v2/tags/list/tags/list', { kind: 'tags', name: 'tags/list' }],
       ['/v2/a/tags/list/manifests/latest', { kind: 'manifest', name: 'a/tags/list', reference: 'latest' }],
@@ -83,7 +86,7 @@ describe('parseV2Path: names whose components look like endpoint words', () => {
   });
 
   it('reads a blob whose "digest" is the word uploads as an upload, not a blob', () => {
-    expect(parseV2Path('/v2/foo/blobs/uploads')).toEqual({ kind: 'upload', name: 'foo' });
+    expect(parseV2Path('/v2/foo/blobs/uploads')).toEqual({ kind: 'upload', name: 'foo', session: undefined });
   });
 });
 

@@ -93,6 +93,7 @@ export function upstreamConfig(url: string, overrides: Partial<UpstreamConfig> =
     auth: undefined,
     realmHosts: [],
     proxy: undefined,
+    offline: false,
     ...overrides,
   };
 }

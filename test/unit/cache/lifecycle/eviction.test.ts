@@ -334,3 +334,29 @@ describe('Evictor: a full disk', () => {
     expect(calls).toEqual(['release', 'restore']);
   });
 });
+
+describe('Evictor: hosted content', () => {
+  it('never evicts a blob linked into a hosted repository, nor counts it against maxSize', async () => {
+    fx = await openCacheFixture();
+    const [pushed, cachedOld, cachedNew] = await blobsInOrder(fx, 3);
+    fx.metadata.hosted.putLink('registry.internal', 'team/app', pushed!, 'blob', fx.now());
+    const e = evictor(fx, { maxSize: 150, lowWatermark: 0.7 });
+    // 300 bytes stored, 200 of them the cache's: over 150, down to 105 takes the oldest cached blob, not the older pushed one.
+    const report = await e.run();
+    expect(report).toMatchObject({ evicted: 1, usage: 100 });
+    expect(cached(fx, [pushed!, cachedOld!, cachedNew!])).toEqual([pushed, cachedNew]);
+    expect(e.needed()).toBe(false);
+  });
+
+  it('never evicts for maxAge what a hosted manifest references, nor the manifest with it', async () => {
+    fx = await openCacheFixture();
+    const [config, layer] = await blobsInOrder(fx, 2);
+    const image = fx.image({ config: config!, layers: [layer!] });
+    fx.metadata.hosted.putLink('registry.internal', 'team/app', image, 'manifest', fx.now());
+    fx.advance(60 * MINUTE);
+    const report = await evictor(fx, { maxAge: MINUTE }).run();
+    expect(report.evicted).toBe(0);
+    expect(cached(fx, [config!, layer!])).toHaveLength(2);
+    expect(fx.metadata.getManifest(image)).toBeDefined();
+  });
+});

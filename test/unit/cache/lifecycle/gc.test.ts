@@ -205,3 +205,27 @@ describe('GarbageCollector: orphan rows', () => {
     expect(fx.metadata.hasLink('hub', 'library/app', l)).toBe(true);
   });
 });
+
+describe('GarbageCollector: hosted content', () => {
+  it('keeps an unreferenced blob linked into a hosted repository past the grace', async () => {
+    fx = await openCacheFixture();
+    const pushed = await fx.blob('pushed', 300);
+    fx.metadata.hosted.putLink('registry.internal', 'team/app', pushed, 'blob', fx.now());
+    fx.advance(2 * HOUR);
+    const report = await collector(fx).collectGarbage({ grace: HOUR, now: fx.now() });
+    expect(report).toMatchObject({ unreferencedBlobs: 0, skippedPinned: 0 });
+    expect(fx.metadata.getBlob(pushed)).toBeDefined();
+    expect(fx.fileExists(pushed)).toBe(true);
+  });
+
+  it('drops hosted links to digests stored nowhere and hosted tags to manifests not stored', async () => {
+    fx = await openCacheFixture();
+    const gone = sha256('gone');
+    fx.metadata.hosted.putLink('registry.internal', 'team/app', gone, 'manifest', fx.now());
+    fx.metadata.hosted.putTag('registry.internal', 'team/app', 'v1', { digest: gone, mediaType: 'application/vnd.oci.image.manifest.v1+json', pushedAt: fx.now() });
+    const report = await collector(fx).collectGarbage({ grace: HOUR, now: fx.now() });
+    expect(report).toMatchObject({ orphanLinks: 1, orphanTags: 1 });
+    expect(fx.metadata.hosted.link('registry.internal', 'team/app', gone)).toBeUndefined();
+    expect(fx.metadata.hosted.tag('registry.internal', 'team/app', 'v1')).toBeUndefined();
+  });
+});
