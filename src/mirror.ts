@@ -20,7 +20,7 @@ import { BlobWriter } from './http/body/blob-writer.ts';
 import { SendfilePolicy } from './http/body/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamClient, type UpstreamPool } from './upstream/index.ts';
-import { buildRouter, createHosted } from './core.ts';
+import { buildRouter, createHosted, type MirrorCore } from './core.ts';
 import { SlabPool } from './util/read-slabs.ts';
 import { Router, type Route } from './proxy/router.ts';
 import { ManifestProxy } from './proxy/manifest-proxy.ts';
@@ -91,7 +91,10 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const lists = new ListProxy({ metadata: storage.metadata, now });
   // Quotas are read from the generation in effect, so a reload changes them for the next push.
   const hosted = createHosted(storage, log, (registry) => gen.config.hosted.find((h) => h.name === registry)?.maxSize ?? 0, now);
-  const background = new Background({ config, storage, router, prefetcher: new Prefetcher({ manifests, blobs }), lists, metrics, log });
+  const prefetcher = new Prefetcher({ manifests, blobs });
+  // Sync jobs run on the parts in effect when they start (the latest reload's upstreams and router).
+  const core = (): MirrorCore => ({ config: gen.config, storage, upstreams: gen.upstreams, router: gen.router, manifests, blobs, lists, prefetcher, hosted, slabs, close: async () => {} });
+  const background = new Background({ config, storage, router, prefetcher, lists, metrics, log, core });
   storage.blobs.onFillDone = (fill) => {
     metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
     metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);

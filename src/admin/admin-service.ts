@@ -92,6 +92,7 @@ export function createAdminService({ config, storage, upstreams, background, rel
     },
     prefetch: (images, platforms) => ({ jobs: background.prefetchImages(images, platforms).map(({ image, job }) => ({ image, ...jobView(job) })) }),
     deleteImage: (image) => jobView(background.deleteImage(image)),
+    sync: (request) => jobView(background.syncImages(request)),
     gc: () => jobView(background.enqueue('gc', null, 'gc')),
     evict: () => jobView(background.enqueue('evict', null, 'evict')),
     ...(reload

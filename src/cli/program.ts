@@ -7,7 +7,7 @@
  * |------|----------------------------------------------------------------------------------|
  * | 0    | done                                                                             |
  * | 1    | a job the command waited for failed (prefetch of a missing tag, gc); for serve:  |
- * |      | the drain was cut short (a second signal) or failed                              |
+ * |      | the drain was cut short (a second signal) or failed; for sync: an image failed   |
  * | 2    | invalid configuration, flag or argument (nothing was started)                    |
  * | 3    | the mirror at --url / OCIMIRROR_URL cannot be reached (refused, unknown host)    |
  * | 4    | the admin API refused: no token given, or the wrong one (401/403)                |
@@ -19,9 +19,11 @@
  */
 import { Command } from 'commander';
 import { EXIT } from './cli-error.ts';
+import { registerBundle } from './bundle.ts';
 import { registerGc } from './gc.ts';
 import { registerPrefetch } from './prefetch.ts';
 import { registerServe } from './serve.ts';
+import { registerSync } from './sync.ts';
 import { registerToken } from './token.ts';
 
 export function createProgram(): Command {
@@ -31,6 +33,8 @@ export function createProgram(): Command {
   registerServe(program);
   registerPrefetch(program);
   registerGc(program);
+  registerSync(program);
   registerToken(program);
+  registerBundle(program);
   return program;
 }

@@ -316,6 +316,21 @@ export function createConfigSchema(env: Env = {}) {
         })
         .strict()
         .prefault({}),
+      /** Image lists (skopeo sync YAML) synced on a schedule as background jobs. */
+      sync: z
+        .array(
+          z
+            .object({
+              /** The sync file, read at each run. */
+              file: z.string(required).min(1).transform((p) => path.resolve(p)),
+              /** `cache`, or a hosted registry with an optional repository prefix (`registry.internal/mirrored`). */
+              dest: z.string().min(1).default('cache'),
+              /** How often; the first run is at start-up (or when the entry appears on a reload). */
+              interval: duration('6h'),
+            })
+            .strict(),
+        )
+        .default([]),
       admin,
       /** Client accounts; unset = anonymous pulls, as a public registry. */
       auth: clientAuth.optional(),
@@ -418,6 +433,12 @@ function checkUpstreams(config: Partial<Record<string, unknown>>, ctx: z.core.$R
     else if (owner.has(name)) ctx.addIssue({ code: 'custom', path: ['hosted', i, 'name'], message: `'${name}' is already served by upstream '${String(upstreams[owner.get(name) as number]?.name)}'` });
     else if (names.has(name)) ctx.addIssue({ code: 'custom', path: ['hosted', i, 'name'], message: `'${name}' is the name of an upstream` });
     hostedNames.add(name);
+  });
+  const syncs = Array.isArray(config.sync) ? (config.sync as Array<{ dest?: unknown } | undefined>) : [];
+  syncs.forEach((entry, i) => {
+    const dest = typeof entry?.dest === 'string' ? entry.dest.replace(/\/+$/, '') : 'cache';
+    const registry = dest.split('/')[0]?.toLowerCase() ?? '';
+    if (dest !== 'cache' && !hostedNames.has(registry)) ctx.addIssue({ code: 'custom', path: ['sync', i, 'dest'], message: `expected 'cache' or a hosted registry (hosted[].name) with an optional repository prefix, got '${dest}'` });
   });
   const def = config.defaultUpstream;
   if (typeof def === 'string' && !names.has(def) && !hostedNames.has(def.toLowerCase())) {

@@ -28,6 +28,8 @@ export interface AdminService {
   job(id: number): unknown;
   prefetch(images: string[], platforms: string[] | undefined): unknown;
   deleteImage(image: string): unknown;
+  /** Queues a sync of an image list (skopeo sync YAML text) into `dest`. */
+  sync(request: { name: string; yaml: string; dest: string; dryRun?: boolean; keepGoing?: boolean }): unknown;
   gc(): unknown;
   evict(): unknown;
   /** Reloads the config (as SIGHUP); throws when the new config was refused. Absent when there is no config file to reload. */
@@ -88,6 +90,18 @@ export function createAdminRoutes(service: AdminService, access: AdminAccess): H
     }
     const platforms = Array.isArray(body.platforms) ? body.platforms.filter((p): p is string => typeof p === 'string') : undefined;
     return c.json(service.prefetch(images, platforms) as object, 202);
+  });
+  admin.post('/sync', async (c) => {
+    const body = await jsonBody(c);
+    if (typeof body.yaml !== 'string') throw new RegistryError('BAD_REQUEST', { message: 'expected {"yaml": "<sync file text>", "dest": "cache", "name": "sync.yaml", "dryRun": false, "keepGoing": true}' });
+    const request = {
+      name: typeof body.name === 'string' ? body.name : 'sync file',
+      yaml: body.yaml,
+      dest: typeof body.dest === 'string' ? body.dest : 'cache',
+      ...(typeof body.dryRun === 'boolean' ? { dryRun: body.dryRun } : {}),
+      ...(typeof body.keepGoing === 'boolean' ? { keepGoing: body.keepGoing } : {}),
+    };
+    return c.json(service.sync(request) as object, 202);
   });
   admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
   admin.post('/gc', (c) => c.json(service.gc() as object, 202));

@@ -1,7 +1,8 @@
 /**
  * @module jobs/background
  * The background side of the mirror: the durable job queue with its handlers (prefetch,
- * refresh, evict, delete, gc), the schedules that feed it (gc, the watch list, maxAge), and the
+ * refresh, evict, delete, gc, sync), the schedules that feed it (gc, the watch list, maxAge,
+ * `sync:` entries), and the
  * triggers from the request path (a pulled manifest → prefetch; a committed blob over quota or a
  * full disk → evict). Slow work never runs on a client's request.
  *
@@ -16,6 +17,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/schema.ts';
+import { RegistryError } from '../registry/errors.ts';
 import { ConfigError } from '../config/config-error.ts';
 import type { Storage } from '../cache/storage.ts';
 import { Evictor, type EvictionReport } from '../cache/lifecycle/eviction.ts';
@@ -30,6 +32,8 @@ import type { ListProxy } from '../proxy/list-proxy.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../util/logger.ts';
 import { JobDeferred, JobRunner, JobStore, Scheduler, type Job, type JobHandler, type JobType } from './index.ts';
+import type { MirrorCore } from '../core.ts';
+import { readSyncPayload, runSyncJob, type SyncPayload } from './sync-job.ts';
 
 export interface PrefetchPayload {
   upstream: string;
@@ -46,6 +50,8 @@ export interface BackgroundDeps {
   lists: ListProxy;
   metrics: Metrics | undefined;
   log: Logger;
+  /** The mirror's parts as they are now (after the latest reload), for sync jobs. */
+  core?: () => MirrorCore;
 }
 
 /** What background work asks an upstream before each batch of requests (upstream/upstream-client.ts answers). */
@@ -108,6 +114,11 @@ export class Background {
         const { route, ref } = this.#resolve((job.payload as { image: string }).image);
         return deleter.deleteImage({ upstream: route.upstream.name, repo: route.repo, reference: (ref.digest ?? ref.tag) as string });
       },
+      sync: (job, ctx) => {
+        const core = this.#deps.core?.();
+        if (!core) throw new RegistryError('UNSUPPORTED', { message: 'sync jobs need the running mirror' });
+        return runSyncJob(core, job.payload as SyncPayload, ctx, log.child({ job: job.id }));
+      },
       gc: async () => {
         const report = await gc.collectGarbage({ grace: this.#deps.config.gc.grace });
         // Abandoned blob uploads of hosted registries go with the rest of the garbage.
@@ -143,7 +154,7 @@ export class Background {
     if (!isDeepStrictEqual(before.pin, config.pin)) this.pins = new Pins({ metadata: this.#deps.storage.metadata, config: config.pin });
     this.evictor.setLimits(config.storage);
     // Rescheduling restarts every interval: only when what the schedules are built from changed.
-    const scheduled = (c: Config) => [c.gc.interval, c.storage.maxAge, c.storage.maxSize, c.prefetch.images];
+    const scheduled = (c: Config) => [c.gc.interval, c.storage.maxAge, c.storage.maxSize, c.prefetch.images, c.sync];
     if (!this.#started || isDeepStrictEqual(scheduled(before), scheduled(config))) return;
     const old = this.#configScheduler;
     this.#configScheduler = new Scheduler({ log: this.#deps.log });
@@ -178,11 +189,25 @@ export class Background {
       const every = Math.min(Math.max(config.storage.maxAge / 10, 60_000), 3_600_000);
       s.every('evict-check', every, () => this.#evictIfNeeded(), { immediately: true });
     }
+    const knownSync = new Set(before?.sync.map((e) => JSON.stringify(e)));
+    for (const entry of config.sync) {
+      const payload: SyncPayload = { name: entry.file, file: entry.file, dest: entry.dest, keepGoing: true };
+      s.every(`sync ${entry.file}`, entry.interval, () => this.enqueue('sync', payload, `sync ${entry.file} → ${entry.dest}`), { immediately: !knownSync.has(JSON.stringify(entry)) });
+    }
     const known = new Set(before?.prefetch.images.map((e) => `${e.image} ${e.refresh}`));
     for (const entry of config.prefetch.images) {
       const immediately = !known.has(`${entry.image} ${entry.refresh}`);
       s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately });
     }
+  }
+
+  /**
+   * Queues a sync of an image list (its text, from the admin API); refuses at once, naming every
+   * problem, a list or destination that does not check out.
+   */
+  syncImages(payload: SyncPayload): Job {
+    readSyncPayload(payload, this.#deps.config.hosted.map((h) => h.name));
+    return this.enqueue('sync', payload);
   }
 
   /** Queues a job (deduplicated by `key` while one is queued or running) and wakes the runner. */

@@ -12,7 +12,7 @@
  * ```
  */
 
-export const JOB_TYPES = ['prefetch', 'evict', 'delete', 'gc', 'refresh'] as const;
+export const JOB_TYPES = ['prefetch', 'evict', 'delete', 'gc', 'refresh', 'sync'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export const JOB_STATES = ['queued', 'running', 'done', 'failed'] as const;
@@ -20,7 +20,7 @@ export type JobState = (typeof JOB_STATES)[number];
 
 /**
  * Higher runs first. Eviction frees a disk that may be full and deletion is something an operator
- * asked for and is waiting on; prefetch and refresh only warm the cache, and gc tidies orphans
+ * asked for and is waiting on; prefetch, refresh and sync only warm the cache, and gc tidies orphans
  * that cost nothing but space, so it can wait behind everything.
  */
 export const JOB_PRIORITY: Readonly<Record<JobType, number>> = {
@@ -28,6 +28,7 @@ export const JOB_PRIORITY: Readonly<Record<JobType, number>> = {
   delete: 2,
   prefetch: 1,
   refresh: 1,
+  sync: 1,
   gc: 0,
 };
 

@@ -17,6 +17,9 @@ const DEBIAN_PACKAGES: Record<string, string> = {
   containerd: 'containerd',
   ctr: 'containerd',
   podman: 'podman',
+  umoci: 'umoci',
+  zstd: 'zstd',
+  haproxy: 'haproxy',
 };
 
 /** True when `name` is an executable file on PATH. */

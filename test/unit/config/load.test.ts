@@ -40,6 +40,7 @@ describe('parseConfig: defaults', () => {
       pin: [],
       jobs: { concurrency: 2, maxAttempts: 5, retryBackoff: 5000 },
       gc: { interval: 3_600_000, grace: 3_600_000, uploadMaxAge: 86_400_000 },
+      sync: [],
       admin: { token: undefined },
       metrics: { enabled: true },
       hotCache: { maxSize: 64 * 2 ** 20 },

@@ -251,7 +251,7 @@ describe('JobStore: listing, counts and pruning', () => {
     store.claim(time.now(), 1); // a prefetch
 
     const counts = store.counts();
-    expect(Object.keys(counts).sort()).toEqual(['delete', 'evict', 'gc', 'prefetch', 'refresh']);
+    expect(Object.keys(counts).sort()).toEqual(['delete', 'evict', 'gc', 'prefetch', 'refresh', 'sync']);
     expect(counts.prefetch).toEqual({ queued: 1, running: 1, done: 0, failed: 0 });
     expect(counts.delete).toEqual({ queued: 0, running: 0, done: 1, failed: 0 });
     expect(counts.evict).toEqual({ queued: 1, running: 0, done: 0, failed: 0 });
