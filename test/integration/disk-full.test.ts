@@ -5,9 +5,7 @@
  * that blob is cached; a blob no eviction could make room for evicts nothing. /readyz and
  * /metrics say the disk is full.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readdirSync, statfsSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeIf } from '../helpers/tools.ts';
@@ -16,29 +14,13 @@ import { sha256 } from '../helpers/pull.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { mountSmallDisk, unmountSmallDisk } from '../helpers/small-disk.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 
 const MiB = 1 << 20;
 
-/** Mounts a tmpfs of `size` on a fresh directory; undefined when this user cannot. */
-function mountSmallDisk(size: string): string | undefined {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-    return dir;
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
-}
-
-function unmount(dir: string): void {
-  execFileSync('umount', [dir]);
-  rmSync(dir, { recursive: true, force: true });
-}
-
-const probe = process.getuid?.() === 0 ? mountSmallDisk('1m') : undefined;
-if (probe) unmount(probe);
+const probe = mountSmallDisk('1m');
+if (probe) unmountSmallDisk(probe);
 
 const free = (dir: string) => {
   const s = statfsSync(dir);
@@ -71,7 +53,7 @@ async function withMirror(upstream: Upstream, size: string, extra: Partial<RawCo
     await body(m, disk);
   } finally {
     await m?.stop();
-    unmount(disk);
+    unmountSmallDisk(disk);
   }
 }
 

@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Duplex, PassThrough } from 'node:stream';
+import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
@@ -20,7 +20,6 @@ import { makeTestCa } from '../helpers/test-pki.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { V2_SIGNATURE } from '../../src/http/connection/proxy-protocol.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
-import { createLogger } from '../../src/util/logger.ts';
 import { runCommand } from '../helpers/containerd.ts';
 import { mirrorConfig } from '../helpers/mirror.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -28,6 +27,7 @@ import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { captureLog } from '../helpers/log-capture.ts';
 
 /** Sends `bytes` from `localAddress` (optionally in two parts `gapMs` apart) and resolves with what came back once the mirror closed. */
 function exchange(port: number, parts: Buffer[], opts: { localAddress?: string; gapMs?: number } = {}): Promise<string> {
@@ -129,25 +129,17 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'skopeo'], 'the PROXY p
   let dataDir: string;
   let haproxy: Haproxy | undefined;
   let haproxyDir: string;
-  let text = '';
   let mirrorPort: number;
   let v2Port: number;
   let v1Port: number;
-  const access = () =>
-    text
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((l) => l.module === 'access');
+  const log = captureLog();
+  const access = () => log.access();
 
   beforeAll(async () => {
     upstream = await startUpstream();
     dataDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-pp-'));
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => (text += d.toString()));
     const raw = { ...mirrorConfig(upstream.url), storage: { path: dataDir }, server: { proxyProtocol: { trustedCidrs: ['127.0.0.1/32'], timeout: '500ms' } } };
-    mirror = await startMirror(parseConfig(raw), createLogger('info', sink));
+    mirror = await startMirror(parseConfig(raw), log.logger);
     mirrorPort = Number(new URL(mirror.url).port);
     [v2Port, v1Port] = [await freePort(), await freePort()];
     haproxyDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-pp-haproxy-'));
@@ -243,29 +235,21 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'openssl'], 'TLS behind
   let dir: string;
   let haproxy: Haproxy | undefined;
   let port: number;
-  let text = '';
-  const access = () =>
-    text
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((l) => l.module === 'access');
+  const log = captureLog();
+  const access = () => log.access();
 
   beforeAll(async () => {
     upstream = await startUpstream();
     dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-pp-tls-'));
     const ca = await makeTestCa(dir);
     const server = await ca.issue('server', 'mirror');
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => (text += d.toString()));
     const raw = {
       ...mirrorConfig(upstream.url),
       storage: { path: path.join(dir, 'data') },
       tls: { cert: server.cert, key: server.key },
       server: { proxyProtocol: { trustedCidrs: ['127.0.0.1/32'], timeout: '2s' } },
     };
-    mirror = await startMirror(parseConfig(raw), createLogger('info', sink));
+    mirror = await startMirror(parseConfig(raw), log.logger);
     expect(mirror.url).toMatch(/^https:/);
     port = await freePort();
     haproxy = await startHaproxy(

@@ -12,12 +12,10 @@ import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
-import { createLogger } from '../../src/util/logger.ts';
 import { runCommand } from '../helpers/containerd.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { mirrorConfig } from '../helpers/mirror.ts';
@@ -26,6 +24,7 @@ import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { captureLog } from '../helpers/log-capture.ts';
 
 interface Started {
   mirror: Mirror;
@@ -40,11 +39,9 @@ describeWithTools(['docker-registry', 'openssl', 'curl', 'skopeo'], 'the TLS lis
 
   async function start(extra: Record<string, unknown>): Promise<Started> {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-tls-'));
-    let text = '';
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => (text += d.toString()));
-    const mirror = await startMirror(parseConfig({ ...mirrorConfig(upstream.url), storage: { path: dataDir }, ...extra }), createLogger('info', sink));
-    const s = { mirror, dataDir, log: () => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+    const captured = captureLog();
+    const mirror = await startMirror(parseConfig({ ...mirrorConfig(upstream.url), storage: { path: dataDir }, ...extra }), captured.logger);
+    const s = { mirror, dataDir, log: captured.lines };
     started.push(s);
     return s;
   }
@@ -163,13 +160,8 @@ describeWithTools(['docker-registry', 'openssl', 'curl', 'skopeo', 'htpasswd'], 
   let pki: string;
   let mirror: Mirror;
   let dataDir: string;
-  let text = '';
-  const log = () =>
-    text
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const captured = captureLog();
+  const log = captured.lines;
   /** curl against the mirror with the client certificate `cert` (a name under pki, or 'other/node'); `-w` writes the status. */
   const curl = (cert: string | undefined, url: string, args: string[] = []) =>
     runCommand('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', path.join(pki, 'ca.crt'), ...(cert ? ['--cert', path.join(pki, `${cert}.crt`), '--key', path.join(pki, `${cert}.key`)] : []), ...args, url]);
@@ -190,8 +182,6 @@ describeWithTools(['docker-registry', 'openssl', 'curl', 'skopeo', 'htpasswd'], 
     const htpasswd = path.join(pki, 'htpasswd');
     execFileSync('htpasswd', ['-Bbc', htpasswd, 'node', 'node-password'], { stdio: 'ignore' });
     dataDir = await mkdtemp(path.join(tmpdir(), 'ocimirror-mtls-data-'));
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => (text += d.toString()));
     const raw = {
       ...mirrorConfig(upstream.url),
       storage: { path: dataDir },
@@ -205,7 +195,7 @@ describeWithTools(['docker-registry', 'openssl', 'curl', 'skopeo', 'htpasswd'], 
         ],
       },
     };
-    mirror = await startMirror(parseConfig(raw), createLogger('info', sink));
+    mirror = await startMirror(parseConfig(raw), captured.logger);
   }, 120_000);
   afterAll(async () => {
     await mirror?.stop({ graceMs: 2000, drainDelayMs: 0 });

@@ -7,8 +7,7 @@
  * full disk (a real small tmpfs, when this user may mount one) that leaves the session intact.
  */
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +21,7 @@ import { UploadStore, type UploadStoreOptions } from '../../../src/cache/uploads
 import { silentLogger } from '../../../src/util/logger.ts';
 import { TestClock } from '../../helpers/clock.ts';
 import { rejection, thrown } from '../../helpers/thrown.ts';
+import { mountSmallDisk, unmountSmallDisk } from '../../helpers/small-disk.ts';
 
 const REG = 'registry.internal';
 const REPO = 'team/app';
@@ -400,24 +400,8 @@ describe('ranges', () => {
   });
 });
 
-/** Mounts a tmpfs of `size` on a fresh directory; undefined when this user cannot. */
-function mountSmallDisk(size: string): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-upload-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-    return dir;
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
-}
-
 const probe = mountSmallDisk('1m');
-if (probe) {
-  execFileSync('umount', [probe]);
-  rmSync(probe, { recursive: true, force: true });
-}
+if (probe) unmountSmallDisk(probe);
 
 describe.skipIf(probe === undefined)('a full disk (a 4 MiB tmpfs; needs a root user who can mount one)', () => {
   it('answers UNAVAILABLE, tells the owner, and keeps the session at its last good size', async () => {
@@ -442,8 +426,7 @@ describe.skipIf(probe === undefined)('a full disk (a 4 MiB tmpfs; needs a root u
       expect(small.metadata.getBlob(digestOf(first))?.size).toBe(MiB);
     } finally {
       small.metadata.close();
-      execFileSync('umount', [disk]);
-      rmSync(disk, { recursive: true, force: true });
+      unmountSmallDisk(disk);
     }
   });
 });
