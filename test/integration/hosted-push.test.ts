@@ -239,26 +239,36 @@ describeWithTools(['docker-registry', 'skopeo'], 'hosted repositories', () => {
   });
 });
 
-describeWithTools(['docker-registry', 'podman'], 'hosted repositories with podman', () => {
-  it('takes an image pushed by podman and gives it back to podman', SLOW, async () => {
+describeWithTools(['docker-registry', 'podman', 'skopeo', 'htpasswd'], 'hosted repositories with podman and accounts', () => {
+  it('takes an image podman pushes with a push account and gives it to podman with a pull account', SLOW, async () => {
     const upstream = await startUpstream();
-    const m = await startTestMirror(mirrorConfig(upstream.url, { hosted: [{ name: HOSTED }] } as never));
+    const dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-podman-auth-'));
+    const htpasswd = path.join(dir, 'htpasswd');
+    execFileSync('htpasswd', ['-Bbc', htpasswd, 'ci', 'ci-password']);
+    execFileSync('htpasswd', ['-Bb', htpasswd, 'node', 'node-password']);
+    const m = await startTestMirror(mirrorConfig(upstream.url, {
+      hosted: [{ name: HOSTED }],
+      auth: { htpasswd, rules: [{ accounts: ['ci'], repositories: [`${HOSTED}/**`], roles: ['push'] }, { accounts: ['node'], repositories: ['**'], roles: ['pull'] }] },
+    } as never));
     const podman = await startPodman();
     try {
       const src = `${new URL(upstream.registry.url).host}/small:v1`;
       const dest = `${new URL(m.url).host}/${HOSTED}/team/podman:v1`;
       await podman.run(['pull', '--tls-verify=false', src]);
-      await podman.run(['push', '--tls-verify=false', src, `docker://${dest}`]);
+      // The token flow: 401 with the challenge, /auth/token with the push scope, then the upload.
+      await expect(podman.run(['push', '--tls-verify=false', '--creds', 'node:node-password', src, `docker://${dest}`])).rejects.toThrow();
+      await podman.run(['push', '--tls-verify=false', '--creds', 'ci:ci-password', src, `docker://${dest}`]);
       // What podman pushed checks out: skopeo verifies every blob against the manifest's digests.
-      const raw = JSON.parse((await skopeoInspectRaw(`docker://${dest}`)).toString()) as { layers: unknown[] };
+      const raw = JSON.parse((await skopeoInspectRaw(`docker://${dest}`, { creds: 'node:node-password' })).toString()) as { layers: unknown[] };
       expect(raw.layers.length).toBe(upstream.fixtures.image('small:v1').manifest.layers.length);
       await podman.run(['rmi', '--all', '--force']);
-      await podman.run(['pull', '--tls-verify=false', dest]);
+      await podman.run(['pull', '--tls-verify=false', '--creds', 'node:node-password', dest]);
       expect(await podman.run(['images', '--format', '{{.Repository}}:{{.Tag}}'])).toContain(`${HOSTED}/team/podman:v1`);
     } finally {
       await podman.stop();
       await m.stop();
       await upstream.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
