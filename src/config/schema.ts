@@ -223,6 +223,39 @@ export function createConfigSchema(env: Env = {}) {
       return { token };
     });
 
+  /**
+   * The shared blob bucket. Keys come from the variables accessKeyIdEnv/secretAccessKeyEnv name (AWS's
+   * own by default), else from credentialsFile; with neither, the AWS SDK's default chain (instance role).
+   */
+  const s3 = z
+    .object({
+      /** Unset = AWS S3 itself for the region. */
+      endpoint: httpUrl.optional(),
+      bucket: z.string(required).min(1),
+      region: z.string().min(1).default('us-east-1'),
+      prefix: z.string().regex(/^$|\/$/, "expected '' or a path ending in '/'").default(''),
+      forcePathStyle: z.boolean().default(true),
+      accessKeyIdEnv: z.string().min(1).optional(),
+      secretAccessKeyEnv: z.string().min(1).optional(),
+      credentialsFile: z.string().min(1).transform((p) => path.resolve(p)).optional(),
+      caFile: z.string().min(1).transform((p) => path.resolve(p)).optional(),
+    })
+    .strict()
+    .transform((b, ctx) => {
+      const { accessKeyIdEnv, secretAccessKeyEnv, ...rest } = b;
+      const named = accessKeyIdEnv !== undefined || secretAccessKeyEnv !== undefined;
+      if (named && b.credentialsFile !== undefined) ctx.addIssue({ code: 'custom', path: ['credentialsFile'], message: 'expected accessKeyIdEnv/secretAccessKeyEnv or credentialsFile, not both' });
+      const idVar = accessKeyIdEnv ?? 'AWS_ACCESS_KEY_ID';
+      const secretVar = secretAccessKeyEnv ?? 'AWS_SECRET_ACCESS_KEY';
+      // AWS's own variable names may be unset (the SDK chain takes over); variables named here must be set.
+      if (accessKeyIdEnv !== undefined && env[idVar] === undefined) unset(ctx, 'accessKeyIdEnv', idVar);
+      if (secretAccessKeyEnv !== undefined && env[secretVar] === undefined) unset(ctx, 'secretAccessKeyEnv', secretVar);
+      const accessKeyId = env[idVar];
+      const secretAccessKey = env[secretVar];
+      const credentials = b.credentialsFile === undefined && accessKeyId !== undefined && secretAccessKey !== undefined ? { accessKeyId, secretAccessKey } : undefined;
+      return { ...rest, credentials };
+    });
+
   const role = z.enum(['pull', 'push', 'admin']);
   const clientAuth = z
     .object({
@@ -273,8 +306,19 @@ export function createConfigSchema(env: Env = {}) {
           lowWatermark: fraction('90%'),
           /** Blobs unused for this long are evicted even under the quota; '0' = never. */
           maxAge: duration('0'),
+          /** Where blobs live: this disk, or an S3-compatible bucket shared by several replicas (storage.s3). */
+          backend: z.enum(['filesystem', 's3']).default('filesystem'),
+          s3: s3.optional(),
+          /** With backend s3: disk kept as a cache in front of the bucket; '0' = unlimited. */
+          localCache: z.object({ maxSize: size('0') }).strict().prefault({}),
         })
         .strict()
+        .superRefine((st, ctx) => {
+          if (st.backend !== 's3') return;
+          if (st.s3 === undefined) ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is required when backend is s3' });
+          // The bucket client exists (src/cache/bucket) but the mirror does not serve from it yet: refuse rather than ignore.
+          ctx.addIssue({ code: 'custom', path: ['backend'], message: "s3 is not available yet (only 'filesystem')" });
+        }, { when: () => true })
         .prefault({}),
       prefetch: z
         .object({

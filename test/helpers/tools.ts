@@ -20,6 +20,8 @@ const DEBIAN_PACKAGES: Record<string, string> = {
   umoci: 'umoci',
   zstd: 'zstd',
   haproxy: 'haproxy',
+  // The S3 test store (test/helpers/s3-server.ts) also needs python3-swift, which installs no program to look for.
+  memcached: 'memcached',
 };
 
 /** True when `name` is an executable file on PATH. */

@@ -35,7 +35,7 @@ describe('parseConfig: defaults', () => {
     const config = parse({});
     expect(config).toEqual({
       listen: { host: '0.0.0.0', port: 5000 },
-      storage: { path: path.resolve('./data'), maxSize: 0, lowWatermark: 0.9, maxAge: 0 },
+      storage: { path: path.resolve('./data'), maxSize: 0, lowWatermark: 0.9, maxAge: 0, backend: 'filesystem', localCache: { maxSize: 0 } },
       prefetch: { onPull: true, platforms: [], images: [] },
       pin: [],
       jobs: { concurrency: 2, maxAttempts: 5, retryBackoff: 5000 },

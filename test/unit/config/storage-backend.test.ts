@@ -1,0 +1,46 @@
+/**
+ * @module test/unit/config/storage-backend
+ * storage.backend and storage.s3: the s3 section's defaults and where its keys come from, and a
+ * backend of s3 refused by key path until the mirror can serve from a bucket.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/config/config-error.ts';
+import { parseConfig } from '../../../src/config/load.ts';
+
+const parse = (storage: unknown, env: Record<string, string> = {}) => parseConfig({ storage }, { env });
+
+function issuesOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+describe('storage.backend and storage.s3', () => {
+  it('refuses backend s3 by key path, and asks for the s3 section it needs', () => {
+    expect(issuesOf(() => parse({ backend: 's3', s3: { bucket: 'b' } }))).toEqual(["storage.backend: s3 is not available yet (only 'filesystem')"]);
+    expect(issuesOf(() => parse({ backend: 's3' }))).toEqual(['storage.s3 is required when backend is s3', "storage.backend: s3 is not available yet (only 'filesystem')"]);
+  });
+
+  it('fills the s3 section\'s defaults and takes keys from AWS\'s variables when they are set', () => {
+    const s3 = parse({ s3: { bucket: 'b' } }, { AWS_ACCESS_KEY_ID: 'id', AWS_SECRET_ACCESS_KEY: 'secret' }).storage.s3;
+    expect(s3).toEqual({ bucket: 'b', region: 'us-east-1', prefix: '', forcePathStyle: true, credentials: { accessKeyId: 'id', secretAccessKey: 'secret' } });
+    expect(parse({ s3: { bucket: 'b' } }).storage.s3?.credentials).toBeUndefined();
+  });
+
+  it('requires the variables it is told to read, and refuses them together with a credentials file', () => {
+    expect(issuesOf(() => parse({ s3: { bucket: 'b', accessKeyIdEnv: 'S3_ID', secretAccessKeyEnv: 'S3_SECRET' } }, { S3_ID: 'x' }))).toEqual([
+      'storage.s3.secretAccessKeyEnv: environment variable S3_SECRET is not set',
+    ]);
+    expect(issuesOf(() => parse({ s3: { bucket: 'b', accessKeyIdEnv: 'S3_ID', credentialsFile: '/c' } }, { S3_ID: 'x' }))).toEqual([
+      'storage.s3.credentialsFile: expected accessKeyIdEnv/secretAccessKeyEnv or credentialsFile, not both',
+    ]);
+  });
+
+  it('refuses a prefix that does not end in a slash', () => {
+    expect(issuesOf(() => parse({ s3: { bucket: 'b', prefix: 'mirror' } }))).toEqual(["storage.s3.prefix: expected '' or a path ending in '/'"]);
+  });
+});
