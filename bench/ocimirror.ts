@@ -39,6 +39,10 @@ export interface OcimirrorOptions {
   tls?: BenchCert;
   /** Client accounts (the config's `auth` block); unset = anonymous pulls. */
   auth?: BenchAuthConfig;
+  /** Hosted registries (the config's `hosted` block), for pushes. */
+  hosted?: { name: string }[];
+  /** Registry names the upstream serves; default [BENCH_REGISTRY]. */
+  registries?: string[];
 }
 
 export interface BenchAuthConfig {
@@ -58,21 +62,34 @@ function build(): void {
   built = true;
 }
 
-export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Promise<OcimirrorProc> {
-  build();
+/** Writes `<workDir>/<name>.yaml` for a mirror or a CLI command on `dataDir`; returns its path. */
+export async function writeOcimirrorConfig(o: OcimirrorOptions): Promise<string> {
   await mkdir(o.dataDir, { recursive: true });
   const configFile = join(o.workDir, `${o.name}.yaml`);
   // JSON is YAML.
   await writeFile(configFile, JSON.stringify({
     listen: '127.0.0.1:0',
     storage: { path: o.dataDir },
-    upstreams: [{ name: UPSTREAM_NAME, url: o.upstreamUrl, tagTTL: '1h', registries: [BENCH_REGISTRY] }],
+    upstreams: [{ name: UPSTREAM_NAME, url: o.upstreamUrl, tagTTL: '1h', registries: o.registries ?? [BENCH_REGISTRY] }],
     defaultUpstream: UPSTREAM_NAME,
     admin: { token: BENCH_ADMIN_TOKEN },
     log: { level: 'info' },
     ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
     ...(o.auth ? { auth: o.auth } : {}),
+    ...(o.hosted ? { hosted: o.hosted } : {}),
   }, null, 2));
+  return configFile;
+}
+
+/** `node [flags] dist/ocimirror.mjs ARGS`, as the image runs the CLI: the command and its arguments for bench/proc's `run`. */
+export function ocimirrorCli(args: string[], nodeArgs: string[] = []): [string, string[]] {
+  build();
+  return [process.execPath, ['--max-semi-space-size=8', ...nodeArgs, join(PROJECT_ROOT, 'dist/ocimirror.mjs'), ...args]];
+}
+
+export async function startOcimirror(o: OcimirrorOptions, cleanup: Cleanup): Promise<OcimirrorProc> {
+  build();
+  const configFile = await writeOcimirrorConfig(o);
   const logFile = join(o.workDir, `${o.name}.log`);
   const started = performance.now();
   // The node flags the image and bin/ocimirror.js run it with.

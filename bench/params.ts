@@ -28,6 +28,10 @@ export interface BenchParams {
   scaleHitSet: number;
   /** Alternating hit-latency rounds of the scale phase (empty, populated, then the other way round...); the median round counts. */
   scaleRounds: number;
+  /** Alternating rounds of the push phase (ocimirror's hosted registry, a plain docker-registry); medians count. */
+  pushRounds: number;
+  /** Alternating rounds of the sync and bundle phases (ocimirror's CLI, skopeo); medians count. */
+  syncRounds: number;
   /** Upper bound for any one command (a skopeo copy, a herd, a wrk run). */
   stepTimeoutMs: number;
   /** JSON output file; default bench/results/<timestamp>.json. */
@@ -69,6 +73,8 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     scaleTags,
     scaleHitSet: Math.min(scaleTags, num(['BENCH_SCALE_HIT_SET'], 200, 20)),
     scaleRounds: num(['BENCH_SCALE_ROUNDS'], 9, 1),
+    pushRounds: num(['BENCH_PUSH_ROUNDS'], 3, 1),
+    syncRounds: num(['BENCH_SYNC_ROUNDS'], 3, 1),
     stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
     out: env.BENCH_OUT || undefined,
     cpuProf: env.BENCH_CPU_PROF === '1',

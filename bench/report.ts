@@ -5,6 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { BundleResult, PushResult, SyncResult } from './airgap.ts';
 import type { HerdResult } from './herd.ts';
 import type { MachineInfo } from './machine.ts';
 import type { BenchParams } from './params.ts';
@@ -48,6 +49,12 @@ export interface BenchResults {
   herd: Mirrors<HerdResult> & { blobBytes: number };
   rss: Mirrors<{ runPeakMiB: number; herdPeakMiB: number }>;
   scale: { empty: ScaleRun; populated: ScaleRun };
+  /** The large image pushed into a hosted registry, against a plain docker-registry. */
+  push: PushResult;
+  /** `ocimirror sync` of the pull set into an empty cache against `skopeo sync`, and a second sync of the same list. */
+  sync: SyncResult;
+  /** `ocimirror export` and `import` of the pull set against `skopeo copy` into oci-archives. */
+  bundle: BundleResult;
 }
 
 export interface Target {
@@ -91,6 +98,12 @@ export function judge(r: BenchResults): Target[] {
     abs('scale.startup', '≤ 2000 ms', s.populated.startupMs, (v) => v <= 2000),
     ratio('scale.manifestP99', '≤ 1.1× empty', s.populated.manifestByTag.p99Ms / s.empty.manifestByTag.p99Ms, (v) => v <= 1.1),
     ratio('scale.blobP99', '≤ 1.1× empty', s.populated.blob.p99Ms / s.empty.blob.p99Ms, (v) => v <= 1.1),
+    ratio('push.wall', '≤ 1.1× docker-registry', r.push.ocimirror.wallS / r.push.registry.wallS, (v) => v <= 1.1),
+    ratio('sync.wall', '≤ 1.0× skopeo sync', r.sync.ocimirror.wallS / r.sync.skopeo.wallS, (v) => v <= 1.0),
+    abs('sync.againRequests', `≤ ${r.sync.again.tags}`, r.sync.again.upstreamRequests, (v) => v <= r.sync.again.tags),
+    abs('sync.againBlobGets', '= 0', r.sync.again.upstreamBlobGets, (v) => v === 0),
+    ratio('bundle.export', '≥ 0.9× skopeo', r.bundle.export.mibPerS / r.bundle.skopeo.mibPerS, (v) => v >= 0.9),
+    ratio('bundle.import', '≥ 0.9× skopeo', r.bundle.import.mibPerS / r.bundle.skopeo.mibPerS, (v) => v >= 0.9),
   ];
 }
 
@@ -105,7 +118,9 @@ export function table(r: BenchResults, targets: Target[]): string {
   const mw = r.manifestByTag;
   const h = r.herd;
   const { empty, populated } = r.scale;
+  const { push, sync, bundle } = r;
   const kMiB = (b: number) => `${f(b / 2 ** 20, 1)} MiB`;
+  const rounds = (n: number) => `${n} round${n === 1 ? '' : 's'}`;
   type Row = [label: string, ocimirror: string, reference: string, baseline: string, target?: string];
   const rows: (Row | string)[] = [
     `pull of ${r.pull.images.length} images (${kMiB(r.pull.contentBytes)}), skopeo copy --all`,
@@ -150,6 +165,18 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['start-up ms', f(populated.startupMs), '', `${f(empty.startupMs)} empty`, 'scale.startup'],
     ['manifest hit p99 ms', f(populated.manifestByTag.p99Ms, 2), '', `${f(empty.manifestByTag.p99Ms, 2)} empty`, 'scale.manifestP99'],
     ['blob hit p99 ms', f(populated.blob.p99Ms, 2), '', `${f(empty.blob.p99Ms, 2)} empty`, 'scale.blobP99'],
+    `push of large:latest (${kMiB(push.imageBytes)}) into a hosted registry, skopeo copy, median of ${rounds(push.ocimirror.rounds.length)}`,
+    ['push wall s', f(push.ocimirror.wallS, 2), '', `${f(push.registry.wallS, 2)} docker-registry`, 'push.wall'],
+    `sync of ${sync.images} images into an empty cache, median of ${rounds(sync.ocimirror.rounds.length)}; skopeo sync --all into a directory`,
+    ['sync wall s', f(sync.ocimirror.wallS, 2), '', `${f(sync.skopeo.wallS, 2)} skopeo sync`, 'sync.wall'],
+    ['sync upstream bytes × content', f(sync.ocimirror.upstreamBytes / r.pull.contentBytes, 3), '', ''],
+    ['sync again: wall s', f(sync.again.wallS, 2), '', ''],
+    ['sync again: upstream requests', f(sync.again.upstreamRequests), '', `${f(sync.again.tags)} tags`, 'sync.againRequests'],
+    ['sync again: upstream blob GETs', f(sync.again.upstreamBlobGets), '', '', 'sync.againBlobGets'],
+    `bundle of the same images (${kMiB(bundle.bundleBytes)} tar), MiB/s of that size; skopeo copy --all of each to an oci-archive`,
+    ['export MiB/s, from the synced cache', f(bundle.export.mibPerS), '', `${f(bundle.skopeo.mibPerS)} skopeo`, 'bundle.export'],
+    ['import MiB/s, into an empty cache', f(bundle.import.mibPerS), '', `${f(bundle.skopeo.mibPerS)} skopeo`, 'bundle.import'],
+    ['export / import wall s', `${f(bundle.export.wallS, 2)} / ${f(bundle.import.wallS, 2)}`, '', `${f(bundle.skopeo.wallS, 2)} skopeo`],
   ];
   const cells = (row: Row): string[] => {
     const t = row[4] ? byId.get(row[4]) : undefined;

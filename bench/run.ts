@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
 import { startRegistry } from '../test/helpers/registry-server.ts';
+import { bundlePhase, pushPhase, syncPhase, type AirgapOptions } from './airgap.ts';
 import { startAuthMirror } from './auth-mirror.ts';
 import { herd } from './herd.ts';
 import { machineInfo } from './machine.ts';
@@ -196,6 +197,12 @@ async function main(cleanup: Cleanup): Promise<void> {
     cleanup,
   );
 
+  // 8–10: the air-gapped features, each against the tool a site would otherwise use.
+  const airgap: AirgapOptions = { up, images: PULL_SET, workDir: work, rounds: { push: params.pushRounds, sync: params.syncRounds }, timeoutMs, nodeArgs };
+  const push = await pushPhase(airgap, cleanup);
+  const sync = await syncPhase(airgap);
+  const bundle = await bundlePhase(airgap, sync.config);
+
   const results: BenchResults = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -209,6 +216,9 @@ async function main(cleanup: Cleanup): Promise<void> {
     herd: { blobBytes: up.herd.size, ocimirror: herdOm.result, reference: herdRef.result },
     rss: rssResult,
     scale: { empty, populated },
+    push,
+    sync: sync.result,
+    bundle,
   };
   const targets = judge(results);
   await writeJson(outFile, results, targets);

@@ -13,6 +13,12 @@ import type { UpstreamPool } from '../upstream/index.ts';
 import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
 import type { Background } from '../jobs/background.ts';
 import type { ReloadOutcome } from '../reload/config-reloader.ts';
+import type { MirrorCore } from '../core.ts';
+import type { Logger } from '../util/logger.ts';
+import { BundleError } from '../bundle/bundle-error.ts';
+import { planExport, writeExportTar } from '../bundle/bundle-export.ts';
+import { importBundle } from '../bundle/bundle-import.ts';
+import { formatBytes } from '../config/units.ts';
 
 /** Every timestamp the admin API returns is an ISO 8601 string (null when it never happened). */
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
@@ -42,9 +48,21 @@ export interface AdminServiceDeps {
   background: Background;
   /** Reloads the config (the mirror's reloader); absent without a config file to reload. */
   reload?: (() => ReloadOutcome) | undefined;
+  /** The mirror's parts of the generation in effect, for bundle export and import; without it those endpoints are absent. */
+  core?: (() => MirrorCore) | undefined;
+  log?: Logger | undefined;
 }
 
-export function createAdminService({ config, storage, upstreams, background, reload }: AdminServiceDeps): AdminService {
+/** A bundle's problem as the admin API's error: 400 naming what is wrong, with the code and digests as detail. */
+function bundleFailure(err: unknown): unknown {
+  if (!(err instanceof BundleError)) return err;
+  return new RegistryError('BAD_REQUEST', { message: err.message, detail: { bundleError: err.code, digests: err.digests }, cause: err });
+}
+
+/** At most this many warnings travel in the export's summary header. */
+const HEADER_WARNINGS = 5;
+
+export function createAdminService({ config, storage, upstreams, background, reload, core, log }: AdminServiceDeps): AdminService {
   const usage = new UsageMeter(storage.metadata);
   const inventory = new Inventory(storage.metadata);
   return {
@@ -95,6 +113,44 @@ export function createAdminService({ config, storage, upstreams, background, rel
     sync: (request) => jobView(background.syncImages(request)),
     gc: () => jobView(background.enqueue('gc', null, 'gc')),
     evict: () => jobView(background.enqueue('evict', null, 'evict')),
+    ...(core
+      ? {
+          exportBundle: async ({ images, platforms, since }, signal) => {
+            const parts = core();
+            const warnings: string[] = [];
+            const plan = await planExport(parts, images, { platforms, sinceIndex: since, signal, onWarning: (m) => warnings.push(m) }).catch((err: unknown) => {
+              throw bundleFailure(err);
+            });
+            const summary = { images: plan.images.length, manifests: plan.manifests.length, blobs: plan.blobs.length, skippedBlobs: plan.skippedBlobs, bytes: plan.bytes, warnings: warnings.slice(0, HEADER_WARNINGS) };
+            return {
+              summary,
+              write: async (out) => {
+                try {
+                  await writeExportTar(parts, plan, out, { signal });
+                } catch (err) {
+                  log?.warn({ err: (err as Error).message, images }, 'bundle export stopped before the end; the connection was cut');
+                  throw err;
+                }
+              },
+            };
+          },
+          importBundle: async (body, { dest, baseName, contentLength }, signal) => {
+            const parts = core();
+            // The disk is the natural bound of a body that may be gigabytes; past it the upload store's disk-full handling applies.
+            const { free } = storage.disk.status();
+            if (contentLength !== undefined && contentLength > free) {
+              throw new RegistryError('UNAVAILABLE', { message: `the bundle is ${formatBytes(contentLength)}, the mirror's disk has ${formatBytes(free)} free; nothing was imported` });
+            }
+            try {
+              const summary = await importBundle(parts, body, { dest, baseName, signal, onWarning: (m) => log?.warn({ warning: m }, 'bundle import') });
+              log?.info({ images: summary.images, blobs: summary.blobs, bytes: summary.bytes }, 'bundle imported');
+              return summary;
+            } catch (err) {
+              throw bundleFailure(err);
+            }
+          },
+        }
+      : {}),
     ...(reload
       ? {
           reload: () => {

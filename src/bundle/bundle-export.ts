@@ -3,7 +3,9 @@
  * `exportBundle`: makes sure images are cached (fetching what is missing through the
  * prefetcher, the same fills a client pull uses), then writes them as one OCI image layout
  * (bundle/layout-writer) to a tar — plain, gzip or zstd, whole or cut into volumes — or a
- * directory. Blobs stream from the blob store into the output; nothing is staged.
+ * directory. Blobs stream from the blob store into the output; nothing is staged. The two steps
+ * are apart (`planExport`, then `writeExportTar` into any Writable) so the admin API can answer
+ * a planning failure as JSON and then stream the tar into the HTTP response.
  *
  * With `since` (the index.json of an earlier bundle, or that bundle), blobs the earlier bundle
  * carried are left out: a differential bundle. Its index.json still names every image and it
@@ -68,23 +70,54 @@ export interface ExportSummary {
   files: string[];
 }
 
-interface ExportImage {
+export interface ExportImage {
   name: string;
   top: GraphManifest;
   platforms: readonly string[];
 }
 
-export async function exportBundle(core: MirrorCore, images: readonly string[], opts: ExportOptions): Promise<ExportSummary> {
-  const started = performance.now();
-  const platforms = opts.platforms ?? [];
-  const isDir = opts.format === 'dir' || opts.output.endsWith('/');
-  const compression: Compression = isDir ? 'none' : (opts.compress ?? compressionForName(opts.output));
-  if (isDir && (opts.compress ?? 'none') !== 'none') throw new BundleError('BUNDLE_USAGE', 'a directory output cannot be compressed');
-  if (isDir && opts.maxSize !== undefined) throw new BundleError('BUNDLE_USAGE', '--max-size splits a tar: it does not apply to a directory output');
-  if (compression === 'zstd') assertZstdAvailable();
-  if (images.length === 0) throw new BundleError('BUNDLE_USAGE', 'name at least one image to export');
+/** What an export writes, known before its first byte: the mirror answers errors up to here as JSON. */
+export interface ExportPlan {
+  readonly images: readonly ExportImage[];
+  /** Every manifest and index, children before parents. */
+  readonly manifests: readonly GraphManifest[];
+  /** The blobs to write (those an earlier bundle carried left out). */
+  readonly blobs: readonly BlobRow[];
+  readonly skippedBlobs: number;
+  readonly index: Buffer;
+  /** Content bytes (manifests and blobs) the tar carries. */
+  readonly bytes: number;
+}
 
-  // 1. Every image cached, and its graph known.
+interface BlobRow {
+  digest: string;
+  size: number;
+  mediaType: string | null;
+}
+
+export interface PlanOptions {
+  platforms?: readonly string[] | undefined;
+  /** An earlier bundle or its index.json (a path). */
+  since?: string | undefined;
+  /** An earlier bundle's index.json, already read (what `export --url` sends). */
+  sinceIndex?: unknown;
+  onProgress?: ((p: BundleProgress) => void) | undefined;
+  onWarning?: ((message: string) => void) | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface WriteOptions {
+  onProgress?: ((p: BundleProgress) => void) | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Makes sure every image is cached (fetching what is missing) and works out what the bundle
+ * holds. Nothing is written yet, so a failure here leaves no output behind.
+ */
+export async function planExport(core: MirrorCore, images: readonly string[], opts: PlanOptions = {}): Promise<ExportPlan> {
+  const platforms = opts.platforms ?? [];
+  if (images.length === 0) throw new BundleError('BUNDLE_USAGE', 'name at least one image to export');
   const exported: ExportImage[] = [];
   const manifests = new Map<string, GraphManifest>();
   const blobs = new Map<string, Descriptor>();
@@ -107,57 +140,99 @@ export async function exportBundle(core: MirrorCore, images: readonly string[], 
     opts.onProgress?.({ event: 'image', image: name, digest: top.digest, manifests: graph.manifests.length, blobs: graph.blobs.size, bytes: [...graph.blobs.values()].reduce((n, d) => n + d.size, 0), fetched: fetched.fetched });
   }
 
-  // 2. What an earlier bundle carried.
-  const carried = opts.since === undefined ? new Set<string>() : await carriedBy(core, opts.since, opts.onWarning);
+  // What an earlier bundle carried.
+  let carried = new Set<string>();
+  if (opts.sinceIndex !== undefined) carried = carriedBy(core, checkPreviousIndex(opts.sinceIndex, 'since'), opts.onWarning);
+  else if (opts.since !== undefined) carried = carriedBy(core, await readPreviousIndex(opts.since, opts.onWarning), opts.onWarning);
   const toWrite = [...blobs.values()].filter((d) => !carried.has(d.digest));
-  const rows = toWrite.map((d) => {
+  const rows = toWrite.map((d): BlobRow => {
     const row = core.storage.blobs.lookup(d.digest);
     if (row === undefined) throw new BundleError('BUNDLE_INCOMPLETE', `blob ${d.digest} is not cached after the prefetch`, { digests: [d.digest] });
     if (row.size !== d.size) throw new BundleError('BUNDLE_INVALID', `blob ${d.digest} is ${row.size} bytes in the cache, its descriptor says ${d.size}`, { digests: [d.digest] });
     return row;
   });
-
-  // 3. The layout.
-  const index = Buffer.from(`${JSON.stringify(buildIndex(exported), null, 2)}\n`);
   const manifestList = [...manifests.values()];
-  const bytesTotal = manifestList.reduce((n, m) => n + m.bytes.length, 0) + rows.reduce((n, r) => n + r.size, 0);
-  const blobsTotal = manifestList.length + rows.length;
+  return {
+    images: exported,
+    manifests: manifestList,
+    blobs: rows,
+    skippedBlobs: blobs.size - toWrite.length,
+    index: Buffer.from(`${JSON.stringify(buildIndex(exported), null, 2)}\n`),
+    bytes: manifestList.reduce((n, m) => n + m.bytes.length, 0) + rows.reduce((n, r) => n + r.size, 0),
+  };
+}
+
+/** Writes the plan's layout into `sink`, manifests first, each blob streamed from its file. */
+async function writeLayout(core: MirrorCore, plan: ExportPlan, sink: LayoutSink, opts: WriteOptions): Promise<void> {
+  const blobsTotal = plan.manifests.length + plan.blobs.length;
   let bytesDone = 0;
   let blobsDone = 0;
   const done = (digest: string, size: number) => {
     bytesDone += size;
     blobsDone++;
-    opts.onProgress?.({ event: 'blob', digest, size, blobsDone, blobsTotal, bytesDone, bytesTotal });
+    opts.onProgress?.({ event: 'blob', digest, size, blobsDone, blobsTotal, bytesDone, bytesTotal: plan.bytes });
   };
-  const out = isDir ? undefined : await openOutput(opts.output, compression, opts.maxSize);
-  const sink: LayoutSink = isDir ? await dirSink(opts.output) : tarSink(out!.stream, index);
+  for (const m of plan.manifests) {
+    opts.signal?.throwIfAborted();
+    await sink.writeBlob(m.digest.slice(7), m.bytes.length, bufferSource(m.bytes));
+    done(m.digest, m.bytes.length);
+  }
+  for (const row of plan.blobs) {
+    opts.signal?.throwIfAborted();
+    await sink.writeBlob(row.digest.slice(7), row.size, () => openBlob(core, row));
+    done(row.digest, row.size);
+  }
+  await sink.finish(plan.index);
+}
+
+/**
+ * Writes the plan as a plain tar into `out` (a file, a compressor, an HTTP response) and ends
+ * it. On failure `out` is destroyed, never ended: a tar cut short gets no end-of-archive blocks.
+ */
+export async function writeExportTar(core: MirrorCore, plan: ExportPlan, out: Writable, opts: WriteOptions = {}): Promise<void> {
+  const sink = tarSink(out, plan.index);
   try {
-    for (const m of manifestList) {
-      opts.signal?.throwIfAborted();
-      await sink.writeBlob(m.digest.slice(7), m.bytes.length, bufferSource(m.bytes));
-      done(m.digest, m.bytes.length);
-    }
-    for (const row of rows) {
-      opts.signal?.throwIfAborted();
-      await sink.writeBlob(row.digest.slice(7), row.size, () => openBlob(core, row));
-      done(row.digest, row.size);
-    }
-    await sink.finish(index);
+    await writeLayout(core, plan, sink, opts);
   } catch (err) {
     await sink.abort(err as Error);
-    await out?.discard();
+    if (!out.destroyed) out.destroy(err as Error);
     throw err;
   }
-  const files = out ? await out.complete() : [opts.output];
+}
+
+export async function exportBundle(core: MirrorCore, images: readonly string[], opts: ExportOptions): Promise<ExportSummary> {
+  const started = performance.now();
+  const isDir = opts.format === 'dir' || opts.output.endsWith('/');
+  const compression: Compression = isDir ? 'none' : (opts.compress ?? compressionForName(opts.output));
+  if (isDir && (opts.compress ?? 'none') !== 'none') throw new BundleError('BUNDLE_USAGE', 'a directory output cannot be compressed');
+  if (isDir && opts.maxSize !== undefined) throw new BundleError('BUNDLE_USAGE', '--max-size splits a tar: it does not apply to a directory output');
+  if (compression === 'zstd') assertZstdAvailable();
+  if (images.length === 0) throw new BundleError('BUNDLE_USAGE', 'name at least one image to export');
+
+  const plan = await planExport(core, images, opts);
+  let files: string[];
+  if (isDir) {
+    await writeLayout(core, plan, await dirSink(opts.output), opts);
+    files = [opts.output];
+  } else {
+    const out = await openOutput(opts.output, compression, opts.maxSize);
+    try {
+      await writeExportTar(core, plan, out.stream, opts);
+    } catch (err) {
+      await out.discard();
+      throw err;
+    }
+    files = await out.complete();
+  }
   const seconds = (performance.now() - started) / 1000;
   return {
-    images: exported.length,
-    manifests: manifestList.length,
-    blobs: rows.length,
-    skippedBlobs: blobs.size - toWrite.length,
-    bytes: bytesTotal,
+    images: plan.images.length,
+    manifests: plan.manifests.length,
+    blobs: plan.blobs.length,
+    skippedBlobs: plan.skippedBlobs,
+    bytes: plan.bytes,
     seconds,
-    mibPerSecond: seconds > 0 ? bytesTotal / 1048576 / seconds : 0,
+    mibPerSecond: seconds > 0 ? plan.bytes / 1048576 / seconds : 0,
     files,
   };
 }
@@ -207,8 +282,7 @@ async function openBlob(core: MirrorCore, row: { digest: string; size: number; m
  * (from the cache, where this mirror exported them from). An image whose manifests are no
  * longer cached cannot be walked; its blobs are then carried again, which is only larger.
  */
-async function carriedBy(core: MirrorCore, since: string, onWarning: ((m: string) => void) | undefined): Promise<Set<string>> {
-  const index = await readPreviousIndex(since, onWarning);
+function carriedBy(core: MirrorCore, index: PreviousIndex, onWarning: ((m: string) => void) | undefined): Set<string> {
   const carried = new Set<string>();
   for (const d of index.manifests ?? []) {
     if (typeof d?.digest !== 'string') continue;
@@ -224,11 +298,12 @@ async function carriedBy(core: MirrorCore, since: string, onWarning: ((m: string
   return carried;
 }
 
-interface PreviousIndex {
+export interface PreviousIndex {
   manifests?: Array<{ digest?: unknown; annotations?: Record<string, string> }>;
 }
 
-async function readPreviousIndex(since: string, onWarning: ((m: string) => void) | undefined): Promise<PreviousIndex> {
+/** The index.json of an earlier bundle (the bundle, its volumes, or the index.json file), checked. */
+export async function readPreviousIndex(since: string, onWarning?: ((m: string) => void) | undefined): Promise<PreviousIndex> {
   let text: Buffer | undefined;
   const stat = await fsp.stat(since).catch(() => undefined);
   if (stat?.isFile() && since.endsWith('.json') && !since.endsWith('.volumes.json')) {
@@ -243,16 +318,25 @@ async function readPreviousIndex(since: string, onWarning: ((m: string) => void)
     }
   }
   if (text === undefined) throw new BundleError('BUNDLE_USAGE', `--since ${since}: no index.json found`);
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(text.toString('utf8')) as PreviousIndex;
-    if (!Array.isArray(parsed.manifests)) throw new Error('no manifests array');
-    return parsed;
+    parsed = JSON.parse(text.toString('utf8'));
   } catch (err) {
     throw new BundleError('BUNDLE_USAGE', `--since ${since}: not an OCI index.json (${(err as Error).message})`, { cause: err });
   }
+  return checkPreviousIndex(parsed, `--since ${since}`);
 }
 
-interface Output {
+/** `value` as an index whose manifests can be walked; `label` names it in the message. */
+export function checkPreviousIndex(value: unknown, label: string): PreviousIndex {
+  const manifests = (value as PreviousIndex | null)?.manifests;
+  if (value === null || typeof value !== 'object' || !Array.isArray(manifests)) {
+    throw new BundleError('BUNDLE_USAGE', `${label}: not an OCI index.json (no manifests array)`);
+  }
+  return value as PreviousIndex;
+}
+
+export interface Output {
   stream: Writable;
   /** After the tar is finished: renames into place / writes the volume manifest; the files. */
   complete(): Promise<string[]>;
@@ -263,7 +347,7 @@ interface Output {
  * The tar's destination: `output` written as `output.part` and renamed when complete, or
  * volumes `output.000`… with `output.volumes.json` written last. Compression sits in front.
  */
-async function openOutput(output: string, compression: Compression, maxSize: number | undefined): Promise<Output> {
+export async function openOutput(output: string, compression: Compression, maxSize: number | undefined): Promise<Output> {
   await fsp.mkdir(path.dirname(path.resolve(output)), { recursive: true });
   const front = compressor(compression);
   if (maxSize !== undefined) {

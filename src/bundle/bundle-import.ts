@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fsp from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { MirrorCore } from '../core.ts';
 import { RegistryError } from '../registry/errors.ts';
 import { parseImageRef, type ImageRef } from '../registry/image-ref.ts';
@@ -32,7 +33,7 @@ import type { Route } from '../proxy/router.ts';
 import { BundleError } from './bundle-error.ts';
 import { walkImage, type GraphManifest, type ImageGraph } from './bundle-graph.ts';
 import { CONTAINERD_NAME, INDEX_MAX_BYTES, PLATFORMS_ANNOTATION, REF_NAME, type BundleProgress } from './bundle-export.ts';
-import { openBundle, readSmall } from './layout-reader.ts';
+import { openBundle, openTarStream, readSmall, type OpenedBundle } from './layout-reader.ts';
 
 /** Labels of the upload sessions blobs pass through (only ever seen in `<data>/uploads/*\/session.json`). */
 const SESSION_REGISTRY = 'ocimirror-import';
@@ -80,17 +81,22 @@ interface PlacedImage {
   name: string;
 }
 
-export async function importBundle(core: MirrorCore, source: string, opts: ImportOptions = {}): Promise<ImportSummary> {
+/**
+ * Imports `source`: a path (see bundle/layout-reader openBundle) or a plain tar stream (the body
+ * of an admin API request), with the same checks and the same all-or-nothing publish.
+ */
+export async function importBundle(core: MirrorCore, source: string | Readable, opts: ImportOptions = {}): Promise<ImportSummary> {
   const started = performance.now();
   const dest = parseDest(core, opts.dest);
   let bytesRead = 0;
-  const bundle = await openBundle(source, {
+  const readOptions = {
     onWarning: opts.onWarning,
-    onBytes: (n) => {
+    onBytes: (n: number) => {
       bytesRead += n;
       opts.onProgress?.({ event: 'bytes', bytesDone: bytesRead, bytesTotal: bundle?.totalBytes });
     },
-  });
+  };
+  const bundle: OpenedBundle = typeof source === 'string' ? await openBundle(source, readOptions) : openTarStream(source, readOptions);
 
   // Phase 1: read and verify; blobs committed unreferenced.
   let layout: Buffer | undefined;

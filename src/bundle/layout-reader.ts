@@ -82,8 +82,8 @@ export function classifyEntry(rawName: string, type: string): EntryClass {
   return { kind: 'ignored', name };
 }
 
-/** Keeps the last {@link TRAILER} bytes that went through, to check the archive's end marker. */
-class TailKeeper extends Transform {
+/** Keeps the last {@link TRAILER} bytes that went through, to check a tar's end-of-archive marker. */
+export class TailKeeper extends Transform {
   tail: Buffer = Buffer.alloc(0);
   total = 0;
 
@@ -206,19 +206,30 @@ async function peek(file: string, n: number): Promise<Buffer> {
   }
 }
 
+/** A bundle file or its volumes as one plain tar byte stream (decompressed), for import here or sending elsewhere. */
+export interface TarInput {
+  /** How the input was read, for messages: 'tar', 'tar (gzip)', '3 volume(s) of bundle.tar (zstd)'. */
+  readonly description: string;
+  /** Bytes the input holds (compressed), for progress. */
+  readonly totalBytes: number;
+  /** The tar's length when it is the input's length (an uncompressed file or volumes). */
+  readonly tarBytes: number | undefined;
+  readonly stream: Readable;
+}
+
 /**
- * Opens what `input` names: a layout directory, a tar (plain, gzip or zstd, told by its first
- * bytes), or a set of volumes (the volume manifest, any volume, or the bundle name they were
- * cut from). `onBytes` counts the input's bytes as they are read.
+ * Opens a tar (plain, gzip or zstd, told by its first bytes) or a set of volumes (the volume
+ * manifest, any volume, or the bundle name they were cut from) as a plain tar stream; a
+ * failure of the chain (a bad volume, a corrupt gzip) fails the stream. Undefined for a directory.
  */
-export async function openBundle(input: string, opts: ReadOptions & { onBytes?: (n: number) => void } = {}): Promise<OpenedBundle> {
+export async function openTarInput(input: string, opts: { onBytes?: ((n: number) => void) | undefined } = {}): Promise<TarInput | undefined> {
   let stat;
   try {
     stat = await fsp.stat(input);
   } catch {
     stat = undefined;
   }
-  if (stat?.isDirectory()) return { description: 'directory', totalBytes: undefined, entries: dirEntries(input, opts) };
+  if (stat?.isDirectory()) return undefined;
   const volumes = stat === undefined || /\.(volumes\.json|\d{3,})$/.test(input) ? await findVolumeManifest(input) : undefined;
   let raw: Readable;
   let compression: Compression;
@@ -239,10 +250,41 @@ export async function openBundle(input: string, opts: ReadOptions & { onBytes?: 
     description = 'tar';
   }
   if (compression !== 'none') description += ` (${compression})`;
-  const tarStream = new PassThrough({ highWaterMark: 1 << 20 });
-  // The chain's failures (a bad volume, a corrupt gzip) reach the tar reader through its input.
-  pipeline(raw, counter(opts.onBytes), decompressor(compression), tarStream).catch((err: unknown) => tarStream.destroy(err as Error));
-  return { description, totalBytes, entries: tarEntries(tarStream, opts) };
+  const stream = new PassThrough({ highWaterMark: 1 << 20 });
+  pipeline(raw, counter(opts.onBytes), decompressor(compression), stream).catch((err: unknown) => stream.destroy(err as Error));
+  return { description, totalBytes, tarBytes: compression === 'none' ? totalBytes : undefined, stream };
+}
+
+/**
+ * Opens what `input` names: a layout directory, a tar (plain, gzip or zstd, told by its first
+ * bytes), or a set of volumes (the volume manifest, any volume, or the bundle name they were
+ * cut from). `onBytes` counts the input's bytes as they are read.
+ */
+export async function openBundle(input: string, opts: ReadOptions & { onBytes?: (n: number) => void } = {}): Promise<OpenedBundle> {
+  const tarInput = await openTarInput(input, opts);
+  if (tarInput === undefined) return { description: 'directory', totalBytes: undefined, entries: dirEntries(input, opts) };
+  return { description: tarInput.description, totalBytes: tarInput.totalBytes, entries: tarEntries(tarInput.stream, opts) };
+}
+
+/**
+ * A plain tar arriving on `input` (an HTTP request body). The reader works on a copy piped
+ * from it, so stopping early (a blob that does not verify) leaves `input` for its owner to
+ * drain or close rather than destroying it; `input` failing (the client gone) fails the read.
+ */
+export function openTarStream(input: Readable, opts: ReadOptions & { onBytes?: (n: number) => void } = {}): OpenedBundle {
+  const stream = new PassThrough({ highWaterMark: 1 << 20 });
+  const fail = (err: Error) => stream.destroy(err);
+  const aborted = () => fail(new Error('the sender went away before the end of the archive'));
+  input.once('error', fail);
+  input.once('aborted', aborted);
+  const counting = counter(opts.onBytes);
+  input.pipe(counting).pipe(stream);
+  stream.once('close', () => {
+    input.off('error', fail);
+    input.off('aborted', aborted);
+    input.unpipe(counting);
+  });
+  return { description: 'tar stream', totalBytes: undefined, entries: tarEntries(stream, opts) };
 }
 
 /** The whole body of a small entry (oci-layout, index.json), refused past `max` bytes. */

@@ -125,6 +125,29 @@ export async function dirSink(dir: string): Promise<LayoutSink> {
   };
 }
 
+/**
+ * A layout read entry by entry (bundle/layout-reader: a directory) written as a tar into `out`,
+ * each body streamed, in the order given; `out` is ended after the end-of-archive blocks, or
+ * destroyed on failure.
+ */
+export async function entriesToTar(entries: AsyncIterable<{ name: string; size: number; body: Readable }>, out: Writable): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, out);
+  done.catch(() => {});
+  try {
+    for await (const e of entries) {
+      const sink = pack.entry({ name: e.name, size: e.size, mode: 0o644, mtime: MTIME, uid: 0, gid: 0, uname: '', gname: '' });
+      await pipeline(e.body, sink);
+    }
+    pack.finalize();
+    await done;
+  } catch (err) {
+    pack.destroy(err as Error);
+    await done.catch(() => {});
+    throw err;
+  }
+}
+
 /** A Readable of a Buffer, for callers that hand small content to writeBlob. */
 export function bufferSource(bytes: Buffer): () => Promise<Readable> {
   return async () => Readable.from([bytes], { objectMode: false });

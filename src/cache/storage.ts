@@ -44,7 +44,7 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
   await store.init();
   const metadata = new Metadata(paths.database, opts.now ? { now: opts.now } : {});
   const reconciled = await store.reconcile(metadata);
-  const uploads = new UploadStore({ paths, store, metadata, log: opts.log, ...(opts.now ? { now: opts.now } : {}) });
+  const uploads = new UploadStore({ paths, store, metadata, log: opts.log, nativeAddon: opts.nativeAddon, ...(opts.now ? { now: opts.now } : {}) });
   const uploadSessions = await uploads.init();
   opts.log.child({ module: 'storage' }).info({ path: paths.root, ...reconciled, uploads: uploadSessions.sessions, uploadsRemoved: uploadSessions.removed }, 'storage ready');
   const disk = new DiskSpace({ root: paths.root, reservePath: paths.reserve });

@@ -67,16 +67,34 @@ export class AdminClient {
     } catch {
       json = undefined;
     }
-    if (res.statusCode >= 400) {
-      const error = (json as { errors?: Array<{ code?: string; message?: string }> } | undefined)?.errors?.[0];
-      const said = error?.message ?? (text.slice(0, 200) || 'no message');
-      if (res.statusCode === 401 || res.statusCode === 403) {
-        const advice = this.#token ? 'the admin token was refused' : 'the admin API needs a token: pass --token or set OCIMIRROR_ADMIN_TOKEN';
-        throw new CliError(`${advice} (${res.statusCode} from ${this.#base}: ${said})`, EXIT.unauthorized);
-      }
-      throw new CliError(`the mirror refused ${method} /admin/v1${path}: ${said} (${res.statusCode}${error?.code ? ` ${error.code}` : ''})`, EXIT.refused);
-    }
+    if (res.statusCode >= 400) throw this.refusal(`${method} /admin/v1${path}`, res.statusCode, text);
     return json as T;
+  }
+
+  /** The CliError for an error answer (`text` its body) to `what`: the token refused (exit 4), else the request refused (exit 5). */
+  refusal(what: string, statusCode: number, text: string): CliError {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const error = (json as { errors?: Array<{ code?: string; message?: string }> } | undefined)?.errors?.[0];
+    const said = error?.message ?? (text.slice(0, 200) || 'no message');
+    if (statusCode === 401 || statusCode === 403) {
+      const advice = this.#token ? 'the admin token was refused' : 'the admin API needs a token: pass --token or set OCIMIRROR_ADMIN_TOKEN';
+      return new CliError(`${advice} (${statusCode} from ${this.#base}: ${said})`, EXIT.unauthorized);
+    }
+    return new CliError(`the mirror refused ${what}: ${said} (${statusCode}${error?.code ? ` ${error.code}` : ''})`, EXIT.refused);
+  }
+
+  /** The base URL and the Authorization header, for requests that stream (bundle export and import). */
+  get base(): string {
+    return `${this.#base}/admin/v1`;
+  }
+
+  get authorization(): Record<string, string> {
+    return this.#token ? { authorization: `Bearer ${this.#token}` } : {};
   }
 
   /** Polls a job until it is done or failed (bounded by `timeoutMs`), reporting each state. */
@@ -93,7 +111,7 @@ export class AdminClient {
 }
 
 /** 'connection refused (ECONNREFUSED)' from what undici threw; happy-eyeballs wraps each address tried in an AggregateError. */
-function networkReason(err: unknown): string {
+export function networkReason(err: unknown): string {
   const first = err instanceof AggregateError && err.errors.length > 0 ? (err.errors[0] as unknown) : err;
   const code = (first as { code?: unknown })?.code ?? (err as { code?: unknown })?.code;
   const reasons: Record<string, string> = {

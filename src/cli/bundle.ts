@@ -2,8 +2,9 @@
  * @module cli/bundle
  * `ocimirror export` and `ocimirror import`: carry images into an air-gapped site as OCI image
  * layouts (bundle/). Both run in-process on a data directory no mirror is using (they take its
- * lock, as `gc --offline` does); the work itself is bundle/bundle-export and bundle-import,
- * which a job can call as well. Progress goes to stderr: a bar on a terminal, else one JSON
+ * lock, as `gc --offline` does), or with `--url` against a running mirror's admin API, the
+ * bundle streamed over HTTP (cli/bundle-remote); the work itself is bundle/bundle-export and
+ * bundle-import, which the admin API calls as well. Progress goes to stderr: a bar on a terminal, else one JSON
  * line per image and blob; the summary is one JSON line on stdout.
  */
 import type { Command } from 'commander';
@@ -22,10 +23,14 @@ import { lockDataDir } from './data-lock.ts';
 import { readSyncFile } from '../sync/sync-file.ts';
 import { planSync, type SyncPlan } from '../sync/sync-plan.ts';
 import { runSync } from '../sync/sync-runner.ts';
+import { AdminClient, mirrorUrl } from './admin-client.ts';
+import { exportRemote, importRemote, syncedRemote } from './bundle-remote.ts';
 
 interface CommonOptions {
   config?: string;
   data?: string;
+  url?: string;
+  token?: string;
 }
 
 /** The images a sync file names, synced into the cache: each as its full name at the digest synced. */
@@ -67,6 +72,8 @@ export function registerBundle(program: Command): void {
     .option('--platform <os/arch...>', 'platforms of an index to export (repeatable; default: all)')
     .option('-c, --config <file>', 'config file (default: $OCIMIRROR_CONFIG or the bundled one)')
     .option('--data <dir>', 'data directory (overrides storage.path)')
+    .option('--url <url>', 'export from this running mirror (admin API); the bundle is written here')
+    .option('--token <token>', 'admin token for --url (default: $OCIMIRROR_ADMIN_TOKEN)')
     .action(handled(async (named: string[], flags: ExportFlags) => {
       const plan = flags.sync === undefined ? undefined : planSync(readSyncFile(flags.sync));
       if (named.length === 0 && plan === undefined) throw new CliError('export: name at least one image, or --sync FILE', EXIT.usage);
@@ -78,6 +85,16 @@ export function registerBundle(program: Command): void {
         if (maxSize === undefined || maxSize <= 0) throw new CliError(`--max-size '${flags.maxSize}' is not a size (e.g. 4GiB, 700MiB)`, EXIT.usage);
       }
       const progress = reporter('export');
+      if (flags.url !== undefined) {
+        if (format === 'dir' || flags.output.endsWith('/')) throw new CliError('export --url writes a tar (or volumes): a directory output is for in-process exports', EXIT.usage);
+        const client = adminClient(flags);
+        const summary = await remote(async () => {
+          const synced = flags.sync === undefined ? [] : await syncedRemote(client, flags.sync);
+          return exportRemote(client, [...named, ...synced], { output: flags.output, compress: compress as Compression | undefined, maxSize, since: flags.since, platforms: flags.platform ?? [], onProgress: progress.event, onWarning: warn });
+        }).finally(progress.stop);
+        process.stdout.write(`${JSON.stringify({ event: 'summary', command: 'export', ...round(summary) })}\n`);
+        return;
+      }
       const summary = await withCore(flags, async (core) => {
         // A sync file's images are resolved (regexes, semver ranges) and brought into the cache the
         // way `ocimirror sync` does, then exported by the digests the sync found.
@@ -96,8 +113,16 @@ export function registerBundle(program: Command): void {
     .option('--base-name <registry/repo>', 'the name for images whose ref.name is only a tag (as `oci:DIR:TAG` writes)')
     .option('-c, --config <file>', 'config file (default: $OCIMIRROR_CONFIG or the bundled one)')
     .option('--data <dir>', 'data directory (overrides storage.path)')
+    .option('--url <url>', 'import into this running mirror (admin API): the bundle is streamed to it')
+    .option('--token <token>', 'admin token for --url (default: $OCIMIRROR_ADMIN_TOKEN)')
     .action(handled(async (source: string, flags: ImportFlags) => {
       const progress = reporter('import');
+      if (flags.url !== undefined) {
+        const client = adminClient(flags);
+        const summary = await remote(() => importRemote(client, source, { dest: flags.dest, baseName: flags.baseName, onProgress: progress.event, onWarning: warn })).finally(progress.stop);
+        process.stdout.write(`${JSON.stringify({ event: 'summary', command: 'import', ...round(summary) })}\n`);
+        return;
+      }
       const summary = await withCore(flags, (core) => importBundle(core, source, { dest: flags.dest, baseName: flags.baseName, onProgress: progress.event, onWarning: warn })).finally(progress.stop);
       process.stdout.write(`${JSON.stringify({ event: 'summary', command: 'import', ...round(summary) })}\n`);
     }));
@@ -110,6 +135,20 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], flag: str
 
 function warn(message: string): void {
   process.stderr.write(`ocimirror: warning: ${message}\n`);
+}
+
+function adminClient(flags: CommonOptions): AdminClient {
+  return new AdminClient({ url: mirrorUrl(flags.url), token: flags.token ?? process.env.OCIMIRROR_ADMIN_TOKEN });
+}
+
+/** Runs a --url command; this side's bundle failures (a bad --since file, a damaged volume) become one line. */
+async function remote<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof BundleError) throw new CliError(err.message, err.code === 'BUNDLE_USAGE' ? EXIT.usage : EXIT.refused, { cause: err });
+    throw err;
+  }
 }
 
 /** Opens the data directory under its lock, runs `fn`, closes; bundle failures become one line and exit 5 (usage: 2). */

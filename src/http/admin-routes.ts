@@ -9,6 +9,9 @@
  * the config as SIGHUP does and answers with the outcome.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Readable, Writable } from 'node:stream';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono, type Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
@@ -34,7 +37,35 @@ export interface AdminService {
   evict(): unknown;
   /** Reloads the config (as SIGHUP); throws when the new config was refused. Absent when there is no config file to reload. */
   reload?(): unknown;
+  /** Fetches what is missing and plans a bundle; its tar is then written by `write`. Absent without the mirror's parts. */
+  exportBundle?(request: BundleExportRequest, signal: AbortSignal): Promise<PreparedExport>;
+  /** Imports a plain tar read from `body`; answers the import summary. Absent without the mirror's parts. */
+  importBundle?(body: Readable, request: BundleImportRequest, signal: AbortSignal): Promise<unknown>;
 }
+
+export interface BundleExportRequest {
+  images: string[];
+  platforms: string[];
+  /** The index.json of the earlier bundle a differential export leaves out. */
+  since?: unknown;
+}
+
+export interface PreparedExport {
+  /** Counts known before the first byte (images, manifests, blobs, skippedBlobs, bytes), sent as a header. */
+  summary: Record<string, unknown>;
+  /** Streams the tar into `out` and ends it; on failure `out` is destroyed, so the client sees a cut, never an end. */
+  write(out: Writable): Promise<void>;
+}
+
+export interface BundleImportRequest {
+  dest: string | undefined;
+  baseName: string | undefined;
+  /** The request's Content-Length, when the client gave one. */
+  contentLength: number | undefined;
+}
+
+/** The response header carrying {@link PreparedExport.summary} as JSON. */
+export const EXPORT_SUMMARY_HEADER = 'ocimirror-export';
 
 const digestOf = (s: string) => createHash('sha256').update(s).digest();
 
@@ -108,6 +139,7 @@ export function createAdminRoutes(service: AdminService, access: AdminAccess): H
   admin.post('/evict', (c) => c.json(service.evict() as object, 202));
   const reload = service.reload?.bind(service);
   if (reload) admin.post('/reload', (c) => c.json(reload() as object));
+  bundleRoutes(admin, service);
   if (access.robots) robotTokenRoutes(admin, access.robots);
   return admin;
 }
@@ -130,6 +162,69 @@ function robotTokenRoutes(admin: Hono<{ Bindings: HttpBindings }>, robots: Robot
   admin.delete('/tokens/:id', (c) => {
     if (!robots.revoke(c.req.param('id'))) throw new RegistryError('NOT_FOUND', { message: `no robot token ${c.req.param('id')}` });
     return c.json({ revoked: c.req.param('id') });
+  });
+}
+
+/**
+ * POST /export {images, platforms?, since?} answers a tar streamed as it is written (errors
+ * before its first byte are JSON; after it, the connection is cut). POST /import?dest=&baseName=
+ * reads a plain tar body and answers the import summary once it is imported.
+ */
+function bundleRoutes(admin: Hono<{ Bindings: HttpBindings }>, service: AdminService): void {
+  const exporter = service.exportBundle?.bind(service);
+  const importer = service.importBundle?.bind(service);
+  if (exporter) {
+    admin.post('/export', async (c) => {
+      const body = await jsonBody(c);
+      const images = body.images;
+      if (!Array.isArray(images) || images.length === 0 || !images.every((i): i is string => typeof i === 'string')) {
+        throw new RegistryError('BAD_REQUEST', { message: 'expected {"images": ["registry/repo:tag", ...], "platforms": ["linux/amd64"], "since": <an earlier bundle\'s index.json>}' });
+      }
+      const platforms = Array.isArray(body.platforms) ? body.platforms.filter((p): p is string => typeof p === 'string') : [];
+      const outgoing = c.env.outgoing;
+      const controller = new AbortController();
+      outgoing.once('close', () => {
+        if (!outgoing.writableFinished) controller.abort(new Error('the client went away'));
+      });
+      const prepared = await exporter({ images, platforms, ...(body.since === undefined ? {} : { since: body.since }) }, controller.signal);
+      outgoing.writeHead(200, { 'Content-Type': 'application/x-tar', 'Cache-Control': 'no-store', [EXPORT_SUMMARY_HEADER]: JSON.stringify(prepared.summary) });
+      // The service reports a failure; the cut connection is what tells the client.
+      prepared.write(outgoing).catch(() => {});
+      return RESPONSE_ALREADY_SENT;
+    });
+  }
+  if (importer) {
+    admin.post('/import', async (c) => {
+      const incoming = c.env.incoming;
+      const controller = new AbortController();
+      incoming.once('aborted', () => controller.abort(new Error('the client went away')));
+      try {
+        const summary = await importer(incoming, { dest: c.req.query('dest'), baseName: c.req.query('baseName'), contentLength: contentLengthOf(incoming) }, controller.signal);
+        return c.json(summary as object);
+      } catch (err) {
+        // Refused before reading (too large for the disk): answer now and close, rather than take
+        // gigabytes in to drop them. Refused midway: the client is still sending, and reads the
+        // answer once its body is through.
+        if (!incoming.readableDidRead) c.env.outgoing.setHeader('Connection', 'close');
+        else await drain(incoming);
+        throw err;
+      }
+    });
+  }
+}
+
+function contentLengthOf(incoming: IncomingMessage): number | undefined {
+  const header = incoming.headers['content-length'];
+  if (header === undefined || !/^\d{1,16}$/.test(header)) return undefined;
+  return Number(header);
+}
+
+/** Reads and drops what is left of a request body (resolves when it ended or the connection closed). */
+async function drain(incoming: IncomingMessage): Promise<void> {
+  if (incoming.readableEnded || incoming.destroyed) return;
+  await new Promise<void>((resolve) => {
+    incoming.once('end', resolve).once('close', resolve).once('error', () => resolve());
+    incoming.resume();
   });
 }
 

@@ -137,6 +137,29 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl', 'openssl
     }
     expect(r.scale.populated.blobs).toBe(r.params.scaleBlobs);
 
+    // 8: push into a hosted registry, against a plain docker-registry
+    expect(r.push.ocimirror.rounds).toHaveLength(r.params.pushRounds);
+    expect(r.push.registry.rounds).toHaveLength(r.params.pushRounds);
+    positive('push image bytes', r.push.imageBytes);
+    for (const side of [r.push.ocimirror, r.push.registry]) positive('push wall', side.wallS);
+
+    // 9: sync, then the same list again
+    expect(r.sync.images).toBe(r.pull.images.length);
+    expect(r.sync.ocimirror.rounds).toHaveLength(r.params.syncRounds);
+    expect(r.sync.skopeo.rounds).toHaveLength(r.params.syncRounds);
+    expect(r.sync.ocimirror.upstreamBytes, 'a sync into an empty cache fetches the content once').toBeGreaterThanOrEqual(r.pull.contentBytes);
+    expect(r.sync.ocimirror.upstreamBytes).toBeLessThanOrEqual(1.01 * r.pull.contentBytes);
+    expect(r.sync.again.upstreamBlobGets, 'an unchanged list fetches no blob').toBe(0);
+    expect(r.sync.again.upstreamRequests, 'an unchanged list costs at most one request per tag').toBeLessThanOrEqual(r.sync.again.tags);
+
+    // 10: export and import of a bundle, against skopeo's oci-archives
+    expect(r.bundle.bundleBytes, 'the bundle holds the set').toBeGreaterThanOrEqual(r.pull.contentBytes);
+    for (const side of [r.bundle.export, r.bundle.import, r.bundle.skopeo]) {
+      expect(side.rounds).toHaveLength(r.params.syncRounds);
+      positive('bundle MiB/s', side.mibPerS);
+    }
+    expect(r.targets.map((t) => t.id)).toEqual(expect.arrayContaining(['push.wall', 'sync.wall', 'sync.againRequests', 'sync.againBlobGets', 'bundle.export', 'bundle.import']));
+
     expect(r.targets.map((t) => t.id)).toContain('herd.gets');
     for (const t of r.targets) expect(Number.isFinite(t.value), `target ${t.id}`).toBe(true);
   }, TIMEOUT_MS + 30_000);

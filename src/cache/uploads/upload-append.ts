@@ -1,15 +1,15 @@
 /**
  * @module cache/uploads/upload-append
  * Streams one request body onto the end of an upload's data file: never more than a write
- * batch of it in memory, hashed as it goes, and all or nothing. A body longer or shorter than
+ * batch of it in memory, hashed as it goes by the fill writer (cache/blobs/fill-writer: with the
+ * native addon, hash and write on a threadpool thread, as fills do), and all or nothing. A body longer or shorter than
  * declared, a full disk or a client gone mid-body leaves the file cut back to where it was, so
  * the session's acknowledged size stays true.
  */
-import type { Hash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../registry/errors.ts';
-import { WRITE_PIECE } from '../blobs/fill-writer.ts';
+import { WRITE_PIECE, type FillWriter } from '../blobs/fill-writer.ts';
 
 /** Buffers per writev, well under IOV_MAX (1024), for bodies arriving in many tiny chunks. */
 const MAX_BUFFERS = 64;
@@ -22,11 +22,11 @@ export interface AppendLimits {
 }
 
 /**
- * Writes `body` at `start` of `file`, updating `hash` with every byte written; returns the
- * number of bytes. On any failure the file is truncated back to `start` and the error thrown;
- * `hash` has then seen bytes that are gone, so callers pass a copy they can drop.
+ * Writes `body` at `start` of `file` through `writer`, which hashes every byte it writes; returns
+ * the number of bytes. On any failure the file is truncated back to `start` and the error thrown;
+ * the writer's hash has then seen bytes that are gone, so callers drop it.
  */
-export async function appendBody(file: string, start: number, body: Readable, hash: Hash | undefined, limits: AppendLimits = {}): Promise<number> {
+export async function appendBody(file: string, start: number, body: Readable, writer: FillWriter, limits: AppendLimits = {}): Promise<number> {
   const { expected, max } = limits;
   const handle = await fsp.open(file, 'r+');
   let received = 0;
@@ -35,7 +35,7 @@ export async function appendBody(file: string, start: number, body: Readable, ha
     let batchBytes = 0;
     let position = start;
     const flush = async () => {
-      await writeAll(handle, batch, batchBytes, position);
+      await writer.write(batch, handle.fd, position);
       position += batchBytes;
       batch = [];
       batchBytes = 0;
@@ -48,7 +48,6 @@ export async function appendBody(file: string, start: number, body: Readable, ha
       if (max !== undefined && received > max) {
         throw new RegistryError('BLOB_UPLOAD_INVALID', { message: `a chunk may hold at most ${max} bytes`, detail: { max } });
       }
-      hash?.update(chunk);
       batch.push(chunk);
       batchBytes += chunk.length;
       // Bounded batches: memory stays flat however large the body, and writes stay at the size
@@ -71,24 +70,4 @@ function lengthError(expected: number, received: number, what: 'more' | 'fewer')
     message: `the body held ${what} bytes than the ${expected} declared by Content-Range or Content-Length`,
     detail: { expected, received: what === 'more' ? `more than ${expected}` : received },
   });
-}
-
-/** One writev of `buffers` at `position`, going on after a short write. */
-async function writeAll(handle: fsp.FileHandle, buffers: Buffer[], size: number, position: number): Promise<void> {
-  let done = 0;
-  let rest = buffers;
-  while (done < size) {
-    const { bytesWritten } = await handle.writev(rest, position + done);
-    if (bytesWritten === 0) throw new Error('a write to an upload file made no progress');
-    done += bytesWritten;
-    if (done < size) rest = skip(rest, bytesWritten);
-  }
-}
-
-/** `buffers` without their first `n` bytes (views, no copies). */
-function skip(buffers: Buffer[], n: number): Buffer[] {
-  let left = n;
-  let i = 0;
-  while (i < buffers.length && left >= buffers[i]!.length) left -= buffers[i++]!.length;
-  return i < buffers.length ? [buffers[i]!.subarray(left), ...buffers.slice(i + 1)] : [];
 }

@@ -26,6 +26,8 @@ import { RegistryError } from '../../registry/errors.ts';
 import type { Logger } from '../../util/logger.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
 import { isDiskFullError } from '../metadata/disk-full-error.ts';
+import { createFillWriter, type FillWriter } from '../blobs/fill-writer.ts';
+import type { NativeAddon } from '../../util/native-addon.ts';
 import type { Metadata } from '../metadata/metadata.ts';
 import type { DataPaths } from '../paths.ts';
 import { appendBody } from './upload-append.ts';
@@ -45,6 +47,8 @@ export interface UploadStoreOptions {
   log: Logger;
   /** Epoch ms; tests move it. */
   now?: () => number;
+  /** Hash-and-write through the native addon (server.nativeAddon), as fills do; Node's crypto without it. */
+  nativeAddon?: NativeAddon | undefined;
   /** The most one request body (a chunk, or a whole monolithic blob) may hold; unlimited when unset. */
   maxChunk?: number;
   /** A write found the disk full (`needed`: the bytes it was writing), so the owner can make room. */
@@ -80,8 +84,11 @@ export interface OpenReport {
 
 interface Live {
   session: UploadSession;
-  /** sha256 of exactly the acknowledged bytes; undefined after a restart until closing re-hashes. */
-  hash: Hash | undefined;
+  /**
+   * Hashes and writes the session's bytes; its sha256 covers exactly the acknowledged bytes. Dropped
+   * (closing re-hashes the file) after a restart, a failed append, or a digest taken for a commit.
+   */
+  writer: FillWriter | undefined;
   /** A request is writing (or the session is being created): everything else is refused. */
   busy: boolean;
 }
@@ -93,6 +100,7 @@ export class UploadStore {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #maxChunk: number | undefined;
+  readonly #addon: NativeAddon | undefined;
   /** Settable after construction, like BlobCache's: the owner of eviction is wired up later. */
   onDiskFull: UploadStoreOptions['onDiskFull'];
   onCommitted: UploadStoreOptions['onCommitted'];
@@ -105,6 +113,7 @@ export class UploadStore {
     this.#log = opts.log.child({ module: 'uploads' });
     this.#now = opts.now ?? Date.now;
     this.#maxChunk = opts.maxChunk;
+    this.#addon = opts.nativeAddon;
     this.onDiskFull = opts.onDiskFull;
     this.onCommitted = opts.onCommitted;
   }
@@ -125,7 +134,7 @@ export class UploadStore {
         report.removed++;
         continue;
       }
-      this.#sessions.set(name, { session, hash: undefined, busy: false });
+      this.#sessions.set(name, { session, writer: undefined, busy: false });
       report.sessions++;
     }
     if (report.sessions + report.removed > 0) this.#log.info(report, 'upload sessions reopened');
@@ -158,7 +167,7 @@ export class UploadStore {
     const now = this.#now();
     const session: UploadSession = { id, registry, repo, createdAt: now, updatedAt: now, size: 0 };
     // In the map, busy, before any file exists: collect() never takes the directory for a stray.
-    const live: Live = { session, hash: createHash('sha256'), busy: true };
+    const live: Live = { session, writer: this.#fillWriter(), busy: true };
     this.#sessions.set(id, live);
     try {
       await fsp.mkdir(this.#paths.uploadDir(id), { recursive: true });
@@ -311,12 +320,15 @@ export class UploadStore {
     const { id, size: start } = live.session;
     const expected = range !== undefined ? range.end - range.start + 1 : contentLength;
     const data = this.#paths.uploadData(id);
-    // A copy: a failed append must not leave bytes that were cut off in the running hash.
-    const next = live.hash?.copy();
+    // A session without a live hash (reopened, or after a failure) is hashed from disk at close:
+    // only the write goes through a writer whose hash is thrown away.
+    const writer = live.writer ?? this.#fillWriter();
     let written: number;
     try {
-      written = await appendBody(data, start, body, next, { expected, max: this.#maxChunk });
+      written = await appendBody(data, start, body, writer, { expected, max: this.#maxChunk });
     } catch (err) {
+      // The hash saw bytes the truncate took back.
+      live.writer = undefined;
       if (isDiskFullError(err)) throw this.#diskFull(err, 'blob upload', expected ?? 0, start);
       throw err;
     }
@@ -329,16 +341,15 @@ export class UploadStore {
       throw err;
     }
     live.session = session;
-    live.hash = next;
     return session.size;
   }
 
   async #close(live: Live, digest: Digest, onCommit: CommitHook | undefined): Promise<FinishedUpload> {
     const { id, size } = live.session;
     const data = this.#paths.uploadData(id);
-    live.hash ??= await hashFile(data, size);
-    // On a copy: the session's hash must stay usable if the commit fails and the PUT is retried.
-    const actual = live.hash.copy().digest('hex');
+    // The digest ends the writer's hash: a commit that fails leaves the next try to re-hash the file.
+    const actual = live.writer ? live.writer.digest() : (await hashFile(data, size)).digest('hex');
+    live.writer = undefined;
     if (actual !== digest.hex) {
       await this.#remove(id);
       throw new RegistryError('DIGEST_INVALID', {
@@ -367,6 +378,10 @@ export class UploadStore {
   async #remove(id: string): Promise<void> {
     this.#sessions.delete(id);
     await fsp.rm(this.#paths.uploadDir(id), { recursive: true, force: true });
+  }
+
+  #fillWriter(): FillWriter {
+    return createFillWriter(this.#addon);
   }
 
   /** The client-visible error for a full disk, after telling the owner. */

@@ -1,11 +1,13 @@
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { classifyEntry, dirEntries, tarEntries, type LayoutEntry } from '../../../src/bundle/layout-reader.ts';
+import { classifyEntry, dirEntries, openTarStream, tarEntries, type LayoutEntry } from '../../../src/bundle/layout-reader.ts';
+import { entriesToTar } from '../../../src/bundle/layout-writer.ts';
+import { BundleError } from '../../../src/bundle/bundle-error.ts';
 
 const HEX = createHash('sha256').update('x').digest('hex');
 
@@ -85,6 +87,48 @@ describe('layout reader', () => {
       await writeFile(path.join(dir, 'index.json'), '{}');
       await symlink('/etc/passwd', path.join(dir, 'blobs', 'sha256', HEX));
       await expect(readAll(dirEntries(dir))).rejects.toThrow(/symbolic link/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads a tar from a request-like stream and, when the reader stops early, leaves that stream to its owner', async () => {
+    const bytes = await makeTar([...LAYOUT, { name: `blobs/sha256/${HEX}`, body: 'x' }, { name: 'trailing-file', body: 'y'.repeat(10000) }]);
+    const whole = new PassThrough();
+    whole.end(bytes);
+    expect(await readAll(openTarStream(whole).entries)).toEqual(['oci-layout', 'index.json', `sha256:${HEX}`]);
+
+    const body = new PassThrough();
+    body.write(bytes.subarray(0, 2048));
+    const opened = openTarStream(body);
+    const first = await opened.entries.next();
+    expect(first.done).toBe(false);
+    await opened.entries.return(undefined);
+    expect(body.destroyed).toBe(false);
+    body.end(bytes.subarray(2048));
+  });
+
+  it('fails the read, as truncated, when the sender goes away mid-archive', async () => {
+    const bytes = await makeTar([...LAYOUT, { name: `blobs/sha256/${HEX}`, body: 'x'.repeat(4096) }]);
+    const body = new PassThrough();
+    body.write(bytes.subarray(0, 2048));
+    const reading = readAll(openTarStream(body).entries);
+    setImmediate(() => body.destroy(new Error('socket hang up')));
+    await expect(reading).rejects.toThrow(BundleError);
+  });
+
+  it('packs entries read from a layout directory into a tar the reader takes back', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'layout-pack-'));
+    try {
+      await mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+      await writeFile(path.join(dir, 'index.json'), '{}');
+      await writeFile(path.join(dir, 'blobs', 'sha256', HEX), 'x');
+      const out = new PassThrough();
+      const packing = entriesToTar(dirEntries(dir), out);
+      const names = readAll(tarEntries(out));
+      await packing;
+      expect(await names).toEqual(['oci-layout', 'index.json', `sha256:${HEX}`]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

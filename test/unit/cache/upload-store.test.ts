@@ -19,6 +19,7 @@ import { dataPaths, type DataPaths } from '../../../src/cache/paths.ts';
 import { parseContentRange, uploadRange } from '../../../src/cache/uploads/upload-range.ts';
 import { UploadStore, type UploadStoreOptions } from '../../../src/cache/uploads/upload-store.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
+import { nativeAddon } from '../../../src/util/native-addon.ts';
 import { TestClock } from '../../helpers/clock.ts';
 import { rejection, thrown } from '../../helpers/thrown.ts';
 import { mountSmallDisk, unmountSmallDisk } from '../../helpers/small-disk.ts';
@@ -427,6 +428,25 @@ describe.skipIf(probe === undefined)('a full disk (a 4 MiB tmpfs; needs a root u
     } finally {
       small.metadata.close();
       unmountSmallDisk(disk);
+    }
+  });
+});
+
+describe.skipIf(nativeAddon() === undefined)('with the native addon (hash and write off the event loop)', () => {
+  it('commits chunks hashed by the addon, and re-hashes after a refused chunk', async () => {
+    const native = await openFixture(await mkdtemp(path.join(tmpdir(), 'ocimirror-uploads-native-')), { nativeAddon: nativeAddon() });
+    try {
+      const blob = content(3 * 256 * 1024 + 17);
+      const s = await native.uploads.create(REG, REPO);
+      await native.uploads.append(s.id, REG, REPO, body(blob.subarray(0, 300_000)), { range: { start: 0, end: 299_999 } });
+      // Declared longer than sent: refused, cut back, and the live hash dropped with it.
+      await expect(native.uploads.append(s.id, REG, REPO, body(blob.subarray(300_000, 400_000)), { contentLength: 200_000 })).rejects.toMatchObject({ code: 'BLOB_UPLOAD_INVALID' });
+      await native.uploads.append(s.id, REG, REPO, body(blob.subarray(300_000)), {});
+      expect(await native.uploads.finish(s.id, REG, REPO, digestOf(blob))).toMatchObject({ size: blob.length, existed: false });
+      expect(await readFile(native.paths.blobFile(digestOf(blob).slice(7)))).toEqual(blob);
+    } finally {
+      native.metadata.close();
+      await rm(native.root, { recursive: true, force: true });
     }
   });
 });
