@@ -108,6 +108,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     activeFills: () => storage.blobs.activeFills,
     hotCacheBytes: () => storage.hot.bytes,
     disk: () => storage.disk.status(),
+    staleTags: () => Object.fromEntries(gen.config.upstreams.filter((u) => u.offline).map((u) => [u.name, storage.metadata.tags.staleCount(u.name, now() - u.tagTTL)])),
   });
   // Jobs interrupted by a crash are requeued before anything new is queued.
   background.start();

@@ -14,6 +14,8 @@ export interface MetricsSources {
   activeFills?: () => number;
   hotCacheBytes?: () => number;
   disk?: () => { full: boolean; free: number };
+  /** Per offline upstream: tags past their TTL, served as they are. */
+  staleTags?: () => Record<string, number>;
 }
 
 /** What the metrics read of an upstream's URLs and rate-limit budget. */
@@ -21,6 +23,7 @@ export interface UpstreamStatusSource {
   activeUrl: string;
   urls: ReadonlyArray<{ url: string }>;
   rateLimit: { limit: number | null; remaining: number | null };
+  offline: boolean;
 }
 
 export type CacheLabel = 'HIT' | 'MISS' | 'STALE' | 'NONE';
@@ -149,6 +152,19 @@ export class Metrics {
     });
     upstreamGauge('ocimirror_upstream_ratelimit_remaining', 'Pulls left in the upstream\'s rate-limit window (RateLimit-Remaining), when it reports one', ['upstream'], (g, upstream, s) => {
       if (s.rateLimit.remaining !== null) g.set({ upstream }, s.rateLimit.remaining);
+    });
+    upstreamGauge('ocimirror_upstream_offline', '1 for an upstream marked offline (never contacted; cached and imported content only), else 0', ['upstream'], (g, upstream, s) => {
+      g.set({ upstream }, Number(s.offline));
+    });
+    new Gauge({
+      name: 'ocimirror_upstream_stale_tags',
+      help: 'Tags of an offline upstream past their tagTTL: served as they are, since nothing can revalidate them',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [upstream, n] of Object.entries(sources().staleTags?.() ?? {})) this.set({ upstream }, n);
+      },
     });
     upstreamGauge('ocimirror_upstream_ratelimit_limit', 'Pulls allowed per rate-limit window (RateLimit-Limit), when the upstream reports it', ['upstream'], (g, upstream, s) => {
       if (s.rateLimit.limit !== null) g.set({ upstream }, s.rateLimit.limit);

@@ -4,7 +4,11 @@
  * distribution-spec "Listing Tags", with `n`/`last` pagination) and `referrers/<digest>`
  * ("Listing Referrers", so cosign/notation signatures keep working through the mirror).
  * Tag lists are always asked upstream while it answers (they change whenever someone pushes)
- * and come from the cache only when it does not; referrers lists are fresh for tagTTL.
+ * and come from the cache only when it does not; referrers lists are fresh for tagTTL. When the
+ * upstream cannot answer a referrers request (down, offline, or without the referrers API) the
+ * cache answers from the manifests it holds for that repository whose `subject` is the digest
+ * (synced or imported signatures and SBOMs); with none, the upstream's 404 stands, so clients
+ * still fall back to the referrers tag schema.
  * The upstream exchange, body included, and each client's wait for a shared one are bounded by
  * the upstream's `timeout`; past it the client gets the stored list, if any, or 503.
  */
@@ -16,6 +20,8 @@ import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';
 import { isUpstreamOutage, upstreamError } from './upstream-errors.ts';
+import { referrerDescriptor, referrersIndex, type ReferrerDescriptor } from '../registry/referrers-index.ts';
+import { MEDIA_TYPES } from '../registry/media-types.ts';
 import { waitAtMost, withinTimeout } from './upstream-deadline.ts';
 
 export interface ListResult {
@@ -25,6 +31,8 @@ export interface ListResult {
   readonly link: string | undefined;
   readonly body: Buffer;
   readonly cache: CacheStatus;
+  /** More response headers (`OCI-Filters-Applied`). */
+  readonly headers?: Record<string, string>;
 }
 
 const LIST_MAX_BYTES = 16 << 20;
@@ -74,11 +82,30 @@ export class ListProxy {
     try {
       return await this.#fetch(route, `${route.repo}/referrers/${digest}`, params, key, 'MANIFEST_UNKNOWN');
     } catch (err) {
-      if (!isUpstreamOutage(err)) throw err;
-      const stored = this.#stored(route, key);
+      const outage = isUpstreamOutage(err);
+      const noApi = err instanceof RegistryError && err.status === 404;
+      if (!outage && !noApi) throw err;
+      const stored = outage ? this.#stored(route, key) : undefined;
       if (stored) return stored;
+      const local = this.#localReferrers(route, digest, artifactType);
+      if (outage || local.found > 0) return local.result;
       throw err;
     }
+  }
+
+  /** The referrers index built from cached manifests of this repository whose subject is `digest`. */
+  #localReferrers(route: Route, digest: string, artifactType: string | undefined): { result: ListResult; found: number } {
+    const descriptors: ReferrerDescriptor[] = [];
+    for (const parent of this.#metadata.refs.parents(digest)) {
+      if (parent.kind !== 'subject' || !this.#metadata.hasLink(route.upstream.name, route.repo, parent.digest)) continue;
+      const row = this.#metadata.getManifest(parent.digest);
+      const descriptor = row ? referrerDescriptor(row) : undefined;
+      if (descriptor) descriptors.push(descriptor);
+    }
+    const matching = artifactType === undefined ? descriptors : descriptors.filter((d) => d.artifactType === artifactType);
+    const body = Buffer.from(JSON.stringify(referrersIndex(matching)));
+    const headers = artifactType === undefined ? undefined : { 'OCI-Filters-Applied': 'artifactType' };
+    return { found: descriptors.length, result: { status: 200, contentType: MEDIA_TYPES.ociIndex, link: undefined, body, cache: 'STALE', ...(headers ? { headers } : {}) } };
   }
 
   #stored(route: Route, key: string): ListResult | undefined {

@@ -22,6 +22,7 @@ import { runCli, sharedHubConfig, startTestMirror } from '../helpers/mirror.ts';
 import { skopeoCopy, localImageDigests } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { mountSmallDisk, unmountSmallDisk } from '../helpers/small-disk.ts';
 
 const SLOW = { timeout: 60_000 };
 const CLOSED = 'http://127.0.0.1:1';
@@ -152,6 +153,27 @@ describeWithTools(['docker-registry', 'skopeo', 'umoci', 'zstd'], 'bundles: expo
       expect(core.storage.metadata.getTag('shared', 'library/alpine', '3.19')).toBeUndefined();
       expect(core.storage.metadata.getManifest(upstream.fixtures.image('small:v1').manifest.digest)).toBeUndefined();
     });
+  });
+
+  it('refuses a bundle that does not fit on the disk with a clear error, and makes nothing visible', SLOW, async () => {
+    const disk = mountSmallDisk('6m', 'ocimirror-import-full-');
+    if (!disk) {
+      if (process.env.CI) throw new Error('this test needs root to mount a tmpfs');
+      return;
+    }
+    try {
+      const big = path.join(dir, 'large.tar');
+      await withCore(online, (core) => exportBundle(core, ['registry.example/large:latest'], { output: big }));
+      const raw = { ...sharedHubConfig(CLOSED), storage: { path: path.join(disk, 'data') } } as RawConfig;
+      const err = await withCore(raw, (core) => importBundle(core, big)).catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/disk is full/);
+      await withCore(raw, async (core) => {
+        expect(core.storage.metadata.getTag('shared', 'large', 'latest')).toBeUndefined();
+        expect(core.storage.metadata.getManifest(upstream.fixtures.image('large').manifest.digest)).toBeUndefined();
+      });
+    } finally {
+      unmountSmallDisk(disk);
+    }
   });
 
   it('refuses an index.json naming a manifest the bundle does not hold', SLOW, async () => {

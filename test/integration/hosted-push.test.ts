@@ -7,7 +7,7 @@
  * pagination, referrers) and the resumption of an upload across a restart.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { skopeoCopy, skopeoInspectRaw } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../helpers/images.ts';
 import { startPodman } from '../helpers/podman.ts';
+import { runCommand } from '../helpers/containerd.ts';
 import { execFileSync } from 'node:child_process';
 
 const SLOW = { timeout: 120_000 };
@@ -24,7 +25,7 @@ const HOSTED = 'registry.internal';
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-describeWithTools(['docker-registry', 'skopeo'], 'hosted repositories', () => {
+describeWithTools(['docker-registry', 'skopeo', 'curl'], 'hosted repositories', () => {
   let upstream: Upstream;
   let m: TestMirror;
   let host: string;
@@ -121,6 +122,50 @@ describeWithTools(['docker-registry', 'skopeo'], 'hosted repositories', () => {
     const ranged = await fetch(v2(`chunks/blobs/${sha256(blob)}`), { headers: { range: 'bytes=2-5' } });
     expect(ranged.status).toBe(206);
     expect(await ranged.text()).toBe('2345');
+  });
+
+  it('runs a chunked upload, a mount, referrers and deletes as plain curl sequences', SLOW, async () => {
+    /** curl -i: status, headers (lower-cased) and body of one request. */
+    const curl = async (args: string[]) => {
+      const r = await runCommand('curl', ['-s', '-i', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      const text = r.stdout;
+      const split = text.indexOf('\r\n\r\n');
+      const head = text.slice(0, split).split('\r\n');
+      const headers = Object.fromEntries(head.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      return { status: Number(head[0]?.split(' ')[1]), headers, body: text.slice(split + 4) };
+    };
+    const blob = Buffer.from('0123456789abcdefghijklmnopqrst');
+    const file = (name: string, bytes: Buffer) => writeFile(path.join(work, name), bytes).then(() => path.join(work, name));
+    const [a, b, c] = [await file('a', blob.subarray(0, 10)), await file('b', blob.subarray(10, 20)), await file('c', blob.subarray(20))];
+    const post = await curl(['-X', 'POST', v2('curl/src/blobs/uploads/')]);
+    expect(post.status).toBe(202);
+    const location = new URL(post.headers.location!, m.url).href;
+    const patch = (range: string, f: string) => curl(['-X', 'PATCH', '-H', 'Content-Type: application/octet-stream', '-H', `Content-Range: ${range}`, '--data-binary', `@${f}`, location]);
+    expect((await patch('0-9', a)).headers.range).toBe('0-9');
+    const gap = await patch('20-29', c);
+    expect([gap.status, gap.headers.range]).toEqual([416, '0-9']);
+    expect((await patch('10-19', b)).status).toBe(202);
+    const put = await curl(['-X', 'PUT', '-H', 'Content-Range: 20-29', '--data-binary', `@${c}`, `${location}?digest=${sha256(blob)}`]);
+    expect([put.status, put.headers['docker-content-digest']]).toEqual([201, sha256(blob)]);
+    const mount = await curl(['-X', 'POST', `${v2('curl/dst/blobs/uploads/')}?mount=${sha256(blob)}&from=${HOSTED}/curl/src`]);
+    expect([mount.status, mount.headers.location]).toEqual([201, `/v2/${HOSTED}/curl/dst/blobs/${sha256(blob)}`]);
+    // A manifest with that blob as its only layer, and an artifact about it.
+    const config = Buffer.from('{}');
+    await curl(['-X', 'POST', '--data-binary', '{}', `${v2('curl/dst/blobs/uploads/')}?digest=${sha256(config)}`]);
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: MEDIA_TYPES.ociConfig, digest: sha256(config), size: 2 }, layers: [{ mediaType: MEDIA_TYPES.ociLayer, digest: sha256(blob), size: blob.length }] }));
+    const pushed = await curl(['-X', 'PUT', '-H', `Content-Type: ${MEDIA_TYPES.ociManifest}`, '--data-binary', `@${await file('m.json', manifest)}`, v2('curl/dst/manifests/v1')]);
+    expect(pushed.status).toBe(201);
+    const sbom = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, artifactType: 'application/vnd.example.sbom', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: 2 }, layers: [], subject: { mediaType: MEDIA_TYPES.ociManifest, digest: sha256(manifest), size: manifest.length } }));
+    const referrer = await curl(['-X', 'PUT', '-H', `Content-Type: ${MEDIA_TYPES.ociManifest}`, '--data-binary', `@${await file('sbom.json', sbom)}`, v2(`curl/dst/manifests/${sha256(sbom)}`)]);
+    expect(referrer.headers['oci-subject']).toBe(sha256(manifest));
+    const listed = await curl([v2(`curl/dst/referrers/${sha256(manifest)}?artifactType=application/vnd.example.sbom`)]);
+    expect(listed.headers['oci-filters-applied']).toBe('artifactType');
+    expect((JSON.parse(listed.body) as { manifests: Array<{ digest: string }> }).manifests.map((d) => d.digest)).toEqual([sha256(sbom)]);
+    expect((await curl(['-X', 'DELETE', v2(`curl/dst/manifests/${sha256(sbom)}`)])).status).toBe(202);
+    expect((await curl(['-X', 'DELETE', v2(`curl/src/blobs/${sha256(blob)}`)])).status).toBe(202);
+    expect((await curl(['-I', v2(`curl/src/blobs/${sha256(blob)}`)])).status).toBe(404);
+    expect((await curl(['-I', v2(`curl/dst/blobs/${sha256(blob)}`)])).status).toBe(200); // still mounted there
   });
 
   it('refuses a wrong digest with DIGEST_INVALID and commits nothing', async () => {

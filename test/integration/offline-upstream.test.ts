@@ -2,7 +2,7 @@
  * @module test/integration/offline-upstream
  * An upstream marked `offline: true` is never contacted: cached content is served by its
  * original names with tags that never expire, a miss fails at once with a message naming the
- * offline upstream, and the admin API says so.
+ * offline upstream, and the admin API and the metrics say so, with how many tags are stale.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,9 +55,13 @@ describeWithTools(['docker-registry'], 'an offline upstream', () => {
     expect(upstream.proxy.records).toEqual([]);
   });
 
-  it('says in the admin API that the upstream is offline', async () => {
+  it('says in the admin API and the metrics that the upstream is offline and which tags are stale', async () => {
     const res = await fetch(`${m.url}/admin/v1/upstreams`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    const body = JSON.stringify(await res.json());
-    expect(body).toContain('"offline":true');
+    const { upstreams } = (await res.json()) as { upstreams: Array<{ name: string; offline: boolean; staleTags: number }> };
+    // The clock moved 30 days past the cached tag's confirmation: it is stale, and still served.
+    expect(upstreams.find((u) => u.name === 'test')).toMatchObject({ offline: true, staleTags: 1 });
+    const metrics = await (await fetch(`${m.url}/metrics`)).text();
+    expect(metrics).toMatch(/^ocimirror_upstream_offline\{upstream="test"\} 1$/m);
+    expect(metrics).toMatch(/^ocimirror_upstream_stale_tags\{upstream="test"\} 1$/m);
   });
 });

@@ -26,7 +26,7 @@ import { readManifest } from '../../registry/manifest.ts';
 import { isValidTag, parseReference } from '../../registry/reference.ts';
 import type { Logger } from '../../util/logger.ts';
 import { readPushedManifest, type PushedDescriptor, type PushedManifest } from './pushed-manifest.ts';
-import { referrerDescriptor, referrersIndex, type ReferrersIndex } from './referrers-index.ts';
+import { referrerDescriptor, referrersIndex, type ReferrersIndex } from '../../registry/referrers-index.ts';
 
 export interface HostedContentOptions {
   metadata: Metadata;

@@ -1,11 +1,11 @@
 /**
- * @module proxy/hosted/referrers-index
+ * @module registry/referrers-index
  * The referrers API answer (distribution-spec v1.1 "Listing Referrers"): an OCI image index whose
  * entries describe the manifests of a repository with a given `subject`. Each descriptor carries
  * the manifest's `artifactType`, else (image manifests only) its config's media type, and the
- * manifest's annotations. Pure: the rows come from metadata/hosted-queries.
+ * manifest's annotations. Pure: hosted repositories and the cache's own referrers build it.
  */
-import { MEDIA_TYPES } from '../../registry/media-types.ts';
+import { MEDIA_TYPES } from './media-types.ts';
 
 export interface ReferrerDescriptor {
   readonly mediaType: string;
