@@ -140,7 +140,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     const c = g.config;
     const registries = [...c.upstreams.flatMap((u) => u.registries), ...c.hosted.map((h) => h.name)];
     const auth = g.clientAuth ? { authenticator: g.clientAuth.authenticator, router: g.router, registries } : undefined;
-    const v2 = { router: g.router, manifests, blobs, lists, blobWriter, auth, hosted, onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
+    const v2 = { router: g.router, manifests, blobs, lists, blobWriter, auth, hosted, hostedRegistries: c.hosted.map((h) => h.name), onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
     const service = createAdminService({ config: c, storage, upstreams: g.upstreams, background, reload: loadConfig ? () => reload('admin') : undefined, core, log });
     const app = createApp({
       log,

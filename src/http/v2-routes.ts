@@ -24,6 +24,7 @@ import { API_VERSION_HEADER } from './headers.ts';
 import { requestInfo } from './request-info.ts';
 import { authorizedFromCache, mayPullFrom, type ClientAuth } from './auth-middleware.ts';
 import { hostedHandler, type HostedDeps } from './hosted-routes.ts';
+import type { HostedContent } from '../proxy/hosted/hosted-repository.ts';
 import { listResponse, sendBlob, sendManifest } from './registry-responses.ts';
 
 export interface V2Deps {
@@ -39,6 +40,8 @@ export interface V2Deps {
   auth?: ClientAuth | undefined;
   /** Hosted registries' content and uploads (`hosted` configured). */
   hosted?: Omit<HostedDeps, 'blobWriter'> | undefined;
+  /** The hosted registries' names, for `_catalog`. */
+  hostedRegistries?: readonly string[] | undefined;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -58,7 +61,11 @@ export function createV2Handler(deps: V2Deps) {
       return c.body('{}', 200, { ...API_VERSION_HEADER, 'Content-Type': 'application/json' });
     }
     if (endpoint.kind === 'catalog') {
-      throw new RegistryError('UNSUPPORTED', { message: 'this mirror does not list repositories (_catalog)' });
+      if (!readOnly) throw unsupported(method);
+      if (!deps.hosted || deps.hostedRegistries === undefined || deps.hostedRegistries.length === 0) {
+        throw new RegistryError('UNSUPPORTED', { message: 'this mirror lists only hosted repositories (_catalog), and has no hosted registry' });
+      }
+      return catalog(c, deps, deps.hosted.content, deps.hostedRegistries, query);
     }
     const hints = { ns: query.get('ns') ?? undefined, host: incoming.headers.host };
     const located = locate(deps, incoming, endpoint, hints);
@@ -170,4 +177,27 @@ async function blob(c: Ctx, deps: V2Deps, route: Route, digestText: string): Pro
   const result = await deps.blobs.get(route, digest, { method: c.req.method === 'HEAD' ? 'HEAD' : 'GET', range: c.req.header('range') });
   sendBlob(c.env.incoming, c.env.outgoing, deps.blobWriter, result);
   return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * `_catalog` (distribution-spec v1.1 "Listing Repositories", optional): the hosted repositories,
+ * named as clients pull them (`registry.internal/team/app`), the ones the caller may pull, in order,
+ * with `n`/`last` and a `Link` to the next page. Upstream repositories are not listed: the mirror
+ * does not know what an upstream holds.
+ */
+function catalog(c: Ctx, deps: V2Deps, content: HostedContent, registries: readonly string[], query: URLSearchParams): Response {
+  const n = query.get('n');
+  const last = query.get('last');
+  if (n !== null && !/^\d{1,9}$/.test(n)) throw new RegistryError('PAGINATION_NUMBER_INVALID', { message: 'n must be a non-negative integer' });
+  const incoming = c.env.incoming;
+  let names = registries.flatMap((registry) => content.repositories(registry).map((repo) => ({ registry, repo, name: `${registry}/${repo}` })));
+  if (deps.auth) names = names.filter((r) => mayPullFrom(deps.auth, incoming, r.name, { registry: r.registry, repo: r.repo, prefix: r.registry, via: 'prefix' }));
+  let page = names.map((r) => r.name).sort();
+  if (last !== null) page = page.filter((name) => name > last);
+  let link: string | undefined;
+  if (n !== null && page.length > Number(n)) {
+    page = page.slice(0, Number(n));
+    link = `</v2/_catalog?${new URLSearchParams({ n, last: page[page.length - 1] ?? '' })}>; rel="next"`;
+  }
+  return listResponse(c, { contentType: 'application/json', link, body: Buffer.from(JSON.stringify({ repositories: page })), cache: 'HIT' });
 }

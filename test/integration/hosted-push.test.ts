@@ -277,6 +277,18 @@ describeWithTools(['docker-registry', 'skopeo', 'curl'], 'hosted repositories', 
     expect((await fetch(`${base}/blobs/${sha256(fits)}`, { method: 'HEAD' })).status).toBe(200);
   });
 
+  it('lists hosted repositories in _catalog, page by page', async () => {
+    const all = (await (await fetch(`${m.url}/v2/_catalog`)).json()) as { repositories: string[] };
+    expect(all.repositories).toEqual([...all.repositories].sort());
+    expect(all.repositories).toEqual(expect.arrayContaining([`${HOSTED}/team/medium`, `${HOSTED}/team/multi`, `${HOSTED}/chunks`]));
+    expect(all.repositories.every((r) => r.startsWith(`${HOSTED}/`) || r.startsWith('small.internal/'))).toBe(true);
+    const first = await fetch(`${m.url}/v2/_catalog?n=2`);
+    const page = (await first.json()) as { repositories: string[] };
+    expect(page.repositories).toEqual(all.repositories.slice(0, 2));
+    expect(first.headers.get('link')).toBe(`</v2/_catalog?n=2&last=${encodeURIComponent(all.repositories[1]!)}>; rel="next"`);
+    expect((await fetch(`${m.url}/v2/_catalog?n=x`)).status).toBe(400);
+  });
+
   it('keeps upstream repositories read-only', async () => {
     const res = await fetch(`${m.url}/v2/docker.io/library/alpine/blobs/uploads/`, { method: 'POST' });
     expect(res.status).toBe(405);
@@ -353,6 +365,10 @@ describeWithTools(['docker-registry', 'skopeo', 'htpasswd'], 'hosted repositorie
       const uploads = await readdir(path.join(m.dataDir, 'uploads'));
       expect(uploads).toEqual([]);
       expect((await fetch(`${m.url}/v2/${HOSTED}/team/app/manifests/v1`, { headers: { authorization: basic('node', 'node-password'), accept: MANIFEST_ACCEPT } })).status).toBe(200);
+      // _catalog lists what the caller may pull: nothing anonymous here, everything for node.
+      expect((await fetch(`${m.url}/v2/_catalog`)).status).toBe(401);
+      const listed = (await (await fetch(`${m.url}/v2/_catalog`, { headers: { authorization: basic('node', 'node-password') } })).json()) as { repositories: string[] };
+      expect(listed.repositories).toEqual([`${HOSTED}/team/app`]);
     } finally {
       await m.stop();
       await upstream.stop();
