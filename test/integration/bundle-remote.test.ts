@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,6 +19,7 @@ import { runCli, sharedHubConfig, startTestMirror, type TestMirror } from '../he
 import { skopeoCopy, localImageDigests } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { writeTamperedBundle } from '../helpers/tampered-bundle.ts';
 
 const SLOW = { timeout: 60_000 };
 const TOKEN = 'bundle-remote-admin-token';
@@ -116,13 +117,8 @@ describeWithTools(['docker-registry', 'skopeo'], 'bundles over the admin API of 
   });
 
   it('refuses a tampered tar sent over --url, naming the digest, and makes nothing visible', SLOW, async () => {
-    const bytes = await readFile(full);
     const layer = upstream.fixtures.image('small:v1').manifest.layers[0]!;
-    const header = bytes.indexOf(Buffer.from(`blobs/sha256/${layer.digest.slice(7)}\0`));
-    expect(header).toBeGreaterThan(0);
-    bytes[header + 512 + 10] = (bytes[header + 512 + 10] as number) ^ 0xff;
-    const tampered = path.join(dir, 'tampered.tar');
-    await writeFile(tampered, bytes);
+    const tampered = await writeTamperedBundle(full, layer.digest, path.join(dir, 'tampered.tar'));
     const offline = await offlineMirror();
     try {
       const run = await runCli(['import', '--url', offline.url, tampered], env);

@@ -23,6 +23,7 @@ import { skopeoCopy, localImageDigests } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mountSmallDisk, unmountSmallDisk } from '../helpers/small-disk.ts';
+import { writeTamperedBundle } from '../helpers/tampered-bundle.ts';
 
 const SLOW = { timeout: 60_000 };
 const CLOSED = 'http://127.0.0.1:1';
@@ -137,13 +138,8 @@ describeWithTools(['docker-registry', 'skopeo', 'umoci', 'zstd'], 'bundles: expo
   });
 
   it('refuses a bundle with a flipped byte in a layer, naming the digest, and makes nothing visible', SLOW, async () => {
-    const bytes = await readFile(full);
     const layer = upstream.fixtures.image('small:v1').manifest.layers[0]!;
-    const header = bytes.indexOf(Buffer.from(`blobs/sha256/${layer.digest.slice(7)}\0`));
-    expect(header).toBeGreaterThan(0);
-    bytes[header + 512 + 10] = (bytes[header + 512 + 10] as number) ^ 0xff;
-    const tampered = path.join(dir, 'tampered.tar');
-    await writeFile(tampered, bytes);
+    const tampered = await writeTamperedBundle(full, layer.digest, path.join(dir, 'tampered.tar'));
     const offline = await site(CLOSED);
     const run = await runCli(['import', '--config', offline.file, tampered]);
     expect(run.code).toBe(5);

@@ -13,20 +13,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config-error.ts';
 import { DEFAULT_CONFIG_FILE, loadConfig, parseConfig, parseListen, type ParseOptions } from '../../../src/config/load.ts';
 import type { Config } from '../../../src/config/schema.ts';
+import { configIssues } from '../../helpers/thrown.ts';
 
 const HUB = { name: 'dockerhub', url: 'https://registry-1.docker.io', registries: ['docker.io'] };
 const GHCR = { name: 'ghcr', url: 'https://ghcr.io', registries: ['ghcr.io'] };
 
-/** The issues of the ConfigError `fn` throws. */
-function issuesOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
-}
+const issuesOf = configIssues;
 
 const parse = (raw: unknown, opts: ParseOptions = {}): Config => parseConfig(raw, { env: {}, ...opts });
 

@@ -4,20 +4,12 @@
  * backend of s3 refused by key path until the mirror can serve from a bucket.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/config-error.ts';
 import { parseConfig } from '../../../src/config/load.ts';
+import { configIssues } from '../../helpers/thrown.ts';
 
 const parse = (storage: unknown, env: Record<string, string> = {}) => parseConfig({ storage }, { env });
 
-function issuesOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
-}
+const issuesOf = configIssues;
 
 describe('storage.backend and storage.s3', () => {
   it('refuses backend s3 by key path, and asks for the s3 section it needs', () => {
