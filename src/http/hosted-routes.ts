@@ -14,7 +14,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
 import type { V2Endpoint } from '../registry/v2-path.ts';
 import { parseDigest } from '../registry/digest.ts';
-import { parseContentRange, uploadRange } from '../cache/uploads/upload-range.ts';
+import { parseContentRange, uploadRange } from '../registry/upload-range.ts';
 import type { HostedRoute } from '../proxy/router.ts';
 import type { HostedBlobs } from '../proxy/hosted/hosted-blobs.ts';
 import type { HostedContent } from '../proxy/hosted/hosted-repository.ts';

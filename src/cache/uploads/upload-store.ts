@@ -33,7 +33,7 @@ import type { DataPaths } from '../paths.ts';
 import { appendBody } from './upload-append.ts';
 import { commitUpload, type CommitHook } from './upload-commit.ts';
 import { isUploadId, newUploadId } from './upload-id.ts';
-import { uploadRange, type ChunkRange } from './upload-range.ts';
+import { uploadRange, type ChunkRange } from '../../registry/upload-range.ts';
 import { readSession, writeSession, type UploadSession } from './upload-session.ts';
 
 export type { UploadSession } from './upload-session.ts';

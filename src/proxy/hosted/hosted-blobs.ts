@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { BlobCache } from '../../cache/blobs/blob-cache.ts';
 import type { BlobBody } from '../../cache/blobs/blob-body.ts';
 import type { UploadSession, UploadStore } from '../../cache/uploads/upload-store.ts';
-import type { ChunkRange } from '../../cache/uploads/upload-range.ts';
+import type { ChunkRange } from '../../registry/upload-range.ts';
 import type { Digest } from '../../registry/digest.ts';
 import { RegistryError } from '../../registry/errors.ts';
 import { resolveRange, type BlobRequest, type BlobResult } from '../blob-proxy.ts';

@@ -16,7 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../../src/cache/blobs/blob-store.ts';
 import { Metadata } from '../../../src/cache/metadata/metadata.ts';
 import { dataPaths, type DataPaths } from '../../../src/cache/paths.ts';
-import { parseContentRange, uploadRange } from '../../../src/cache/uploads/upload-range.ts';
+import { parseContentRange, uploadRange } from '../../../src/registry/upload-range.ts';
 import { UploadStore, type UploadStoreOptions } from '../../../src/cache/uploads/upload-store.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 import { nativeAddon } from '../../../src/util/native-addon.ts';

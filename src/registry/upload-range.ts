@@ -1,11 +1,11 @@
 /**
- * @module cache/uploads/upload-range
+ * @module registry/upload-range
  * The distribution-spec's non-standard ranges of a chunked upload: a PATCH's `Content-Range:
  * <start>-<end>` (inclusive, spec grammar `^[0-9]+-[0-9]+$`) and the `Range: 0-<end>` the
  * registry answers with. An invalid Content-Range is a 416 (RANGE_INVALID), as the spec lists
  * it among the 416 conditions with out-of-order chunks.
  */
-import { RegistryError } from '../../registry/errors.ts';
+import { RegistryError } from './errors.ts';
 
 export interface ChunkRange {
   start: number;
