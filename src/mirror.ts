@@ -38,6 +38,7 @@ import { createManifestFastPath } from './http/v2-routes.ts';
 import type { Logger } from './util/logger.ts';
 import { createClientAuth, type ClientAuthParts } from './auth/index.ts';
 import { RobotTokens } from './auth/robot-tokens.ts';
+import { createCluster, type Cluster } from './cluster/index.ts';
 
 export interface Mirror {
   readonly url: string;
@@ -46,6 +47,8 @@ export interface Mirror {
   readonly upstreams: UpstreamPool;
   readonly background: Background;
   readonly metrics: Metrics | undefined;
+  /** With `cluster:` configured: the membership and the secret peers share. */
+  readonly cluster: Cluster | undefined;
   /** Writes blob bodies to clients; owns the read-buffer pool the idle collector trims. */
   readonly blobWriter: BlobWriter;
   /** Drops the free buffers of the process's pools (blob writer's reads, bulk bodies' slabs); the idle collector calls it. */
@@ -101,6 +104,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     if (fill.result === 'committed') background.blobCommitted();
   };
   const usage = new UsageMeter(storage.metadata);
+  // Made now so the routes can answer peers; its checks start once the server listens (cluster is restart-only).
+  const cluster = config.cluster ? createCluster(config.cluster, log, { now }) : undefined;
   metrics?.setSources({
     usage: () => usage.current(),
     jobs: () => ({ counts: background.store.counts(), depth: background.store.depth() }),
@@ -108,6 +113,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     activeFills: () => storage.blobs.activeFills,
     hotCacheBytes: () => storage.hot.bytes,
     disk: () => storage.disk.status(),
+    ...(cluster ? { clusterMembers: () => cluster.membership.members() } : {}),
     staleTags: () => Object.fromEntries(gen.config.upstreams.filter((u) => u.offline).map((u) => [u.name, storage.metadata.tags.staleCount(u.name, now() - u.tagTTL)])),
   });
   // Jobs interrupted by a crash are requeued before anything new is queued.
@@ -141,13 +147,14 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     const registries = [...c.upstreams.flatMap((u) => u.registries), ...c.hosted.map((h) => h.name)];
     const auth = g.clientAuth ? { authenticator: g.clientAuth.authenticator, router: g.router, registries } : undefined;
     const v2 = { router: g.router, manifests, blobs, lists, blobWriter, auth, hosted, hostedRegistries: c.hosted.map((h) => h.name), onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
-    const service = createAdminService({ config: c, storage, upstreams: g.upstreams, background, reload: loadConfig ? () => reload('admin') : undefined, core, log });
+    const service = createAdminService({ config: c, storage, upstreams: g.upstreams, background, reload: loadConfig ? () => reload('admin') : undefined, core, log, membership: cluster?.membership });
     const app = createApp({
       log,
       ...v2,
       readiness,
       admin: { service, token: c.admin.token, robots: g.clientAuth?.robots ?? robotsWithoutAuth },
       ...(metrics ? { metrics } : {}),
+      cluster,
     });
     return { app, fast: createManifestFastPath(v2), trustedProxies: c.server.trustedProxies };
   };
@@ -175,6 +182,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   // listen: the address bound (0.0.0.0 = every interface); url: where a client on this host reaches it.
   const bound = server.address.family === 'IPv6' ? `[${server.address.address}]:${server.address.port}` : `${server.address.address}:${server.address.port}`;
   log.info({ listen: bound, url: server.url, upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, registries: u.registries })), defaultUpstream: config.defaultUpstream }, 'ocimirror listening');
+  cluster?.membership.start();
   const noAddon = config.server.nativeAddon ? nativeAddonError() : 'switched off by server.nativeAddon: false';
   if (noAddon) log.warn({ reason: noAddon }, 'blob bodies are copied through buffers instead of sendfile, and fills hash on the event loop');
   else if (!blobWriter.sendfile.available) log.warn({ reason: 'switched off by server.sendfile: off' }, 'blob bodies are copied through buffers instead of sendfile');
@@ -266,6 +274,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     },
     background,
     metrics,
+    cluster,
     blobWriter,
     trimBuffers: () => {
       blobWriter.trim();
@@ -282,6 +291,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     stop({ graceMs = gen.config.server.shutdownGrace, drainDelayMs = gen.config.server.drainDelay } = {}) {
       stopping ??= (async () => {
         draining = true;
+        await cluster?.membership.stop();
         if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs));
         const deadline = Date.now() + graceMs;
         // Jobs and client pulls drain side by side; interrupted jobs are requeued for the next start.

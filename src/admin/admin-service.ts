@@ -15,6 +15,7 @@ import type { Background } from '../jobs/background.ts';
 import type { ReloadOutcome } from '../reload/config-reloader.ts';
 import type { MirrorCore } from '../core.ts';
 import type { Logger } from '../util/logger.ts';
+import type { Membership } from '../cluster/index.ts';
 import { BundleError } from '../bundle/bundle-error.ts';
 import { planExport, writeExportTar } from '../bundle/bundle-export.ts';
 import { importBundle } from '../bundle/bundle-import.ts';
@@ -51,6 +52,8 @@ export interface AdminServiceDeps {
   /** The mirror's parts of the generation in effect, for bundle export and import; without it those endpoints are absent. */
   core?: (() => MirrorCore) | undefined;
   log?: Logger | undefined;
+  /** The cluster membership; without it GET /cluster answers 404. */
+  membership?: Membership | undefined;
 }
 
 /** A bundle's problem as the admin API's error: 400 naming what is wrong, with the code and digests as detail. */
@@ -62,7 +65,7 @@ function bundleFailure(err: unknown): unknown {
 /** At most this many warnings travel in the export's summary header. */
 const HEADER_WARNINGS = 5;
 
-export function createAdminService({ config, storage, upstreams, background, reload, core, log }: AdminServiceDeps): AdminService {
+export function createAdminService({ config, storage, upstreams, background, reload, core, log, membership }: AdminServiceDeps): AdminService {
   const usage = new UsageMeter(storage.metadata);
   const inventory = new Inventory(storage.metadata);
   return {
@@ -149,6 +152,16 @@ export function createAdminService({ config, storage, upstreams, background, rel
               throw bundleFailure(err);
             }
           },
+        }
+      : {}),
+    ...(membership
+      ? {
+          cluster: () => ({
+            self: membership.self,
+            resolveError: membership.resolveError,
+            counts: membership.counts(),
+            members: membership.members().map((m) => ({ ...m, lastOk: iso(m.lastOk), lastErrorAt: iso(m.lastErrorAt) })),
+          }),
         }
       : {}),
     ...(reload

@@ -28,6 +28,7 @@ export const RESTART_ONLY: readonly RestartOnlyKey[] = [
   { path: 'server.nativeAddon', kind: 'value', why: 'the native addon is loaded at start' },
   { path: 'server.idleGc', kind: 'value', why: 'the idle collector is started with the process' },
   { path: 'server.proxyProtocol', kind: 'value', why: 'the PROXY protocol front is made with the listener' },
+  { path: 'cluster', kind: 'value', why: 'the member list, secret and health checks are set up at start' },
   { path: 'tls', kind: 'presence', why: 'HTTP or HTTPS is chosen when the listener is made (certificate paths reload)' },
   { path: 'tls.clientCA', kind: 'presence', why: 'whether handshakes ask for client certificates is fixed at start (the CA file reloads)' },
 ];

@@ -69,6 +69,27 @@ const egressProxy = z.string().refine((s) => {
   }
 }, 'expected a proxy URL such as http://proxy.example:3128 or proxy.example:3128 (value not shown: it may hold credentials)');
 
+/** A cluster member's URL, reduced to its origin ('http://10.0.0.11:5000'): members are compared and hashed as text. */
+const memberUrl = z
+  .string()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '' && u.username === '' && u.password === '';
+    } catch {
+      return false;
+    }
+  }, 'expected a scheme, host and port such as http://10.0.0.11:5000 (no path)')
+  .transform((s) => new URL(s).origin);
+
+/** A DNS server as node:dns takes it: an address, with an optional port ('127.0.0.1:5353', '[::1]:53'). */
+const dnsServer = z.string().refine((s) => {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(s);
+  const host = m?.[1] ?? s;
+  const port = m?.[2];
+  return isIP(host) !== 0 && (port === undefined || (Number(port) >= 1 && Number(port) <= 65535));
+}, "expected a DNS server address such as 10.96.0.10, 127.0.0.1:5353 or [::1]:53");
+
 /** An address block as '10.0.0.0/8', '::1/128' or a bare address (a /32 or /128). */
 const cidr = z.string().refine((s) => {
   const [addr = '', bits, extra] = s.split('/');
@@ -256,6 +277,58 @@ export function createConfigSchema(env: Env = {}) {
       return { ...rest, credentials };
     });
 
+  /**
+   * Replicas that know each other: `self`, and the members as a static `peers` list or the A/AAAA
+   * records of `dns` (a headless Service; every member on self's scheme and port). Member URLs are
+   * normalised to their origin, so every replica spells (and hashes) a member the same way.
+   */
+  const cluster = z
+    .object({
+      self: memberUrl.optional(),
+      /** How `self` is read from the environment (Kubernetes: `http://$(POD_IP):5000`). */
+      selfEnv: z.string().min(1).optional(),
+      peers: z.array(memberUrl).min(1, 'expected at least one member (self included)').optional(),
+      dns: z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.?$/i, 'expected a DNS name such as ocimirror-headless.ns.svc.cluster.local').optional(),
+      /** The DNS server asked for `dns` ('10.96.0.10', '127.0.0.1:5353'); unset = the system's. */
+      dnsServer: dnsServer.optional(),
+      secret: z.string().optional(),
+      secretEnv: z.string().optional(),
+      healthInterval: duration('2s'),
+      failAfter: z.number().int().min(1).max(100).default(3),
+    })
+    .strict()
+    .superRefine((c, ctx) => {
+      if (c.self === undefined && c.selfEnv === undefined) ctx.addIssue({ code: 'custom', path: ['self'], message: 'is required (or selfEnv)' });
+      if ((c.peers === undefined) === (c.dns === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['peers'], message: c.peers === undefined ? 'is required (or dns)' : 'expected peers or dns, not both' });
+      }
+      if (c.dnsServer !== undefined && c.dns === undefined) ctx.addIssue({ code: 'custom', path: ['dnsServer'], message: 'applies only with dns' });
+      if (c.secret === undefined && c.secretEnv === undefined) ctx.addIssue({ code: 'custom', path: ['secretEnv'], message: 'is required (or secret)' });
+    })
+    .transform((c, ctx) => {
+      let self = c.self;
+      if (self === undefined && c.selfEnv !== undefined) {
+        const text = env[c.selfEnv];
+        if (text === undefined) unset(ctx, 'selfEnv', c.selfEnv);
+        else {
+          const parsed = memberUrl.safeParse(text);
+          if (parsed.success) self = parsed.data;
+          else ctx.addIssue({ code: 'custom', path: ['selfEnv'], message: `${c.selfEnv} holds '${text}': ${parsed.error.issues[0]?.message ?? 'not a URL'}` });
+        }
+      }
+      const peers = c.peers === undefined ? undefined : [...new Set(c.peers)];
+      if (self !== undefined && peers !== undefined && !peers.includes(self)) {
+        ctx.addIssue({ code: 'custom', path: ['peers'], message: `expected to list self (${self}): every replica must see the same members` });
+      }
+      const value = secret(ctx, env, c.secret, 'secretEnv', c.secretEnv);
+      // The secret opens the internal API on every replica: at least 256 bits' worth of characters.
+      if (value !== undefined && value.length < 32) {
+        const where = c.secret !== undefined ? 'secret' : 'secretEnv';
+        ctx.addIssue({ code: 'custom', path: [where], message: where === 'secret' ? 'expected at least 32 characters' : `${c.secretEnv} holds fewer than 32 characters` });
+      }
+      return { self: self ?? '', peers, dns: c.dns?.replace(/\.$/, '').toLowerCase(), dnsServer: c.dnsServer, secret: value ?? '', healthInterval: c.healthInterval, failAfter: c.failAfter };
+    });
+
   const role = z.enum(['pull', 'push', 'admin']);
   const clientAuth = z
     .object({
@@ -376,6 +449,8 @@ export function createConfigSchema(env: Env = {}) {
         )
         .default([]),
       admin,
+      /** Replicas that know each other (membership and health); unset = a single node. */
+      cluster: cluster.optional(),
       /** Client accounts; unset = anonymous pulls, as a public registry. */
       auth: clientAuth.optional(),
       metrics: z

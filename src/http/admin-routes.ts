@@ -35,6 +35,8 @@ export interface AdminService {
   sync(request: { name: string; yaml: string; dest: string; dryRun?: boolean; keepGoing?: boolean }): unknown;
   gc(): unknown;
   evict(): unknown;
+  /** The cluster members this replica sees, with their state; absent without `cluster:`. */
+  cluster?(): unknown;
   /** Reloads the config (as SIGHUP); throws when the new config was refused. Absent when there is no config file to reload. */
   reload?(): unknown;
   /** Fetches what is missing and plans a bundle; its tar is then written by `write`. Absent without the mirror's parts. */
@@ -137,6 +139,11 @@ export function createAdminRoutes(service: AdminService, access: AdminAccess): H
   admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
   admin.post('/gc', (c) => c.json(service.gc() as object, 202));
   admin.post('/evict', (c) => c.json(service.evict() as object, 202));
+  const cluster = service.cluster?.bind(service);
+  admin.get('/cluster', (c) => {
+    if (!cluster) throw new RegistryError('NOT_FOUND', { message: 'this mirror runs as a single node: cluster is not configured' });
+    return c.json(cluster() as object);
+  });
   const reload = service.reload?.bind(service);
   if (reload) admin.post('/reload', (c) => c.json(reload() as object));
   bundleRoutes(admin, service);

@@ -3,7 +3,8 @@
  * The HTTP surface: /v2/ (registry pull API), /healthz (process alive), /readyz (storage and
  * database usable, 503 while draining so load balancers stop routing before the listener closes;
  * it also tells how the last config reload went),
- * and with client `auth` configured /auth/token and an authorisation check before /v2/ and /admin/.
+ * and with client `auth` configured /auth/token and an authorisation check before /v2/ and /admin/;
+ * with `cluster` configured, /cluster/v1/ (the internal API replicas call, behind the cluster secret).
  * This directory is the only place that imports hono.
  */
 import { Hono } from 'hono';
@@ -17,6 +18,8 @@ import { createV2Handler, type V2Deps } from './v2-routes.ts';
 import { authorizeAdmin, authorizeV2 } from './auth-middleware.ts';
 import { createTokenRoute } from './token-route.ts';
 import type { RobotTokens } from '../auth/robot-tokens.ts';
+import type { Cluster } from '../cluster/index.ts';
+import { CLUSTER_PREFIX, createClusterRoutes } from './cluster-routes.ts';
 
 export interface Readiness {
   /** Undefined when ready, else the reason. */
@@ -32,6 +35,8 @@ export interface AppDeps extends V2Deps {
   readiness: Readiness;
   admin?: { service: AdminService; token: string | undefined; robots?: RobotTokens | undefined };
   metrics?: Metrics;
+  /** With `cluster:` configured: the internal API peers call, behind the cluster secret. */
+  cluster?: Cluster | undefined;
 }
 
 export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
@@ -76,6 +81,8 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     const authorize = auth ? (c: { env: HttpBindings }) => authorizeAdmin(auth, c.env.incoming) : undefined;
     app.route('/admin/v1', createAdminRoutes(deps.admin.service, { token: deps.admin.token, authorize, robots: deps.admin.robots }));
   }
+  // Before client auth by construction: peers authenticate with the cluster secret, not as accounts.
+  if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check()));
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
     if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);

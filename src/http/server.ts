@@ -120,7 +120,9 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const bytes = socket.bytesWritten - socketBytes + (info.sendfileBytes ?? 0);
       const cache: CacheLabel = info.cache ?? (res.getHeader('x-cache') as CacheLabel | undefined) ?? 'NONE';
-      accessLog.info({
+      // Peers' health checks come every healthInterval from each replica: successful ones only at debug.
+      const routine = res.statusCode < 400 && req.url?.startsWith('/cluster/') === true;
+      accessLog[routine ? 'debug' : 'info']({
         method: req.method,
         path: logPath(req.url),
         status: res.statusCode,

@@ -16,6 +16,8 @@ export interface MetricsSources {
   disk?: () => { full: boolean; free: number };
   /** Per offline upstream: tags past their TTL, served as they are. */
   staleTags?: () => Record<string, number>;
+  /** With `cluster:`: every member's URL and state (self included). */
+  clusterMembers?: () => ReadonlyArray<{ url: string; state: 'up' | 'down' | 'unknown' }>;
 }
 
 /** What the metrics read of an upstream's URLs and rate-limit budget. */
@@ -164,6 +166,27 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [upstream, n] of Object.entries(sources().staleTags?.() ?? {})) this.set({ upstream }, n);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_cluster_members',
+      help: 'Cluster members this replica sees (itself included), by state (up, down, unknown)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const members = sources().clusterMembers?.();
+        if (!members) return;
+        for (const state of ['up', 'down', 'unknown']) this.set({ state }, members.filter((m) => m.state === state).length);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_cluster_member_up',
+      help: '1 for a cluster member whose health checks answer (itself included), 0 for one down or not yet checked',
+      labelNames: ['member'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of sources().clusterMembers?.() ?? []) this.set({ member: m.url }, Number(m.state === 'up'));
       },
     });
     upstreamGauge('ocimirror_upstream_ratelimit_limit', 'Pulls allowed per rate-limit window (RateLimit-Limit), when the upstream reports it', ['upstream'], (g, upstream, s) => {

@@ -34,6 +34,7 @@ describe('parseConfig: defaults', () => {
       gc: { interval: 3_600_000, grace: 3_600_000, uploadMaxAge: 86_400_000 },
       sync: [],
       admin: { token: undefined },
+      cluster: undefined,
       metrics: { enabled: true },
       hotCache: { maxSize: 64 * 2 ** 20 },
       upstreams: [],
