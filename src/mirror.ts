@@ -39,6 +39,7 @@ import type { Logger } from './util/logger.ts';
 import { createClientAuth, type ClientAuthParts } from './auth/index.ts';
 import { RobotTokens } from './auth/robot-tokens.ts';
 import { createCluster, type Cluster } from './cluster/index.ts';
+import { PeerFill } from './cluster/peer-fill.ts';
 
 export interface Mirror {
   readonly url: string;
@@ -90,7 +91,11 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const router = buildRouter(config, upstreams);
   const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
-  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot });
+  // Made now so the routes can answer peers; its checks start once the server listens (cluster is restart-only).
+  const cluster = config.cluster ? createCluster(config.cluster, log, { now }) : undefined;
+  // A blob another replica owns is filled from that replica, so the cluster fetches it upstream once.
+  const peerFill = cluster ? new PeerFill({ membership: cluster.membership, auth: cluster.auth, log: log.child({ module: 'peer-fill' }), onResult: (result) => metrics?.peerFills.inc({ result }) }) : undefined;
+  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peerFill ? (route, digest, signal) => peerFill.source(route, digest, signal) : undefined });
   const lists = new ListProxy({ metadata: storage.metadata, now });
   // Quotas are read from the generation in effect, so a reload changes them for the next push.
   const hosted = createHosted(storage, log, (registry) => gen.config.hosted.find((h) => h.name === registry)?.maxSize ?? 0, now);
@@ -104,8 +109,6 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     if (fill.result === 'committed') background.blobCommitted();
   };
   const usage = new UsageMeter(storage.metadata);
-  // Made now so the routes can answer peers; its checks start once the server listens (cluster is restart-only).
-  const cluster = config.cluster ? createCluster(config.cluster, log, { now }) : undefined;
   metrics?.setSources({
     usage: () => usage.current(),
     jobs: () => ({ counts: background.store.counts(), depth: background.store.depth() }),
@@ -308,6 +311,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
           new Promise((r) => setTimeout(r, left).unref()),
         ]);
         await gen.upstreams.closeAll();
+        await peerFill?.close();
         gen.clientAuth?.close();
         storage.close();
         log.info('ocimirror stopped');

@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     app.route('/admin/v1', createAdminRoutes(deps.admin.service, { token: deps.admin.token, authorize, robots: deps.admin.robots }));
   }
   // Before client auth by construction: peers authenticate with the cluster secret, not as accounts.
-  if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check()));
+  if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check(), deps));
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
     if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);

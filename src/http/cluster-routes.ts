@@ -4,18 +4,34 @@
  * registry path reaches it). It has its own credential, the cluster's shared secret, and ignores
  * client auth: peers are not accounts. GET /health answers who this replica is, its version and
  * the members it sees; 503 while it is not ready (draining, storage unusable), so peers count it
- * out before its listener closes.
+ * out before its listener closes. GET /blobs/<digest>?upstream=&repo= serves a blob this replica
+ * owns to a peer as a client GET would (cache, or its own single fill from the upstream, never
+ * from another peer).
  */
 import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RegistryError } from '../registry/errors.ts';
 import { HEALTH_PATH, type Cluster, type HealthAnswer } from '../cluster/index.ts';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { parseDigest } from '../registry/digest.ts';
+import { PEER_BLOBS_PATH } from '../cluster/peer-fill.ts';
+import type { BlobProxy } from '../proxy/blob-proxy.ts';
+import type { Router } from '../proxy/router.ts';
+import type { BlobWriter } from './body/blob-writer.ts';
+import { sendBlob } from './registry-responses.ts';
 import { requestInfo } from './request-info.ts';
+
+/** What the blob endpoint serves with: the same parts as a client's blob GET. */
+export interface ClusterBlobDeps {
+  router: Router;
+  blobs: BlobProxy;
+  blobWriter: BlobWriter;
+}
 
 /** Where {@link createClusterRoutes} is mounted; the health path lies under it. */
 export const CLUSTER_PREFIX = '/cluster/v1';
 
-export function createClusterRoutes(cluster: Cluster, ready: () => Promise<string | undefined>): Hono<{ Bindings: HttpBindings }> {
+export function createClusterRoutes(cluster: Cluster, ready: () => Promise<string | undefined>, blobDeps?: ClusterBlobDeps): Hono<{ Bindings: HttpBindings }> {
   const routes = new Hono<{ Bindings: HttpBindings }>();
   routes.use('*', async (c, next) => {
     if (c.env?.incoming) requestInfo(c.env.incoming).route = 'cluster';
@@ -34,5 +50,17 @@ export function createClusterRoutes(cluster: Cluster, ready: () => Promise<strin
     const answer: HealthAnswer = { self: membership.self, version, members: membership.members().map((m) => ({ url: m.url, state: m.state })) };
     return c.json(answer);
   });
+  if (blobDeps) {
+    routes.get(`${PEER_BLOBS_PATH.slice(CLUSTER_PREFIX.length)}/:digest`, async (c) => {
+      const upstream = c.req.query('upstream');
+      const repo = c.req.query('repo');
+      if (!upstream || !repo) throw new RegistryError('NAME_UNKNOWN', { message: 'cluster blob: the upstream and repo parameters are required' });
+      const route = blobDeps.router.route(upstream, repo);
+      const digest = parseDigest(c.req.param('digest'));
+      const result = await blobDeps.blobs.get(route, digest, { method: 'GET', range: undefined, fromPeer: true });
+      sendBlob(c.env.incoming, c.env.outgoing, blobDeps.blobWriter, result);
+      return RESPONSE_ALREADY_SENT;
+    });
+  }
   return routes;
 }

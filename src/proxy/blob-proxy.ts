@@ -5,6 +5,7 @@
  * first (while the upstream is down: served only to a repository known to hold it). A miss joins
  * (or starts) the single fill for that digest and streams as bytes arrive.
  * Range requests (RFC 9110 §14) are answered from the cache and from a fill in progress alike.
+ * In a cluster, the fill reads from the blob's owner replica when that is another one (peerSource).
  */
 import type { Digest } from '../registry/digest.ts';
 import { parseRange } from '../registry/range.ts';
@@ -32,15 +33,25 @@ export interface BlobResult {
 export interface BlobRequest {
   method: 'GET' | 'HEAD';
   range: string | undefined;
+  /** Asked by another replica: a fill this starts opens the upstream, never a peer (no request loops). */
+  fromPeer?: boolean;
 }
+
+/**
+ * Where a fill's bytes come from when another replica owns the blob (cluster/peer-fill); undefined
+ * means "open the upstream": this replica owns it, no cluster is configured, or the owner failed.
+ */
+export type PeerSource = (route: Route, digest: Digest, signal: AbortSignal) => Promise<FillSource | undefined>;
 
 export class BlobProxy {
   readonly #blobs: BlobCache;
   readonly #hot: HotCache;
+  readonly #peerSource: PeerSource | undefined;
 
-  constructor({ blobs, hot }: { blobs: BlobCache; hot: HotCache }) {
+  constructor({ blobs, hot, peerSource }: { blobs: BlobCache; hot: HotCache; peerSource?: PeerSource | undefined }) {
     this.#blobs = blobs;
     this.#hot = hot;
+    this.#peerSource = peerSource;
   }
 
   async get(route: Route, digest: Digest, req: BlobRequest): Promise<BlobResult> {
@@ -58,7 +69,7 @@ export class BlobProxy {
     if (req.method === 'HEAD') return this.#headUpstream(route, digest);
     // The fill's answer is waited for at most `timeout`, however many hops and retries it takes;
     // a client that gives up leaves the fill running for the others and the cache.
-    const fill = await waitAtMost(route.upstream, `blob ${digest.value}`, this.#startFill(route, digest));
+    const fill = await waitAtMost(route.upstream, `blob ${digest.value}`, this.#startFill(route, digest, req.fromPeer === true));
     const size = fill.expectedSize;
     const range = size === undefined ? undefined : resolveRange(req.range, size);
     if (range === 'unsatisfiable') return { digest: digest.value, size, cache: 'MISS', range, body: undefined };
@@ -82,13 +93,14 @@ export class BlobProxy {
     return 'fetched';
   }
 
-  #startFill(route: Route, digest: Digest) {
+  #startFill(route: Route, digest: Digest, fromPeer = false) {
+    const peer = fromPeer ? undefined : this.#peerSource;
     return this.#blobs.fill({
       digest,
       link: { upstream: route.upstream.name, repo: route.repo },
       source: route.upstream.name,
       timeoutMs: route.upstream.config.fillTimeout,
-      open: (signal) => this.#openUpstream(route, digest, signal),
+      open: async (signal) => (peer ? await peer(route, digest, signal) : undefined) ?? this.#openUpstream(route, digest, signal),
     });
   }
 

@@ -5,10 +5,9 @@
  * mirror serving TLS behind send-proxy-v2, pulls over HTTPS name the real client, and HAProxy's
  * health check (a v2 LOCAL header, then a TLS handshake and GET /healthz) marks the server UP.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,6 +26,7 @@ import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startHaproxy, type Haproxy } from '../helpers/haproxy.ts';
 import { captureLog } from '../helpers/log-capture.ts';
 
 /** Sends `bytes` from `localAddress` (optionally in two parts `gapMs` apart) and resolves with what came back once the mirror closed. */
@@ -69,57 +69,6 @@ function v2Header(command: number, family: number, body: Buffer): Buffer {
   head.writeUInt16BE(body.length, 2);
   return Buffer.concat([V2_SIGNATURE, head, body]);
 }
-interface Haproxy {
-  /** `show stat` from the stats socket, one record per line of its CSV. */
-  stats(): Promise<Array<Record<string, string>>>;
-  stop(): Promise<void>;
-}
-
-/** Runs HAProxy in the foreground with `sections` after a global section that opens a stats socket in `dir`; resolves once `port` accepts. */
-async function startHaproxy(dir: string, sections: string[], port: number): Promise<Haproxy> {
-  const socketPath = path.join(dir, 'haproxy.sock');
-  const cfg = path.join(dir, 'haproxy.cfg');
-  await writeFile(cfg, ['global', `  stats socket ${socketPath} mode 600 level admin`, 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout check 5s', ...sections, ''].join('\n'));
-  const child: ChildProcess = spawn('haproxy', ['-db', '-f', cfg], { stdio: 'ignore' });
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    await waitFor(
-      'haproxy to listen',
-      () =>
-        new Promise<boolean>((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port }, () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.on('error', () => resolve(false));
-        }),
-      10_000,
-      50,
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  const stats = () =>
-    new Promise<Array<Record<string, string>>>((resolve, reject) => {
-      const s = net.connect(socketPath, () => s.end('show stat\n'));
-      let got = '';
-      s.on('data', (d: Buffer) => (got += d.toString()));
-      s.on('error', reject);
-      s.on('close', () => {
-        const [head, ...rows] = got.trim().split('\n');
-        const keys = (head ?? '').replace(/^# /, '').split(',');
-        resolve(rows.map((row) => Object.fromEntries(row.split(',').map((v, i) => [keys[i] ?? String(i), v]))));
-      });
-    });
-  return { stats, stop };
-}
-
 const ipv4Body = Buffer.from([10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0x13, 0x88]);
 const REQUEST = Buffer.from('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
 
