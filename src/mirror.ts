@@ -40,6 +40,8 @@ import { createClientAuth, type ClientAuthParts } from './auth/index.ts';
 import { RobotTokens } from './auth/robot-tokens.ts';
 import { createCluster, type Cluster } from './cluster/index.ts';
 import { PeerFill } from './cluster/peer-fill.ts';
+import { PeerRequest } from './cluster/peer-request.ts';
+import { PeerTags } from './cluster/peer-tags.ts';
 
 export interface Mirror {
   readonly url: string;
@@ -90,11 +92,14 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const router = buildRouter(config, upstreams);
-  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
   // Made now so the routes can answer peers; its checks start once the server listens (cluster is restart-only).
   const cluster = config.cluster ? createCluster(config.cluster, log, { now }) : undefined;
-  // A blob another replica owns is filled from that replica, so the cluster fetches it upstream once.
-  const peerFill = cluster ? new PeerFill({ membership: cluster.membership, auth: cluster.auth, log: log.child({ module: 'peer-fill' }), onResult: (result) => metrics?.peerFills.inc({ result }) }) : undefined;
+  const peerOpts = cluster ? { membership: cluster.membership, auth: cluster.auth } : undefined;
+  const peers = peerOpts ? new PeerRequest(peerOpts) : undefined;
+  // A blob or tag another replica owns is asked of that replica, so the cluster asks the upstream once.
+  const peerFill = peerOpts && peers ? new PeerFill({ ...peerOpts, requests: peers, log: log.child({ module: 'peer-fill' }), onResult: (result) => metrics?.peerFills.inc({ result }) }) : undefined;
+  const peerTags = peerOpts && peers ? new PeerTags({ ...peerOpts, requests: peers, log: log.child({ module: 'peer-tags' }), onResult: (result) => metrics?.peerTags.inc({ result }) }) : undefined;
+  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now, peerTags: peerTags ? (route, tag) => peerTags.resolve(route, tag) : undefined });
   const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peerFill ? (route, digest, signal) => peerFill.source(route, digest, signal) : undefined });
   const lists = new ListProxy({ metadata: storage.metadata, now });
   // Quotas are read from the generation in effect, so a reload changes them for the next push.
@@ -311,7 +316,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
           new Promise((r) => setTimeout(r, left).unref()),
         ]);
         await gen.upstreams.closeAll();
-        await peerFill?.close();
+        await peers?.close();
         gen.clientAuth?.close();
         storage.close();
         log.info('ocimirror stopped');

@@ -7,62 +7,41 @@
  * does not answer in time or answers anything but 200, the upstream is used directly: a partition
  * costs a duplicate fetch, never an error.
  */
-import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
 import type { FillSource } from '../cache/blobs/blob-cache.ts';
 import type { Digest } from '../registry/digest.ts';
 import type { Route } from '../proxy/router.ts';
 import type { Logger } from '../util/logger.ts';
-import type { Membership } from './membership.ts';
-import type { PeerAuth } from './peer-auth.ts';
-import { owner } from './rendezvous.ts';
+import { PeerRequest, discardPeerBody, header, peerWaitMs, type PeerRequestOptions, type PeerResponse, type PeerResult } from './peer-request.ts';
+
+export type { PeerGet, PeerResponse } from './peer-request.ts';
 
 /** Where an owner serves blobs to its peers: `<prefix>/<digest>?upstream=<name>&repo=<repo>`. */
 export const PEER_BLOBS_PATH = '/cluster/v1/blobs';
 
 /** 'peer': the owner is the fill's source; 'fallback': the owner failed to answer, the upstream is. */
-export type PeerFillResult = 'peer' | 'fallback';
+export type PeerFillResult = PeerResult;
 
-export interface PeerResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Readable;
-}
-
-/** One GET to a peer; injectable so tests need no server. */
-export type PeerGet = (url: string, init: { headers: Record<string, string>; signal: AbortSignal }) => Promise<PeerResponse>;
-
-export interface PeerFillOptions {
-  membership: Pick<Membership, 'self' | 'up'>;
-  auth: Pick<PeerAuth, 'headers'>;
+export interface PeerFillOptions extends PeerRequestOptions {
   log: Logger;
-  get?: PeerGet;
   onResult?: (result: PeerFillResult) => void;
+  /** A client shared with other peer lookups (its connections); made from the options above when absent. */
+  requests?: PeerRequest;
 }
 
 export class PeerFill {
   readonly #opts: PeerFillOptions;
-  readonly #agent: Agent | undefined;
-  readonly #get: PeerGet;
+  readonly #requests: PeerRequest;
+  readonly #ownsRequests: boolean;
 
   constructor(opts: PeerFillOptions) {
     this.#opts = opts;
-    if (opts.get) {
-      this.#get = opts.get;
-    } else {
-      const agent = new Agent({ keepAliveTimeout: 30_000 });
-      this.#agent = agent;
-      this.#get = async (url, init) => {
-        const res = await request(url, { method: 'GET', headers: init.headers, signal: init.signal, dispatcher: agent });
-        return { status: res.statusCode, headers: res.headers, body: res.body };
-      };
-    }
+    this.#ownsRequests = opts.requests === undefined;
+    this.#requests = opts.requests ?? new PeerRequest(opts);
   }
 
   /** The owner of `digest` among the members up, or undefined when that is this replica (or none is known). */
   ownerOf(digest: Digest): string | undefined {
-    const own = owner(digest.value, this.#opts.membership.up());
-    return own === undefined || own === this.#opts.membership.self ? undefined : own;
+    return this.#requests.ownerOf(digest.value);
   }
 
   /**
@@ -74,25 +53,20 @@ export class PeerFill {
     if (own === undefined) return undefined;
     const query = `upstream=${encodeURIComponent(route.upstream.name)}&repo=${encodeURIComponent(route.repo)}`;
     const url = `${own}${PEER_BLOBS_PATH}/${digest.value}?${query}`;
-    // Half the upstream's timeout for the owner's answer, so a fallback still has time within the client's wait.
-    const waitMs = Math.max(1, Math.floor(route.upstream.config.timeout / 2));
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new Error(`no answer within ${waitMs} ms`)), waitMs);
-    let res: PeerResponse;
-    try {
-      // The fill's signal stays on the body: a fill given up cuts the owner's stream too.
-      res = await this.#get(url, { headers: this.#opts.auth.headers(), signal: AbortSignal.any([signal, deadline.signal]) });
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      return this.#fallback(own, digest, deadline.signal.aborted ? (deadline.signal.reason as Error).message : describe(err));
-    } finally {
-      clearTimeout(timer);
+    // The fill's signal stays on the body: a fill given up cuts the owner's stream too.
+    const outcome = await this.#requests.get(url, peerWaitMs(route.upstream.config.timeout), async (res: PeerResponse) => {
+      if (res.status !== 200) {
+        discardPeerBody(res);
+        throw new Error(`answered ${res.status}`);
+      }
+      return res;
+    }, signal);
+    if (!outcome.ok) {
+      this.#opts.onResult?.('fallback');
+      this.#opts.log.warn({ digest: digest.value, owner: own, err: outcome.reason }, 'blob owner did not serve the blob; filling from the upstream');
+      return undefined;
     }
-    if (res.status !== 200) {
-      res.body.on('error', () => {});
-      res.body.destroy();
-      return this.#fallback(own, digest, `answered ${res.status}`);
-    }
+    const res = outcome.value;
     this.#opts.onResult?.('peer');
     this.#opts.log.debug({ digest: digest.value, owner: own }, 'blob filled from its owner');
     const length = Number(header(res.headers['content-length']));
@@ -104,22 +78,6 @@ export class PeerFill {
   }
 
   async close(): Promise<void> {
-    await this.#agent?.close();
+    if (this.#ownsRequests) await this.#requests.close();
   }
-
-  #fallback(own: string, digest: Digest, reason: string): undefined {
-    this.#opts.onResult?.('fallback');
-    this.#opts.log.warn({ digest: digest.value, owner: own, err: reason }, 'blob owner did not serve the blob; filling from the upstream');
-    return undefined;
-  }
-}
-
-function header(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** undici's connect errors carry the reason in `code` (ECONNREFUSED, ...). */
-function describe(err: unknown): string {
-  const e = err as Error & { code?: string; cause?: Error & { code?: string } };
-  return e?.code ?? e?.cause?.code ?? e?.message ?? String(err);
 }

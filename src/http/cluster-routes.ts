@@ -6,7 +6,9 @@
  * the members it sees; 503 while it is not ready (draining, storage unusable), so peers count it
  * out before its listener closes. GET /blobs/<digest>?upstream=&repo= serves a blob this replica
  * owns to a peer as a client GET would (cache, or its own single fill from the upstream, never
- * from another peer).
+ * from another peer). GET /manifests/<tag-or-digest>?upstream=&repo= answers as a client GET with
+ * the full Accept list would, from the cache within the TTL or resolved upstream by this replica
+ * itself, never through another peer.
  */
 import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -15,10 +17,14 @@ import { HEALTH_PATH, type Cluster, type HealthAnswer } from '../cluster/index.t
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { parseDigest } from '../registry/digest.ts';
 import { PEER_BLOBS_PATH } from '../cluster/peer-fill.ts';
+import { PEER_MANIFESTS_PATH } from '../cluster/peer-tags.ts';
+import { ALL_MANIFEST_TYPES } from '../registry/media-types.ts';
+import { parseReference } from '../registry/reference.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
+import type { ManifestProxy } from '../proxy/manifest-proxy.ts';
 import type { Router } from '../proxy/router.ts';
 import type { BlobWriter } from './body/blob-writer.ts';
-import { sendBlob } from './registry-responses.ts';
+import { sendBlob, sendManifest } from './registry-responses.ts';
 import { requestInfo } from './request-info.ts';
 
 /** What the blob endpoint serves with: the same parts as a client's blob GET. */
@@ -26,6 +32,8 @@ export interface ClusterBlobDeps {
   router: Router;
   blobs: BlobProxy;
   blobWriter: BlobWriter;
+  /** Serves the manifest endpoint; without it only blobs are served to peers. */
+  manifests?: ManifestProxy;
 }
 
 /** Where {@link createClusterRoutes} is mounted; the health path lies under it. */
@@ -61,6 +69,18 @@ export function createClusterRoutes(cluster: Cluster, ready: () => Promise<strin
       sendBlob(c.env.incoming, c.env.outgoing, blobDeps.blobWriter, result);
       return RESPONSE_ALREADY_SENT;
     });
+    const manifests = blobDeps.manifests;
+    if (manifests) {
+      routes.get(`${PEER_MANIFESTS_PATH.slice(CLUSTER_PREFIX.length)}/:reference`, async (c) => {
+        const upstream = c.req.query('upstream');
+        const repo = c.req.query('repo');
+        if (!upstream || !repo) throw new RegistryError('NAME_UNKNOWN', { message: 'cluster manifest: the upstream and repo parameters are required' });
+        const route = blobDeps.router.route(upstream, repo);
+        const result = await manifests.get(route, parseReference(c.req.param('reference')), ALL_MANIFEST_TYPES, { fromPeer: true });
+        sendManifest(c.env.incoming, c.env.outgoing, result);
+        return RESPONSE_ALREADY_SENT;
+      });
+    }
   }
   return routes;
 }

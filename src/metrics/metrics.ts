@@ -41,6 +41,7 @@ export class Metrics {
   readonly evictedBytes: Counter<'reason'>;
   readonly configReloads: Counter<'result'>;
   readonly peerFills: Counter<'result'>;
+  readonly peerTags: Counter<'result'>;
   readonly configLastReloadSuccess: Gauge;
   readonly configRestartPending: Gauge;
   #sources: MetricsSources = {};
@@ -74,6 +75,7 @@ export class Metrics {
     this.evictedBytes = new Counter({ name: 'ocimirror_evicted_bytes_total', help: 'Bytes evicted, by reason', labelNames: ['reason'], registers });
 
     this.peerFills = new Counter({ name: 'ocimirror_peer_fills_total', help: 'Blob fills whose owner is another replica, by result (peer: read from the owner, fallback: the owner failed, read from the upstream)', labelNames: ['result'], registers });
+    this.peerTags = new Counter({ name: 'ocimirror_peer_tags_total', help: 'Tag resolutions whose owner is another replica, by result (peer: answered by the owner, fallback: the owner failed, asked the upstream)', labelNames: ['result'], registers });
     this.configReloads = new Counter({ name: 'ocimirror_config_reload_total', help: 'Config reloads (SIGHUP, a change of the config file, POST /admin/v1/reload), by result (ok, failed)', labelNames: ['result'], registers });
     this.configLastReloadSuccess = new Gauge({ name: 'ocimirror_config_last_reload_success', help: '1 when the last config reload applied (or none was tried), 0 when it failed and the previous config still runs', registers });
     this.configLastReloadSuccess.set(1);

@@ -12,6 +12,10 @@
  * Each upstream exchange, body included, is bounded by the upstream's `timeout`, and so is each
  * client's wait for a fetch it shares with others: a client gives up (503, or STALE when the tag
  * or digest is cached) while the fetch goes on for the others and for the cache.
+ *
+ * In a cluster, a tag another replica owns is resolved by asking that owner (peerTags) rather
+ * than the upstream, so one replica's TTL governs the upstream traffic for it cluster-wide; a
+ * request from a peer never goes on to another one, and an owner that fails leaves it to the upstream.
  */
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../registry/errors.ts';
@@ -44,11 +48,25 @@ export const STALE_RETRY_MS = 10_000;
 /** The spec asks registries to accept manifests of at least 4 MiB; refuse anything past twice that. */
 export const MANIFEST_MAX_BYTES = 8 << 20;
 
+/**
+ * Where a tag is resolved when another replica owns it (cluster/peer-tags): the owner's manifest,
+ * verified against its digest; 'unknown' when the owner found no such tag; undefined for "ask the
+ * upstream" (this replica owns it, or the owner failed). Never throws.
+ */
+export type PeerTagSource = (route: Route, tag: string) => Promise<HotManifest | 'unknown' | undefined>;
+
 export interface ManifestProxyOptions {
   metadata: Metadata;
   hot: HotCache;
   log: Logger;
   now?: () => number;
+  /** Undefined on a single node: every tag is resolved against the upstream. */
+  peerTags?: PeerTagSource | undefined;
+}
+
+export interface ManifestRequest {
+  /** Asked by another replica: a tag this resolves goes to the upstream, never to a peer (no request loops). */
+  fromPeer?: boolean;
 }
 
 export class ManifestProxy {
@@ -57,18 +75,22 @@ export class ManifestProxy {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #flights = new SingleFlight<ManifestResult>();
+  readonly #peerTags: PeerTagSource | undefined;
 
-  constructor({ metadata, hot, log, now = Date.now }: ManifestProxyOptions) {
+  constructor({ metadata, hot, log, now = Date.now, peerTags }: ManifestProxyOptions) {
+    this.#peerTags = peerTags;
     this.#metadata = metadata;
     this.#hot = hot;
     this.#log = log.child({ module: 'manifest-proxy' });
     this.#now = now;
   }
 
-  async get(route: Route, ref: Reference, accept: readonly string[]): Promise<ManifestResult> {
+  async get(route: Route, ref: Reference, accept: readonly string[], req: ManifestRequest = {}): Promise<ManifestResult> {
     const local = this.#local(route, ref, accept);
     if ('hit' in local) return local.hit;
-    return ref.kind === 'digest' ? this.#byDigest(route, ref.digest, local.cached) : this.#byTag(route, ref.tag, accept, local.known, local.cached);
+    return ref.kind === 'digest'
+      ? this.#byDigest(route, ref.digest, local.cached)
+      : this.#byTag(route, ref.tag, accept, local.known, local.cached, req.fromPeer !== true);
   }
 
   /**
@@ -119,13 +141,14 @@ export class ManifestProxy {
 
   /**
    * Resolves a tag against the upstream now, whatever its TTL (watch-list refresh): a HEAD when
-   * it is cached (refetching only if it moved), a GET when it is not.
+   * it is cached (refetching only if it moved), a GET when it is not. Never through the tag's
+   * owner, whose answer within its own TTL would not be "now".
    */
   async refresh(route: Route, tag: string): Promise<ManifestResult> {
     const known = this.#knownTag(route, tag);
     const cached = known ? this.cached(known.digest) : undefined;
     const key = `${route.upstream.name}\0${route.repo}\0:${tag}`;
-    return this.#flights.do(key, () => (cached ? this.#revalidate(route, tag, cached) : this.#fetchTag(route, tag)));
+    return this.#flights.do(key, () => (cached ? this.#revalidate(route, tag, cached, undefined, false) : this.#fetchTag(route, tag, false)));
   }
 
   /** A cached manifest by digest, with no upstream contact; undefined when not cached. */
@@ -183,20 +206,20 @@ export class ManifestProxy {
   }
 
   /** A tag {@link hit} could not answer (unknown, past its TTL, or of a type this client cannot take), with what is `known` of it. */
-  async #byTag(route: Route, tag: string, accept: readonly string[], known: HotTag | undefined, cached: HotManifest | undefined): Promise<ManifestResult> {
+  async #byTag(route: Route, tag: string, accept: readonly string[], known: HotTag | undefined, cached: HotManifest | undefined, viaPeer: boolean): Promise<ManifestResult> {
     const name = route.upstream.name;
     const what = `tag ${tag} of ${route.repo}`;
     if (known && cached && acceptsMediaType(accept, cached.mediaType)) {
       if (known.retryAt !== undefined && this.#now() < known.retryAt) return { ...cached, cache: 'STALE' };
       try {
-        return await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known)));
+        return await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#revalidate(route, tag, cached, known, viaPeer)));
       } catch (err) {
         // Timed out waiting, or the tag moved and its new manifest could not be fetched.
         if (!isUpstreamOutage(err)) throw err;
         return { ...cached, cache: 'STALE' };
       }
     }
-    const result = await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag)));
+    const result = await waitAtMost(route.upstream, what, this.#flights.do(`${name}\0${route.repo}\0:${tag}`, () => this.#fetchTag(route, tag, viaPeer)));
     if (acceptsMediaType(accept, result.mediaType)) return result;
     // The tag resolves to a type this client cannot take (e.g. an index for an old client):
     // pass its own Accept through, as the upstream would have negotiated it directly.
@@ -205,8 +228,14 @@ export class ManifestProxy {
     return { ...negotiated, cache: 'MISS' };
   }
 
-  async #revalidate(route: Route, tag: string, cached: HotManifest, known?: HotTag): Promise<ManifestResult> {
+  async #revalidate(route: Route, tag: string, cached: HotManifest, known: HotTag | undefined, viaPeer: boolean): Promise<ManifestResult> {
     const name = route.upstream.name;
+    const fromOwner = viaPeer ? await this.#askOwner(route, tag) : undefined;
+    if (fromOwner !== undefined) {
+      if (fromOwner.digest === cached.digest) return this.#touch(route, tag, cached);
+      this.#store(route, fromOwner, tag);
+      return { ...fromOwner, cache: 'MISS' };
+    }
     try {
       const res = await withinTimeout(route.upstream, `tag ${tag} of ${route.repo}`, (signal) =>
         route.upstream.request({
@@ -218,19 +247,11 @@ export class ManifestProxy {
         }),
       );
       discard(res.body);
-      if (res.status === 404) {
-        this.#metadata.tryWrite('tag removal', () => this.#metadata.deleteTag(name, route.repo, tag));
-        this.#hot.deleteTag(name, route.repo, tag);
-      }
+      if (res.status === 404) this.#forget(route, tag);
       if (res.status !== 200) {
         throw upstreamError(res, { upstream: name, repo: route.repo, notFound: 'MANIFEST_UNKNOWN', subject: `tag ${tag}` });
       }
-      if (res.headers['docker-content-digest'] === cached.digest) {
-        const now = this.#now();
-        this.#metadata.tryWrite('tag freshness', () => this.#metadata.touchTag(name, route.repo, tag, now));
-        this.#hot.setTag(name, route.repo, tag, { digest: cached.digest, mediaType: cached.mediaType, fetchedAt: now });
-        return { ...cached, cache: 'HIT' };
-      }
+      if (res.headers['docker-content-digest'] === cached.digest) return this.#touch(route, tag, cached);
     } catch (err) {
       if (!isUpstreamOutage(err)) throw err;
       const backoff = Math.min(STALE_RETRY_MS, route.upstream.config.tagTTL);
@@ -241,10 +262,45 @@ export class ManifestProxy {
       this.#log.warn({ upstream: name, repo: route.repo, tag, err: (err as Error).message, retryInMs: backoff }, 'tag revalidation failed; serving stale');
       return { ...cached, cache: 'STALE' };
     }
-    return this.#fetchTag(route, tag);
+    // The owner already failed to answer: the refetch goes straight to the upstream.
+    return this.#fetchTag(route, tag, false);
   }
 
-  async #fetchTag(route: Route, tag: string): Promise<ManifestResult> {
+  /** The tag still names `cached`: fresh again from now. */
+  #touch(route: Route, tag: string, cached: HotManifest): ManifestResult {
+    const name = route.upstream.name;
+    const now = this.#now();
+    this.#metadata.tryWrite('tag freshness', () => this.#metadata.touchTag(name, route.repo, tag, now));
+    this.#hot.setTag(name, route.repo, tag, { digest: cached.digest, mediaType: cached.mediaType, fetchedAt: now });
+    return { ...cached, cache: 'HIT' };
+  }
+
+  #forget(route: Route, tag: string): void {
+    const name = route.upstream.name;
+    this.#metadata.tryWrite('tag removal', () => this.#metadata.deleteTag(name, route.repo, tag));
+    this.#hot.deleteTag(name, route.repo, tag);
+  }
+
+  /**
+   * The tag's manifest from its owner replica, when another one owns it and answers; undefined to
+   * ask the upstream. The owner's "no such tag" is the upstream's, relayed: MANIFEST_UNKNOWN.
+   */
+  async #askOwner(route: Route, tag: string): Promise<HotManifest | undefined> {
+    const answer = await this.#peerTags?.(route, tag);
+    if (answer !== 'unknown') return answer;
+    this.#forget(route, tag);
+    throw new RegistryError('MANIFEST_UNKNOWN', {
+      message: `manifest unknown: tag ${tag} of ${route.repo} (upstream ${route.upstream.name}, per the replica owning the tag)`,
+      detail: { upstream: route.upstream.name, repo: route.repo, tag },
+    });
+  }
+
+  async #fetchTag(route: Route, tag: string, viaPeer: boolean): Promise<ManifestResult> {
+    const fromOwner = viaPeer ? await this.#askOwner(route, tag) : undefined;
+    if (fromOwner !== undefined) {
+      this.#store(route, fromOwner, tag);
+      return { ...fromOwner, cache: 'MISS' };
+    }
     const fetched = await this.#fetch(route, tag, DEFAULT_ACCEPT);
     this.#store(route, fetched, tag);
     return { ...fetched, cache: 'MISS' };

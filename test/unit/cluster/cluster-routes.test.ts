@@ -4,7 +4,8 @@
  * envelope, and a replica that is not ready answers 503 so peers count it out. GET
  * /cluster/v1/blobs/<digest> as an owner serves it: routed by upstream name and repository, asked
  * of the blob proxy as a peer's request (so its fill never goes to another peer), errors in the
- * OCI envelope.
+ * OCI envelope. GET /cluster/v1/manifests/<tag> likewise: asked of the manifest proxy with the
+ * full Accept list as a peer's request (so it never goes on to another peer).
  */
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +15,9 @@ import { CLUSTER_PREFIX, createClusterRoutes } from '../../../src/http/cluster-r
 import { createErrorRenderer } from '../../../src/http/render-error.ts';
 import type { BlobWriter } from '../../../src/http/body/blob-writer.ts';
 import type { BlobProxy, BlobRequest } from '../../../src/proxy/blob-proxy.ts';
+import type { ManifestProxy, ManifestRequest } from '../../../src/proxy/manifest-proxy.ts';
+import type { Reference } from '../../../src/registry/reference.ts';
+import { ALL_MANIFEST_TYPES } from '../../../src/registry/media-types.ts';
 import type { Route, Router } from '../../../src/proxy/router.ts';
 import { RegistryError } from '../../../src/registry/errors.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
@@ -39,7 +43,14 @@ function blobDeps() {
       throw new RegistryError('BLOB_UNKNOWN', { message: 'blob unknown upstream' });
     },
   } as unknown as BlobProxy;
-  return { asked, deps: { router, blobs, blobWriter: {} as BlobWriter } };
+  const askedManifests: Array<{ upstream: string; repo: string; ref: Reference; accept: readonly string[]; req: ManifestRequest | undefined }> = [];
+  const manifests = {
+    get: async (route: Route, ref: Reference, accept: readonly string[], req?: ManifestRequest) => {
+      askedManifests.push({ upstream: route.upstream.name, repo: route.repo, ref, accept, req });
+      throw new RegistryError('MANIFEST_UNKNOWN', { message: 'manifest unknown upstream' });
+    },
+  } as unknown as ManifestProxy;
+  return { asked, askedManifests, deps: { router, blobs, blobWriter: {} as BlobWriter, manifests } };
 }
 
 function app(reason: string | undefined = undefined, blobs?: ReturnType<typeof blobDeps>['deps']) {
@@ -106,5 +117,27 @@ describe('GET /cluster/v1/blobs/<digest>', () => {
     const res = await app(undefined, deps).request(`/cluster/v1/blobs/${DIGEST}?upstream=hub&repo=x`);
     expect(res.status).toBe(401);
     expect(asked).toEqual([]);
+  });
+});
+
+describe('GET /cluster/v1/manifests/<tag>', () => {
+  const auth = { authorization: `Bearer ${SECRET}` };
+
+  it('asks the manifest proxy for the tag on the named upstream and repository, with every type accepted, as a peer request', async () => {
+    const { askedManifests, deps } = blobDeps();
+    const res = await app(undefined, deps).request('/cluster/v1/manifests/3.19?upstream=hub&repo=library%2Falpine', { headers: auth });
+    expect(res.status).toBe(404);
+    expect(await errorCode(res)).toBe('MANIFEST_UNKNOWN');
+    expect(askedManifests).toEqual([{ upstream: 'hub', repo: 'library/alpine', ref: { kind: 'tag', tag: '3.19' }, accept: ALL_MANIFEST_TYPES, req: { fromPeer: true } }]);
+  });
+
+  it('answers an unknown upstream, a missing parameter or no secret without asking the manifest proxy', async () => {
+    const { askedManifests, deps } = blobDeps();
+    for (const query of ['upstream=elsewhere&repo=x', 'repo=x', 'upstream=hub']) {
+      const res = await app(undefined, deps).request(`/cluster/v1/manifests/latest?${query}`, { headers: auth });
+      expect(await errorCode(res)).toBe('NAME_UNKNOWN');
+    }
+    expect((await app(undefined, deps).request('/cluster/v1/manifests/latest?upstream=hub&repo=x')).status).toBe(401);
+    expect(askedManifests).toEqual([]);
   });
 });
