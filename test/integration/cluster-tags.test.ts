@@ -6,32 +6,17 @@
  * yet cause one upstream request for it: the replicas that do not own the tag ask the one that
  * does. With the owner killed, another replica resolves the tag against the upstream itself.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { owner } from '../../src/cluster/rendezvous.ts';
 import { tagKey } from '../../src/cluster/peer-tags.ts';
-import { startHaproxy, type Haproxy } from '../helpers/haproxy.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
-import { CLI_ARGS, mirrorConfig, spawnServe, type SpawnedMirror } from '../helpers/mirror.ts';
-import { freePort } from '../helpers/ports.ts';
+import type { SpawnedMirror } from '../helpers/mirror.ts';
+import { counter, startCluster, type TestCluster } from '../helpers/cluster.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { waitFor } from '../helpers/wait.ts';
 
-const SECRET = 'integration-cluster-tags-secret-0123456789-abcdef';
-const ADMIN = 'integration-admin-token-0123';
 /** The upstream every request in this file is routed to (mirrorConfig's default). */
 const UPSTREAM = 'test';
-
-/** A counter's value in a Prometheus scrape (0 when the series is absent). */
-async function counter(url: string, series: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 async function getManifest(base: string, repo: string, tag: string): Promise<{ status: number; body: Buffer; digest: string | null }> {
   const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { headers: { accept: MANIFEST_ACCEPT } });
@@ -40,59 +25,20 @@ async function getManifest(base: string, repo: string, tag: string): Promise<{ s
 
 describeWithTools(['docker-registry', 'haproxy'], 'one upstream resolution per tag across the cluster', () => {
   let upstream: Upstream;
-  let dir: string;
-  let haproxy: Haproxy | undefined;
+  let cluster: TestCluster | undefined;
   let front: string;
-  const replicas: SpawnedMirror[] = [];
+  let replicas: SpawnedMirror[] = [];
   let urls: string[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-cluster-tags-'));
     upstream = await startUpstream();
-    const ports = [await freePort(), await freePort(), await freePort()];
-    urls = ports.map((p) => `http://127.0.0.1:${p}`);
-    await Promise.all(
-      ports.map(async (port, i) => {
-        const file = path.join(dir, `r${i}.yaml`);
-        const config = {
-          ...mirrorConfig(upstream.url),
-          listen: `127.0.0.1:${port}`,
-          storage: { path: path.join(dir, `r${i}`) },
-          admin: { token: ADMIN },
-          // failAfter 25 (5 s): a killed owner stays 'up' long enough that a request right after the kill
-          // meets the refused connection (the fallback under test), however loaded the machine is.
-          cluster: { self: urls[i], peers: urls, secretEnv: 'OCIMIRROR_CLUSTER_SECRET', healthInterval: '200ms', failAfter: 25 },
-        };
-        await writeFile(file, stringify(config));
-        replicas[i] = await spawnServe([...CLI_ARGS, 'serve', '--config', file], { env: { OCIMIRROR_CLUSTER_SECRET: SECRET } });
-      }),
-    );
-    const haproxyPort = await freePort();
-    front = `127.0.0.1:${haproxyPort}`;
-    haproxy = await startHaproxy(dir, ['listen mirrors', `  bind ${front}`, '  balance roundrobin', ...ports.map((p, i) => `  server r${i} 127.0.0.1:${p}`)], haproxyPort);
-    // Ownership is computed over the members up: until every replica sees all three, they would disagree.
-    for (const url of urls) {
-      await waitFor(
-        `${url} to see every replica up`,
-        async () => {
-          const res = await fetch(`${url}/admin/v1/cluster`, { headers: { authorization: `Bearer ${ADMIN}` } });
-          const view = (await res.json()) as { counts: Record<string, number> };
-          return view.counts.up === 3;
-        },
-        15_000,
-        50,
-      );
-    }
+    cluster = await startCluster(upstream.url, { name: 'cluster-tags' });
+    ({ urls, replicas, front } = cluster);
   }, 60_000);
 
   afterAll(async () => {
-    await haproxy?.stop();
-    for (const r of replicas) {
-      r.kill('SIGKILL');
-      await r.exited;
-    }
+    await cluster?.stop();
     await upstream?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it.each([
