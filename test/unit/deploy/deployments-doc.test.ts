@@ -1,8 +1,8 @@
 /**
  * @module test/unit/deploy/deployments-doc
  * The configs in docs/deployments.md are meant to be copied, so each must work as written: every
- * YAML block headed `# ocimirror.yaml` loads with ocimirror's own parser, the haproxy.cfg block
- * passes `haproxy -c`, and the Kustomize overlay builds against the real base.
+ * YAML block headed `# ocimirror.yaml` loads with ocimirror's own parser, the haproxy.cfg blocks
+ * pass `haproxy -c`, and the Kustomize overlays build against the real base and replicas variant.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 const DOC = readFileSync(path.join(ROOT, 'docs/deployments.md'), 'utf8');
 
 /** The environment the doc's `*Env` keys name, as an operator would export it. */
-const ENV = { MIRROR_ADMIN_TOKEN: 'a'.repeat(32), DOCKERHUB_USER: 'me', DOCKERHUB_TOKEN: 'secret' };
+const ENV = { MIRROR_ADMIN_TOKEN: 'a'.repeat(32), DOCKERHUB_USER: 'me', DOCKERHUB_TOKEN: 'secret', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64) };
 
 interface Block {
   lang: string;
@@ -36,12 +36,13 @@ function blocks(markdown: string): Block[] {
 const all = blocks(DOC);
 const configs = all.filter((b) => b.lang === 'yaml' && b.header === '# ocimirror.yaml');
 const haproxyCfg = all.filter((b) => b.header === '# haproxy.cfg');
-const kustomization = all.find((b) => b.lang === 'yaml' && b.header === '# kustomization.yaml');
+const kustomizations = all.filter((b) => b.lang === 'yaml' && b.header === '# kustomization.yaml');
+const kustomization = kustomizations[0];
 const tool = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 }).status === 0;
 
 describe('docs/deployments.md', () => {
   it('has an ocimirror config for each deployment', () => {
-    expect(configs.length).toBe(3);
+    expect(configs.length).toBe(4);
   });
 
   it.each(configs.map((b, i) => [i + 1, b] as const))('loads ocimirror config %i with the real parser', (_i, block) => {
@@ -65,18 +66,60 @@ describe('docs/deployments.md', () => {
     expect(() => parseConfig(parseYaml(broken), { env: ENV })).toThrow(/trustedCidr/);
   });
 
-  it.skipIf(!tool('haproxy', ['-v']))('has a haproxy.cfg that haproxy -c accepts, in mode tcp with send-proxy-v2 and a health check', () => {
-    expect(haproxyCfg).toHaveLength(1);
-    const text = (haproxyCfg[0] as Block).text;
-    expect(text).toMatch(/mode tcp/);
-    expect(text).toMatch(/send-proxy-v2/);
-    expect(text).toMatch(/\bcheck\b.*check-send-proxy/);
-    const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-doc-'));
+  it('sets cluster only in the replicas config, with static peers that include self and a secret from the environment', () => {
+    const clusters = configs.map((b) => parseConfig(parseYaml(b.text), { env: ENV }).cluster);
+    expect(clusters.map((c) => c !== undefined)).toEqual([false, false, false, true]);
+    const cluster = clusters[3];
+    expect(cluster?.peers).toHaveLength(3);
+    expect(cluster?.peers).toContain(cluster?.self);
+    expect(cluster?.secret).toBe(ENV.OCIMIRROR_CLUSTER_SECRET);
+    const raw = parseYaml((configs[3] as Block).text) as Record<string, any>;
+    expect(raw.server.proxyProtocol, 'replicas reach each other without a PROXY header').toBeUndefined();
+  });
+
+  it.skipIf(!tool('haproxy', ['-v']))('has haproxy.cfg blocks that haproxy -c accepts, in mode tcp with health checks on /readyz', () => {
+    expect(haproxyCfg).toHaveLength(2);
+    const [single, replicas] = haproxyCfg.map((b) => b.text) as [string, string];
+    expect(single).toMatch(/send-proxy-v2/);
+    expect(single).toMatch(/\bcheck\b.*check-send-proxy/);
+    // The replicas' listener has no proxyProtocol, so neither traffic nor checks send the header.
+    expect(replicas).not.toMatch(/send-proxy/);
+    const config = parseConfig(parseYaml((configs[3] as Block).text), { env: ENV });
+    const servers = [...replicas.matchAll(/^\s*server \S+ (\S+) .*\bcheck\b/gm)].map((m) => `http://${m[1]}`);
+    expect(servers.sort()).toEqual([...(config.cluster?.peers ?? [])].sort());
+    for (const text of [single, replicas]) {
+      expect(text).toMatch(/mode tcp/);
+      expect(text).toMatch(/option httpchk GET \/readyz/);
+      const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-doc-'));
+      try {
+        const file = path.join(dir, 'haproxy.cfg');
+        writeFileSync(file, text);
+        const run = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8', timeout: 10_000 });
+        expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it.skipIf(!tool('kubectl', ['version', '--client']))('builds the replicas overlay on deploy/kubernetes/replicas with the cluster Secret filled', () => {
+    expect(kustomizations).toHaveLength(2);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-overlay-'));
     try {
-      const file = path.join(dir, 'haproxy.cfg');
-      writeFileSync(file, text);
-      const run = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8', timeout: 10_000 });
-      expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+      const variant = path.relative(dir, path.join(ROOT, 'deploy/kubernetes/replicas'));
+      writeFileSync(path.join(dir, 'kustomization.yaml'), (kustomizations[1] as Block).text.replace('../../deploy/kubernetes/replicas', variant));
+      writeFileSync(path.join(dir, 'cluster.secret'), 'c'.repeat(64));
+      const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.status, run.stderr).toBe(0);
+      const objects = parseAllDocuments(run.stdout).map((d) => d.toJS() as Record<string, any>);
+      const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name.startsWith('ocimirror-cluster')) as Record<string, any>;
+      expect(Buffer.from(secret.data.secret, 'base64').toString()).toBe('c'.repeat(64));
+      const sts = objects.find((o) => o.kind === 'StatefulSet') as Record<string, any>;
+      const env = sts.spec.template.spec.containers[0].env as Array<Record<string, any>>;
+      expect(env.find((e) => e.name === 'OCIMIRROR_CLUSTER_SECRET')?.valueFrom.secretKeyRef.name).toBe(secret.metadata.name);
+      const cm = objects.find((o) => o.kind === 'ConfigMap') as Record<string, any>;
+      const config = parseConfig(parseYaml(cm.data['ocimirror.yaml']), { env: { OCIMIRROR_CLUSTER_SELF: 'http://10.244.0.5:5000', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64) } });
+      expect(config.cluster?.dns).toBe(`ocimirror-headless.${sts.metadata.namespace}.svc.cluster.local`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
