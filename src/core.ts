@@ -11,8 +11,8 @@ import { nativeAddon } from './util/native-addon.ts';
 import { createUpstreams, type UpstreamPool } from './upstream/index.ts';
 import { SlabPool } from './util/read-slabs.ts';
 import { Router } from './proxy/router.ts';
-import { ManifestProxy } from './proxy/manifest-proxy.ts';
-import { BlobProxy } from './proxy/blob-proxy.ts';
+import { ManifestProxy, type PeerTagSource } from './proxy/manifest-proxy.ts';
+import { BlobProxy, type PeerSource } from './proxy/blob-proxy.ts';
 import { ListProxy } from './proxy/list-proxy.ts';
 import { Prefetcher } from './proxy/prefetch.ts';
 import { HostedContent } from './proxy/hosted/hosted-repository.ts';
@@ -56,24 +56,43 @@ export function createHosted(storage: Storage, log: Logger, quota: (registry: st
   return { content, blobs: new HostedBlobs({ uploads: storage.uploads, content, blobs: storage.blobs, maxSize: quota }) };
 }
 
+export interface Proxies {
+  readonly manifests: ManifestProxy;
+  readonly blobs: BlobProxy;
+  readonly lists: ListProxy;
+  readonly prefetcher: Prefetcher;
+}
+
+/** Where a cluster replica asks a tag's or a blob's owner before the upstream (absent: the upstream only). */
+export interface PeerSources {
+  peerTags?: PeerTagSource | undefined;
+  peerSource?: PeerSource | undefined;
+}
+
+/** The proxy policy over a storage, the same for a served mirror and an in-process command. */
+export function createProxies(storage: Storage, log: Logger, now: () => number, peers: PeerSources = {}): Proxies {
+  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now, peerTags: peers.peerTags });
+  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peers.peerSource });
+  return { manifests, blobs, lists: new ListProxy({ metadata: storage.metadata, now }), prefetcher: new Prefetcher({ manifests, blobs }) };
+}
+
+/** A hosted registry's quota in bytes under `config` (0 = none). */
+export function hostedQuota(config: Config, registry: string): number {
+  return config.hosted.find((h) => h.name === registry)?.maxSize ?? 0;
+}
+
 export async function openCore(config: Config, log: Logger, { now = Date.now }: CoreOptions = {}): Promise<MirrorCore> {
   const addon = config.server.nativeAddon ? nativeAddon() : undefined;
   const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
   const slabs = new SlabPool();
   const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
-  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now });
-  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot });
-  const quota = (registry: string) => config.hosted.find((h) => h.name === registry)?.maxSize ?? 0;
   return {
     config,
     storage,
     upstreams,
     router: buildRouter(config, upstreams),
-    manifests,
-    blobs,
-    lists: new ListProxy({ metadata: storage.metadata, now }),
-    prefetcher: new Prefetcher({ manifests, blobs }),
-    hosted: createHosted(storage, log, quota, now),
+    ...createProxies(storage, log, now),
+    hosted: createHosted(storage, log, (registry) => hostedQuota(config, registry), now),
     slabs,
     async close() {
       await storage.blobs.settle(5_000);

@@ -20,13 +20,9 @@ import { BlobWriter } from './http/body/blob-writer.ts';
 import { SendfilePolicy } from './http/body/sendfile.ts';
 import { UsageMeter } from './cache/metadata/usage.ts';
 import { createUpstreams, type UpstreamClient, type UpstreamPool } from './upstream/index.ts';
-import { buildRouter, createHosted, type MirrorCore } from './core.ts';
+import { buildRouter, createHosted, createProxies, hostedQuota, type MirrorCore } from './core.ts';
 import { SlabPool } from './util/read-slabs.ts';
 import { Router, type Route } from './proxy/router.ts';
-import { ManifestProxy } from './proxy/manifest-proxy.ts';
-import { BlobProxy } from './proxy/blob-proxy.ts';
-import { ListProxy } from './proxy/list-proxy.ts';
-import { Prefetcher } from './proxy/prefetch.ts';
 import { Background } from './jobs/background.ts';
 import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
@@ -99,12 +95,12 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   // A blob or tag another replica owns is asked of that replica, so the cluster asks the upstream once.
   const peerFill = peerOpts && peers ? new PeerFill({ ...peerOpts, requests: peers, log: log.child({ module: 'peer-fill' }), onResult: (result) => metrics?.peerFills.inc({ result }) }) : undefined;
   const peerTags = peerOpts && peers ? new PeerTags({ ...peerOpts, requests: peers, log: log.child({ module: 'peer-tags' }), onResult: (result) => metrics?.peerTags.inc({ result }) }) : undefined;
-  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now, peerTags: peerTags ? (route, tag) => peerTags.resolve(route, tag) : undefined });
-  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peerFill ? (route, digest, signal) => peerFill.source(route, digest, signal) : undefined });
-  const lists = new ListProxy({ metadata: storage.metadata, now });
+  const { manifests, blobs, lists, prefetcher } = createProxies(storage, log, now, {
+    peerTags: peerTags ? (route, tag) => peerTags.resolve(route, tag) : undefined,
+    peerSource: peerFill ? (route, digest, signal) => peerFill.source(route, digest, signal) : undefined,
+  });
   // Quotas are read from the generation in effect, so a reload changes them for the next push.
-  const hosted = createHosted(storage, log, (registry) => gen.config.hosted.find((h) => h.name === registry)?.maxSize ?? 0, now);
-  const prefetcher = new Prefetcher({ manifests, blobs });
+  const hosted = createHosted(storage, log, (registry) => hostedQuota(gen.config, registry), now);
   // Sync jobs run on the parts in effect when they start (the latest reload's upstreams and router).
   const core = (): MirrorCore => ({ config: gen.config, storage, upstreams: gen.upstreams, router: gen.router, manifests, blobs, lists, prefetcher, hosted, slabs, close: async () => {} });
   const background = new Background({ config, storage, router, prefetcher, lists, metrics, log, core });

@@ -10,8 +10,7 @@
 import type { FillSource } from '../cache/blobs/blob-cache.ts';
 import type { Digest } from '../registry/digest.ts';
 import type { Route } from '../proxy/router.ts';
-import type { Logger } from '../util/logger.ts';
-import { PeerRequest, discardPeerBody, header, peerWaitMs, type PeerRequestOptions, type PeerResponse, type PeerResult } from './peer-request.ts';
+import { PeerLookup, discardPeerBody, header, peerUrl, peerWaitMs, type PeerLookupOptions, type PeerResponse, type PeerResult } from './peer-request.ts';
 
 export type { PeerGet, PeerResponse } from './peer-request.ts';
 
@@ -21,27 +20,17 @@ export const PEER_BLOBS_PATH = '/cluster/v1/blobs';
 /** 'peer': the owner is the fill's source; 'fallback': the owner failed to answer, the upstream is. */
 export type PeerFillResult = PeerResult;
 
-export interface PeerFillOptions extends PeerRequestOptions {
-  log: Logger;
-  onResult?: (result: PeerFillResult) => void;
-  /** A client shared with other peer lookups (its connections); made from the options above when absent. */
-  requests?: PeerRequest;
-}
+export class PeerFill extends PeerLookup {
+  readonly #opts: PeerLookupOptions;
 
-export class PeerFill {
-  readonly #opts: PeerFillOptions;
-  readonly #requests: PeerRequest;
-  readonly #ownsRequests: boolean;
-
-  constructor(opts: PeerFillOptions) {
+  constructor(opts: PeerLookupOptions) {
+    super(opts);
     this.#opts = opts;
-    this.#ownsRequests = opts.requests === undefined;
-    this.#requests = opts.requests ?? new PeerRequest(opts);
   }
 
   /** The owner of `digest` among the members up, or undefined when that is this replica (or none is known). */
   ownerOf(digest: Digest): string | undefined {
-    return this.#requests.ownerOf(digest.value);
+    return this.requests.ownerOf(digest.value);
   }
 
   /**
@@ -51,10 +40,9 @@ export class PeerFill {
   async source(route: Route, digest: Digest, signal: AbortSignal): Promise<FillSource | undefined> {
     const own = this.ownerOf(digest);
     if (own === undefined) return undefined;
-    const query = `upstream=${encodeURIComponent(route.upstream.name)}&repo=${encodeURIComponent(route.repo)}`;
-    const url = `${own}${PEER_BLOBS_PATH}/${digest.value}?${query}`;
+    const url = peerUrl(own, PEER_BLOBS_PATH, digest.value, route);
     // The fill's signal stays on the body: a fill given up cuts the owner's stream too.
-    const outcome = await this.#requests.get(url, peerWaitMs(route.upstream.config.timeout), async (res: PeerResponse) => {
+    const outcome = await this.requests.get(url, peerWaitMs(route.upstream.config.timeout), async (res: PeerResponse) => {
       if (res.status !== 200) {
         discardPeerBody(res);
         throw new Error(`answered ${res.status}`);
@@ -75,9 +63,5 @@ export class PeerFill {
       mediaType: header(res.headers['content-type']),
       body: res.body,
     };
-  }
-
-  async close(): Promise<void> {
-    if (this.#ownsRequests) await this.#requests.close();
   }
 }

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Membership } from './membership.ts';
 import type { PeerAuth } from './peer-auth.ts';
+import type { Logger } from '../util/logger.ts';
 import { owner } from './rendezvous.ts';
 
 /** 'peer': the owner answered; 'fallback': the owner failed to, the upstream is asked instead. */
@@ -80,6 +81,34 @@ export class PeerRequest {
   async close(): Promise<void> {
     await this.#agent?.close();
   }
+}
+
+export interface PeerLookupOptions extends PeerRequestOptions {
+  log: Logger;
+  onResult?: (result: PeerResult) => void;
+  /** A client shared with other peer lookups (its connections); made from the options above when absent. */
+  requests?: PeerRequest;
+}
+
+/** A lookup by owner: what it asks through (a client shared with other lookups, or its own) and what it closes. */
+export abstract class PeerLookup {
+  protected readonly requests: PeerRequest;
+  readonly #ownsRequests: boolean;
+
+  constructor(opts: PeerLookupOptions) {
+    this.#ownsRequests = opts.requests === undefined;
+    this.requests = opts.requests ?? new PeerRequest(opts);
+  }
+
+  /** Closes the client's connections when this lookup made it; a shared one is closed by its maker. */
+  async close(): Promise<void> {
+    if (this.#ownsRequests) await this.requests.close();
+  }
+}
+
+/** Where `owner` serves one object of a route to its peers: `<owner><path>/<name>?upstream=<name>&repo=<repo>`. */
+export function peerUrl(owner: string, path: string, name: string, route: { upstream: { name: string }; repo: string }): string {
+  return `${owner}${path}/${name}?upstream=${encodeURIComponent(route.upstream.name)}&repo=${encodeURIComponent(route.repo)}`;
 }
 
 /** Half the upstream's timeout: the owner's share of the client's wait, leaving the rest for a fallback. */

@@ -14,8 +14,7 @@ import type { HotManifest } from '../cache/hot-cache.ts';
 import type { Route } from '../proxy/router.ts';
 import { MANIFEST_MAX_BYTES } from '../proxy/manifest-proxy.ts';
 import { readBody } from '../util/read-body.ts';
-import type { Logger } from '../util/logger.ts';
-import { PeerRequest, discardPeerBody, header, peerWaitMs, type PeerRequestOptions, type PeerResponse, type PeerResult } from './peer-request.ts';
+import { PeerLookup, discardPeerBody, header, peerUrl, peerWaitMs, type PeerLookupOptions, type PeerResponse } from './peer-request.ts';
 
 /** Where an owner serves manifests to its peers: `<prefix>/<tag-or-digest>?upstream=<name>&repo=<repo>`. */
 export const PEER_MANIFESTS_PATH = '/cluster/v1/manifests';
@@ -25,27 +24,17 @@ export function tagKey(upstream: string, repo: string, tag: string): string {
   return `${upstream}/${repo}:${tag}`;
 }
 
-export interface PeerTagsOptions extends PeerRequestOptions {
-  log: Logger;
-  onResult?: (result: PeerResult) => void;
-  /** A client shared with other peer lookups (its connections); made from the options above when absent. */
-  requests?: PeerRequest;
-}
+export class PeerTags extends PeerLookup {
+  readonly #opts: PeerLookupOptions;
 
-export class PeerTags {
-  readonly #opts: PeerTagsOptions;
-  readonly #requests: PeerRequest;
-  readonly #ownsRequests: boolean;
-
-  constructor(opts: PeerTagsOptions) {
+  constructor(opts: PeerLookupOptions) {
+    super(opts);
     this.#opts = opts;
-    this.#ownsRequests = opts.requests === undefined;
-    this.#requests = opts.requests ?? new PeerRequest(opts);
   }
 
   /** The owner of the tag among the members up, or undefined when that is this replica (or none is known). */
   ownerOf(route: Route, tag: string): string | undefined {
-    return this.#requests.ownerOf(tagKey(route.upstream.name, route.repo, tag));
+    return this.requests.ownerOf(tagKey(route.upstream.name, route.repo, tag));
   }
 
   /**
@@ -55,9 +44,8 @@ export class PeerTags {
   async resolve(route: Route, tag: string): Promise<HotManifest | 'unknown' | undefined> {
     const own = this.ownerOf(route, tag);
     if (own === undefined) return undefined;
-    const query = `upstream=${encodeURIComponent(route.upstream.name)}&repo=${encodeURIComponent(route.repo)}`;
-    const url = `${own}${PEER_MANIFESTS_PATH}/${encodeURIComponent(tag)}?${query}`;
-    const outcome = await this.#requests.get(url, peerWaitMs(route.upstream.config.timeout), readManifest);
+    const url = peerUrl(own, PEER_MANIFESTS_PATH, encodeURIComponent(tag), route);
+    const outcome = await this.requests.get(url, peerWaitMs(route.upstream.config.timeout), readManifest);
     if (!outcome.ok) {
       this.#opts.onResult?.('fallback');
       this.#opts.log.warn({ upstream: route.upstream.name, repo: route.repo, tag, owner: own, err: outcome.reason }, 'tag owner did not resolve the tag; asking the upstream');
@@ -66,10 +54,6 @@ export class PeerTags {
     this.#opts.onResult?.('peer');
     this.#opts.log.debug({ upstream: route.upstream.name, repo: route.repo, tag, owner: own }, 'tag resolved by its owner');
     return outcome.value;
-  }
-
-  async close(): Promise<void> {
-    if (this.#ownsRequests) await this.#requests.close();
   }
 }
 

@@ -87,7 +87,10 @@ export async function authorizeV2(auth: ClientAuth, req: IncomingMessage): Promi
   let route: Route | HostedRoute | undefined;
   if (name !== undefined) {
     try {
-      route = auth.router.locate(name, { ns, host: req.headers.host }).route;
+      const located = auth.router.locate(name, { ns, host: req.headers.host });
+      // Kept for the handler, which would otherwise route the same name with the same hints again.
+      requestInfo(req).located = located;
+      route = located.route;
     } catch {
       route = undefined; // the handler reports the name; only who may ask is decided here
     }

@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { CacheStatus } from '../proxy/manifest-proxy.ts';
 import type { Identity } from '../auth/authenticator.ts';
+import type { Located } from '../proxy/router.ts';
 
 const INFO = Symbol('ocimirror.request-info');
 
@@ -21,6 +22,8 @@ export interface RequestInfo {
   client?: string | undefined;
   /** The subject CN of the client's certificate (mutual TLS). */
   clientCN?: string | undefined;
+  /** Where the request's name routes, once client auth routed it (the same router and hints the handler uses). */
+  located?: Located | undefined;
   /** Who the client is, once client auth settled it (http/auth-middleware). */
   identity?: Identity | undefined;
 }

@@ -114,8 +114,8 @@ function parseTarget(url: string): { endpoint: V2Endpoint; query: URLSearchParam
 
 /** The upstream or hosted registry and the repository that serve a request (noted for the access log and metrics). */
 function locate(deps: V2Deps, req: IncomingMessage, endpoint: V2Endpoint & { name: string }, hints: { ns: string | undefined; host: string | undefined }): Located {
-  const located = deps.router.locate(endpoint.name, hints);
   const info = requestInfo(req);
+  const located = info.located ?? deps.router.locate(endpoint.name, hints);
   info.upstream = located.kind === 'upstream' ? located.route.upstream.name : located.route.registry;
   info.repo = located.route.repo;
   info.route = endpoint.kind;

@@ -25,7 +25,7 @@ export interface BodyInfo {
 export interface HostedBlobsOptions {
   uploads: UploadStore;
   content: HostedContent;
-  blobs: Pick<BlobCache, 'lookup' | 'openCommitted'>;
+  blobs: Pick<BlobCache, 'openCommitted'>;
   /** A hosted registry's quota in bytes (0 = none). */
   maxSize: (registry: string) => number;
 }
@@ -78,9 +78,9 @@ export class HostedBlobs {
 
   /** A blob the repository holds, whole or a range (RFC 9110 §14), from disk. */
   async get(route: HostedRoute, digest: Digest, req: BlobRequest): Promise<BlobResult> {
-    const held = this.#o.content.hasBlob(route.registry, route.repo, digest.value);
-    const row = held ? this.#o.blobs.lookup(digest.value) : undefined;
-    if (!held || !row) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+    // hasBlob's row is the blob store's own (linked and stored): no second lookup.
+    const row = this.#o.content.hasBlob(route.registry, route.repo, digest.value);
+    if (!row) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
     const range = resolveRange(req.range, row.size);
     let body: BlobBody | undefined;
     if (req.method === 'GET' && range !== 'unsatisfiable') {
