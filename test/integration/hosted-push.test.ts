@@ -296,13 +296,19 @@ describeWithTools(['docker-registry', 'skopeo', 'curl'], 'hosted repositories', 
   });
 });
 
+/** Writes an htpasswd file in `dir` with the accounts `ci` (ci-password) and `node` (node-password); returns its path. */
+function writeAccounts(dir: string): string {
+  const htpasswd = path.join(dir, 'htpasswd');
+  execFileSync('htpasswd', ['-Bbc', htpasswd, 'ci', 'ci-password']);
+  execFileSync('htpasswd', ['-Bb', htpasswd, 'node', 'node-password']);
+  return htpasswd;
+}
+
 describeWithTools(['docker-registry', 'podman', 'skopeo', 'htpasswd'], 'hosted repositories with podman and accounts', () => {
   it('takes an image podman pushes with a push account and gives it to podman with a pull account', SLOW, async () => {
     const upstream = await startUpstream();
     const dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-podman-auth-'));
-    const htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-Bbc', htpasswd, 'ci', 'ci-password']);
-    execFileSync('htpasswd', ['-Bb', htpasswd, 'node', 'node-password']);
+    const htpasswd = writeAccounts(dir);
     const m = await startTestMirror(mirrorConfig(upstream.url, {
       hosted: [{ name: HOSTED }],
       auth: { htpasswd, rules: [{ accounts: ['ci'], repositories: [`${HOSTED}/**`], roles: ['push'] }, { accounts: ['node'], repositories: ['**'], roles: ['pull'] }] },
@@ -334,9 +340,7 @@ describeWithTools(['docker-registry', 'skopeo', 'htpasswd'], 'hosted repositorie
   it('lets push accounts push, refuses pull-only and anonymous clients, and leaves nothing behind', SLOW, async () => {
     const upstream = await startUpstream();
     const dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-hosted-auth-'));
-    const htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-Bbc', htpasswd, 'ci', 'ci-password']);
-    execFileSync('htpasswd', ['-Bb', htpasswd, 'node', 'node-password']);
+    const htpasswd = writeAccounts(dir);
     const m = await startTestMirror(mirrorConfig(upstream.url, {
       hosted: [{ name: HOSTED }],
       auth: {

@@ -5,7 +5,6 @@
  * mirror serving TLS behind send-proxy-v2, pulls over HTTPS name the real client, and HAProxy's
  * health check (a v2 LOCAL header, then a TLS handshake and GET /healthz) marks the server UP.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -21,6 +20,7 @@ import { V2_SIGNATURE } from '../../src/http/connection/proxy-protocol.ts';
 import { startMirror, type Mirror } from '../../src/mirror.ts';
 import { runCommand } from '../helpers/containerd.ts';
 import { mirrorConfig } from '../helpers/mirror.ts';
+import { sha256 } from '../helpers/pull.ts';
 import { freePort } from '../helpers/ports.ts';
 import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
@@ -69,6 +69,13 @@ function v2Header(command: number, family: number, body: Buffer): Buffer {
   head.writeUInt16BE(body.length, 2);
   return Buffer.concat([V2_SIGNATURE, head, body]);
 }
+/** Runs `curl -sS --fail` with `args`, expects it to succeed, and returns the sha256 digest of the body it printed. */
+async function curlDigest(args: string[]): Promise<string> {
+  const r = await runCommand('curl', ['-sS', '--fail', ...args]);
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBuf);
+}
+
 const ipv4Body = Buffer.from([10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0x13, 0x88]);
 const REQUEST = Buffer.from('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
 
@@ -115,9 +122,7 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'skopeo'], 'the PROXY p
 
   it('serves pulls through HAProxy send-proxy-v2 and logs the real client address', async () => {
     const blob = upstream.fixtures.image('small').manifest.layers[0]!;
-    const r = await runCommand('curl', ['-sS', '--fail', '--interface', '127.0.0.2', `http://127.0.0.1:${v2Port}/v2/small/blobs/${blob.digest}`]);
-    expect(r.code).toBe(0);
-    expect(`sha256:${createHash('sha256').update(r.stdoutBuf).digest('hex')}`).toBe(blob.digest);
+    expect(await curlDigest(['--interface', '127.0.0.2', `http://127.0.0.1:${v2Port}/v2/small/blobs/${blob.digest}`])).toBe(blob.digest);
     const line = await waitFor('the access line', () => access().find((l) => l.path === `/v2/small/blobs/${blob.digest}`));
     expect(line).toMatchObject({ status: 200, client: '127.0.0.2' });
 
@@ -281,15 +286,11 @@ describeWithTools(['docker-registry', 'haproxy', 'curl', 'openssl'], 'TLS behind
 
   it('serves a manifest and a blob over TLS through HAProxy and logs the real client address', async () => {
     const base = `https://127.0.0.1:${port}/v2/small`;
-    const tlsArgs = ['-sS', '--fail', '--cacert', path.join(dir, 'ca.crt'), '--interface', '127.0.0.2'];
+    const tlsArgs = ['--cacert', path.join(dir, 'ca.crt'), '--interface', '127.0.0.2', '-H', 'User-Agent: via-tls'];
     const image = upstream.fixtures.image('small');
-    const manifest = await runCommand('curl', [...tlsArgs, '-H', `Accept: ${MANIFEST_ACCEPT}`, '-H', 'User-Agent: via-tls', `${base}/manifests/latest`]);
-    expect(manifest.code, manifest.stderr).toBe(0);
-    expect(`sha256:${createHash('sha256').update(manifest.stdoutBuf).digest('hex')}`).toBe(image.manifest.digest);
+    expect(await curlDigest([...tlsArgs, '-H', `Accept: ${MANIFEST_ACCEPT}`, `${base}/manifests/latest`])).toBe(image.manifest.digest);
     const blob = image.manifest.layers[0]!;
-    const body = await runCommand('curl', [...tlsArgs, '-H', 'User-Agent: via-tls', `${base}/blobs/${blob.digest}`]);
-    expect(body.code, body.stderr).toBe(0);
-    expect(`sha256:${createHash('sha256').update(body.stdoutBuf).digest('hex')}`).toBe(blob.digest);
+    expect(await curlDigest([...tlsArgs, `${base}/blobs/${blob.digest}`])).toBe(blob.digest);
     const lines = await waitFor('both access lines', () => {
       const l = access().filter((x) => x.ua === 'via-tls');
       return l.length === 2 ? l : undefined;

@@ -7,10 +7,9 @@
  */
 import http from 'node:http';
 import { readdir } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
-import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { useMirrorSuite } from '../helpers/mirror-suite.ts';
 import { get, sha256 } from '../helpers/pull.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -50,21 +49,7 @@ function fetchOutcome(url: string, headers: Record<string, string> = {}): { head
 }
 
 describeWithTools(['docker-registry'], 'Range requests on a fill under way', () => {
-  let upstream: Upstream;
-  let m: TestMirror;
-
-  beforeAll(async () => {
-    upstream = await startUpstream();
-    m = await startTestMirror(mirrorConfig(upstream.url));
-  });
-  afterAll(async () => {
-    await m?.stop();
-    await upstream?.stop();
-  });
-  afterEach(() => {
-    upstream.proxy.clear();
-    upstream.proxy.reset();
-  });
+  const suite = useMirrorSuite();
 
   /** The whole blob, and ranges at its start, middle and end, as Range header values. */
   function rangesOf(size: number): string[] {
@@ -81,10 +66,10 @@ describeWithTools(['docker-registry'], 'Range requests on a fill under way', () 
   }
 
   it('aborts every client of a fill whose bytes do not match the digest, ranges included, and caches nothing', async () => {
-    const blob = upstream.fixtures.image('large').manifest.layers[0]!;
+    const blob = suite.upstream.fixtures.image('large').manifest.layers[0]!;
     // ~0.5 s for the 8 MiB layer: every range below is answerable long before the fill can be verified.
-    upstream.proxy.corrupt({ pathIncludes: blob.digest }, { bytesPerSecond: 16 << 20 });
-    const { full, ranges } = await clientsOnOneFill(`${m.url}/v2/large/blobs/${blob.digest}`, blob.size);
+    suite.upstream.proxy.corrupt({ pathIncludes: blob.digest }, { bytesPerSecond: 16 << 20 });
+    const { full, ranges } = await clientsOnOneFill(`${suite.m.url}/v2/large/blobs/${blob.digest}`, blob.size);
 
     expect(full.end).toBe('aborted');
     for (const r of ranges) {
@@ -92,18 +77,18 @@ describeWithTools(['docker-registry'], 'Range requests on a fill under way', () 
       expect(`${r.range}: ${r.end}`).toBe(`${r.range}: aborted`);
       if (r.status !== 0) expect([206, 502, 503], r.range).toContain(r.status);
     }
-    expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
-    await waitFor('the fill to end', () => m.mirror.storage.blobs.activeFills === 0, 10_000, 10);
-    expect(m.mirror.storage.metadata.getBlob(blob.digest)).toBeUndefined();
-    await waitFor('temp files to be removed', async () => (await readdir(m.mirror.storage.paths.tmp)).length === 0, 10_000, 10);
+    expect(suite.upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
+    await waitFor('the fill to end', () => suite.m.mirror.storage.blobs.activeFills === 0, 10_000, 10);
+    expect(suite.m.mirror.storage.metadata.getBlob(blob.digest)).toBeUndefined();
+    await waitFor('temp files to be removed', async () => (await readdir(suite.m.mirror.storage.paths.tmp)).length === 0, 10_000, 10);
   });
 
   it('gives every range exactly its bytes from a fill whose bytes are right', async () => {
-    const blob = upstream.fixtures.image('large').manifest.layers[0]!;
-    const whole = (await get(`${upstream.registry.url}/v2/large/blobs/${blob.digest}`)).body;
+    const blob = suite.upstream.fixtures.image('large').manifest.layers[0]!;
+    const whole = (await get(`${suite.upstream.registry.url}/v2/large/blobs/${blob.digest}`)).body;
     expect(sha256(whole)).toBe(blob.digest);
-    upstream.proxy.throttle(16 << 20, { pathIncludes: blob.digest });
-    const { full, ranges } = await clientsOnOneFill(`${m.url}/v2/large/blobs/${blob.digest}`, blob.size);
+    suite.upstream.proxy.throttle(16 << 20, { pathIncludes: blob.digest });
+    const { full, ranges } = await clientsOnOneFill(`${suite.m.url}/v2/large/blobs/${blob.digest}`, blob.size);
 
     expect(full.end).toBe('clean');
     expect(sha256(full.body)).toBe(blob.digest);
@@ -114,7 +99,7 @@ describeWithTools(['docker-registry'], 'Range requests on a fill under way', () 
       expect([r.range, r.status, r.end]).toEqual([r.range, 206, 'clean']);
       expect(r.body.equals(whole.subarray(start, end + 1)), r.range).toBe(true);
     }
-    expect(upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
-    await waitFor('the blob to be committed', () => m.mirror.storage.metadata.getBlob(blob.digest));
+    expect(suite.upstream.proxy.count({ method: 'GET', pathIncludes: blob.digest })).toBe(1);
+    await waitFor('the blob to be committed', () => suite.m.mirror.storage.metadata.getBlob(blob.digest));
   });
 });

@@ -75,6 +75,16 @@ afterEach(async () => {
   await fx.close();
 });
 
+/** A tag owned by OTHER, taken from that owner once and now past its TTL: the next get revalidates it. */
+async function expiredTagFromOwner(): Promise<{ t: string; v1: ReturnType<FakeUpstream['putManifest']> }> {
+  const t = tagOwnedBy(OTHER);
+  const v1 = upstream.putManifest('app', image(1), { tags: [t] });
+  peerAnswer = async () => manifestAnswer(v1);
+  await proxy.get(upstream.route('app'), tag(t), ANY);
+  fx.advance(TTL);
+  return { t, v1 };
+}
+
 describe('ManifestProxy in a cluster: resolving a tag', () => {
   it('asks the upstream, and no peer, for a tag this replica owns', async () => {
     const t = tagOwnedBy(SELF);
@@ -102,11 +112,7 @@ describe('ManifestProxy in a cluster: resolving a tag', () => {
   });
 
   it('revalidates an expired tag with its owner: the same digest is fresh again, a moved one is stored', async () => {
-    const t = tagOwnedBy(OTHER);
-    const v1 = upstream.putManifest('app', image(1), { tags: [t] });
-    peerAnswer = async () => manifestAnswer(v1);
-    await proxy.get(upstream.route('app'), tag(t), ANY);
-    fx.advance(TTL);
+    const { t, v1 } = await expiredTagFromOwner();
     expect(await proxy.get(upstream.route('app'), tag(t), ANY)).toMatchObject({ digest: v1.digest, cache: 'HIT' });
     expect(fx.metadata.getTag('up', 'app', t)).toMatchObject({ fetchedAt: fx.now() });
     const v2 = upstream.putManifest('app', image(2), { tags: [t] });
@@ -132,11 +138,7 @@ describe('ManifestProxy in a cluster: resolving a tag', () => {
   });
 
   it('falls back to the upstream on a revalidation the owner cannot answer, with a HEAD as a single node would', async () => {
-    const t = tagOwnedBy(OTHER);
-    const v1 = upstream.putManifest('app', image(1), { tags: [t] });
-    peerAnswer = async () => manifestAnswer(v1);
-    await proxy.get(upstream.route('app'), tag(t), ANY);
-    fx.advance(TTL);
+    const { t, v1 } = await expiredTagFromOwner();
     peerAnswer = async () => statusAnswer(500);
     expect(await proxy.get(upstream.route('app'), tag(t), ANY)).toMatchObject({ digest: v1.digest, cache: 'HIT' });
     expect(upstream.log).toEqual([`HEAD app/manifests/${t}`]);
@@ -156,11 +158,7 @@ describe('ManifestProxy in a cluster: resolving a tag', () => {
   });
 
   it("answers MANIFEST_UNKNOWN on the owner's 404, asking the upstream nothing, and forgets the tag", async () => {
-    const t = tagOwnedBy(OTHER);
-    const v1 = upstream.putManifest('app', image(1), { tags: [t] });
-    peerAnswer = async () => manifestAnswer(v1);
-    await proxy.get(upstream.route('app'), tag(t), ANY);
-    fx.advance(TTL);
+    const { t } = await expiredTagFromOwner();
     peerAnswer = async () => statusAnswer(404);
     const err = await rejection(proxy.get(upstream.route('app'), tag(t), ANY));
     expect(err).toBeInstanceOf(RegistryError);
