@@ -32,6 +32,10 @@ export interface BenchParams {
   pushRounds: number;
   /** Alternating rounds of the sync and bundle phases (ocimirror's CLI, skopeo); medians count. */
   syncRounds: number;
+  /** Phase 11, replicas behind HAProxy against one node; BENCH_CLUSTER=0 skips it. */
+  cluster: boolean;
+  /** Where the replicas keep blobs: one shared bucket (Swift s3api) or each its own disk. */
+  clusterBackend: 'filesystem' | 's3';
   /** Upper bound for any one command (a skopeo copy, a herd, a wrk run). */
   stepTimeoutMs: number;
   /** JSON output file; default bench/results/<timestamp>.json. */
@@ -56,6 +60,9 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
   };
   const reader = env.BENCH_READER || 'node';
   if (reader !== 'node' && reader !== 'curl') throw new Error(`BENCH_READER must be 'node' or 'curl', got '${reader}'`);
+  // The full run measures replicas on the shared bucket (the deployment the phase is about); smoke runs skip starting Swift.
+  const clusterBackend = env.BENCH_CLUSTER_BACKEND || (smoke ? 'filesystem' : 's3');
+  if (clusterBackend !== 'filesystem' && clusterBackend !== 's3') throw new Error(`BENCH_CLUSTER_BACKEND must be 'filesystem' or 's3', got '${clusterBackend}'`);
   const scaleTags = num(['BENCH_SCALE_TAGS'], 10_000, 50);
   return {
     profile: smoke ? 'smoke' : 'full',
@@ -75,6 +82,8 @@ export function readParams(env: NodeJS.ProcessEnv = process.env): BenchParams {
     scaleRounds: num(['BENCH_SCALE_ROUNDS'], 9, 1),
     pushRounds: num(['BENCH_PUSH_ROUNDS'], 3, 1),
     syncRounds: num(['BENCH_SYNC_ROUNDS'], 3, 1),
+    cluster: env.BENCH_CLUSTER !== '0',
+    clusterBackend,
     stepTimeoutMs: num(['BENCH_STEP_TIMEOUT_S'], 600, 60) * 1000,
     out: env.BENCH_OUT || undefined,
     cpuProf: env.BENCH_CPU_PROF === '1',

@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BundleResult, PushResult, SyncResult } from './airgap.ts';
+import type { ClusterResult } from './cluster.ts';
 import type { HerdResult } from './herd.ts';
 import type { MachineInfo } from './machine.ts';
 import type { BenchParams } from './params.ts';
@@ -55,6 +56,8 @@ export interface BenchResults {
   sync: SyncResult;
   /** `ocimirror export` and `import` of the pull set against `skopeo copy` into oci-archives. */
   bundle: BundleResult;
+  /** Replicas behind HAProxy sharing a bucket, each figure next to one node's in the same run; absent when skipped. */
+  cluster?: ClusterResult;
 }
 
 export interface Target {
@@ -104,6 +107,7 @@ export function judge(r: BenchResults): Target[] {
     abs('sync.againBlobGets', '= 0', r.sync.again.upstreamBlobGets, (v) => v === 0),
     ratio('bundle.export', '≥ 0.9× skopeo', r.bundle.export.mibPerS / r.bundle.skopeo.mibPerS, (v) => v >= 0.9),
     ratio('bundle.import', '≥ 0.9× skopeo', r.bundle.import.mibPerS / r.bundle.skopeo.mibPerS, (v) => v >= 0.9),
+    ...(r.cluster ? clusterTargets(r.cluster, r.pull.contentBytes, ratio, abs) : []),
   ];
 }
 
@@ -177,6 +181,7 @@ export function table(r: BenchResults, targets: Target[]): string {
     ['export MiB/s, from the synced cache', f(bundle.export.mibPerS), '', `${f(bundle.skopeo.mibPerS)} skopeo`, 'bundle.export'],
     ['import MiB/s, into an empty cache', f(bundle.import.mibPerS), '', `${f(bundle.skopeo.mibPerS)} skopeo`, 'bundle.import'],
     ['export / import wall s', `${f(bundle.export.wallS, 2)} / ${f(bundle.import.wallS, 2)}`, '', `${f(bundle.skopeo.wallS, 2)} skopeo`],
+    ...(r.cluster ? clusterRows(r.cluster, r.pull.contentBytes) : []),
   ];
   const cells = (row: Row): string[] => {
     const t = row[4] ? byId.get(row[4]) : undefined;
@@ -196,6 +201,39 @@ export function table(r: BenchResults, targets: Target[]): string {
 export async function writeJson(file: string, r: BenchResults, targets: Target[]): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, JSON.stringify({ ...r, targets }, null, 2) + '\n');
+}
+
+type TargetOf = (id: string, goal: string, value: number, met: (v: number) => boolean) => Target;
+
+/** Phase 11's musts: one upstream fetch per blob cluster-wide, and no upstream GET for a blob the bucket holds. */
+function clusterTargets(c: ClusterResult, contentBytes: number, ratio: TargetOf, abs: TargetOf): Target[] {
+  return [
+    ratio('cluster.coldBytes', '= 1.0× content', c.coldPull.cluster.upstreamBytes / contentBytes, (v) => v <= 1.01),
+    abs('cluster.emptyTierGets', '= 0', c.emptyTierRead.upstreamGets, (v) => v === 0),
+  ];
+}
+
+/** Phase 11's rows: the cluster in the ocimirror column, the single node as the baseline; ratios without a target are informational. */
+function clusterRows(c: ClusterResult, contentBytes: number): ([string, string, string, string, string?] | string)[] {
+  const { coldPull: p, hitRead: h, emptyTierRead: e } = c;
+  const single = (v: string) => `${v} single node`;
+  const x = (a: number, b: number) => `${f(a / b, 2)}×`;
+  const from = c.backend === 's3' ? 'bucket' : 'owner';
+  return [
+    `cluster: ${c.replicas} replicas (backend ${c.backend}) behind HAProxy (tcp, round-robin), reads of the ${f(h.blobBytes / 2 ** 20, 1)} MiB blob; baseline one fresh ocimirror`,
+    ['cold pull wall s', f(p.cluster.wallS, 2), '', single(f(p.single.wallS, 2))],
+    ['  … × single node', x(p.cluster.wallS, p.single.wallS), '', ''],
+    ['cold upstream bytes × content', f(p.cluster.upstreamBytes / contentBytes, 3), '', single(f(p.single.upstreamBytes / contentBytes, 3)), 'cluster.coldBytes'],
+    ['cold upstream requests', f(p.cluster.upstreamRequests), '', single(f(p.single.upstreamRequests))],
+    ['local-tier hit, 1 client MiB/s', f(h.cluster.one.mibPerS), '', single(f(h.single.one.mibPerS))],
+    [`  … ${h.single.many.clients} clients MiB/s`, f(h.cluster.many.mibPerS), '', single(f(h.single.many.mibPerS))],
+    ['  … × single node (1 / N clients)', `${x(h.cluster.one.mibPerS, h.single.one.mibPerS)} / ${x(h.cluster.many.mibPerS, h.single.many.mibPerS)}`, '', ''],
+    ['  … one replica, no HAProxy (1 / N clients)', `${f(h.replica.one.mibPerS)} / ${f(h.replica.many.mibPerS)}`, '', ''],
+    [`empty local tier, from ${from}, 1 client MiB/s`, f(e.one.mibPerS), '', `${f(h.single.one.mibPerS)} single node hit`],
+    [`  … ${e.many.clients} clients MiB/s`, f(e.many.mibPerS), '', `${f(h.single.many.mibPerS)} single node hit`],
+    ['  … × single node hit (1 / N clients)', `${x(e.one.mibPerS, h.single.one.mibPerS)} / ${x(e.many.mibPerS, h.single.many.mibPerS)}`, '', ''],
+    ['  … upstream GETs', f(e.upstreamGets), '', '', 'cluster.emptyTierGets'],
+  ];
 }
 
 /** Median CPU-seconds of the mirror over pull rounds that measured it (NaN when none did). */

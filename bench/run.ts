@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { MANIFEST_ACCEPT } from '../test/helpers/images.ts';
 import { startRegistry } from '../test/helpers/registry-server.ts';
 import { bundlePhase, pushPhase, syncPhase, type AirgapOptions } from './airgap.ts';
+import { clusterPhase } from './cluster.ts';
 import { startAuthMirror } from './auth-mirror.ts';
 import { herd } from './herd.ts';
 import { machineInfo } from './machine.ts';
@@ -203,6 +204,12 @@ async function main(cleanup: Cleanup): Promise<void> {
   const sync = await syncPhase(airgap);
   const bundle = await bundlePhase(airgap, sync.config);
 
+  // 11: three replicas behind HAProxy, sharing a bucket, against one node.
+  const read = { clients: params.readClients, repeats: params.readRepeats, reader: params.reader };
+  const cluster = params.cluster
+    ? await clusterPhase({ up, images: PULL_SET, workDir: work, backend: params.clusterBackend, replicas: 3, read, timeoutMs, nodeArgs }, cleanup)
+    : undefined;
+
   const results: BenchResults = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -219,6 +226,7 @@ async function main(cleanup: Cleanup): Promise<void> {
     push,
     sync: sync.result,
     bundle,
+    ...(cluster ? { cluster } : {}),
   };
   const targets = judge(results);
   await writeJson(outFile, results, targets);

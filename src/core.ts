@@ -71,8 +71,8 @@ export interface PeerSources {
 
 /** The proxy policy over a storage, the same for a served mirror and an in-process command. */
 export function createProxies(storage: Storage, log: Logger, now: () => number, peers: PeerSources = {}): Proxies {
-  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now, peerTags: peers.peerTags });
-  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peers.peerSource });
+  const manifests = new ManifestProxy({ metadata: storage.metadata, hot: storage.hot, log, now, peerTags: peers.peerTags, bucket: storage.bucket });
+  const blobs = new BlobProxy({ blobs: storage.blobs, hot: storage.hot, peerSource: peers.peerSource, bucket: storage.bucket });
   return { manifests, blobs, lists: new ListProxy({ metadata: storage.metadata, now }), prefetcher: new Prefetcher({ manifests, blobs }) };
 }
 
@@ -83,7 +83,7 @@ export function hostedQuota(config: Config, registry: string): number {
 
 export async function openCore(config: Config, log: Logger, { now = Date.now }: CoreOptions = {}): Promise<MirrorCore> {
   const addon = config.server.nativeAddon ? nativeAddon() : undefined;
-  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
+  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon, bucket: config.storage.backend === 's3' ? config.storage.s3 : undefined });
   const slabs = new SlabPool();
   const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
   return {

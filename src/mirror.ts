@@ -23,7 +23,11 @@ import { createUpstreams, type UpstreamClient, type UpstreamPool } from './upstr
 import { buildRouter, createHosted, createProxies, hostedQuota, type MirrorCore } from './core.ts';
 import { SlabPool } from './util/read-slabs.ts';
 import { Router, type Route } from './proxy/router.ts';
-import { Background } from './jobs/background.ts';
+import { Background, type BackgroundDeps } from './jobs/background.ts';
+import { BucketEvictor } from './cache/bucket/bucket-eviction.ts';
+import { jobOwner } from './cluster/job-owner.ts';
+import { gatherAccess, localAccess, type AccessWalk } from './cluster/peer-access.ts';
+import type { BucketTier } from './cache/bucket/bucket-tier.ts';
 import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { createApp } from './http/app.ts';
@@ -38,6 +42,9 @@ import { createCluster, type Cluster } from './cluster/index.ts';
 import { PeerFill } from './cluster/peer-fill.ts';
 import { PeerRequest } from './cluster/peer-request.ts';
 import { PeerTags } from './cluster/peer-tags.ts';
+
+/** Multipart uploads in the bucket older than this are a crashed copy's leftovers (gc aborts them). */
+const BUCKET_STALE_UPLOAD_MS = 86_400_000;
 
 export interface Mirror {
   readonly url: string;
@@ -82,7 +89,7 @@ interface Generation {
 export async function startMirror(config: Config, log: Logger, { now = Date.now, loadConfig }: MirrorOptions = {}): Promise<Mirror> {
   // server.nativeAddon: false leaves the addon unloaded: buffered copies and Node's hashing (the pure-Node path).
   const addon = config.server.nativeAddon ? nativeAddon() : undefined;
-  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon });
+  const storage = await openStorage({ path: config.storage.path, hotCacheBytes: config.hotCache.maxSize, log, now, nativeAddon: addon, bucket: config.storage.backend === 's3' ? config.storage.s3 : undefined });
   const blobWriter = new BlobWriter({ sendfile: new SendfilePolicy(config.server.sendfile, addon) });
   const slabs = new SlabPool();
   const upstreams = createUpstreams(config.upstreams, log, { now, egress: config.egress, slabs });
@@ -103,10 +110,36 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const hosted = createHosted(storage, log, (registry) => hostedQuota(gen.config, registry), now);
   // Sync jobs run on the parts in effect when they start (the latest reload's upstreams and router).
   const core = (): MirrorCore => ({ config: gen.config, storage, upstreams: gen.upstreams, router: gen.router, manifests, blobs, lists, prefetcher, hosted, slabs, close: async () => {} });
-  const background = new Background({ config, storage, router, prefetcher, lists, metrics, log, core });
+  // Cluster-wide work (refresh, sync, the bucket's eviction and sweep) is queued by its owner only.
+  const accessWalk: AccessWalk = (fn) => storage.metadata.eachBlobLastAccess(fn);
+  const owns = cluster ? jobOwner(cluster.membership) : undefined;
+  let bucketJobs: BackgroundDeps['bucket'];
+  if (storage.bucket) {
+    const tier = storage.bucket;
+    const evictor = new BucketEvictor({
+      bucket: tier.bucket,
+      // With backend s3, storage.maxSize and lowWatermark are the bucket's quota.
+      maxSize: config.storage.maxSize,
+      lowWatermark: config.storage.lowWatermark,
+      pinned: () => background.pinnedDigests(),
+      // Least recently used by any replica: each one's reads are gathered before choosing.
+      access: async () =>
+        cluster && peers
+          ? gatherAccess({ membership: cluster.membership, requests: peers, local: accessWalk, log: log.child({ module: 'peer-access' }) })
+          : localAccess(accessWalk),
+      now,
+      log,
+      onDeleted: (digest) => tier.forget(digest),
+    });
+    // Multipart uploads older than a day outlive any fill: what a replica killed mid-copy left behind.
+    bucketJobs = { evictor, sweepStale: () => tier.bucket.abortStale(BUCKET_STALE_UPLOAD_MS) };
+  }
+  const background: Background = new Background({ config, storage, router, prefetcher, lists, metrics, log, core, owns, bucket: bucketJobs });
   storage.blobs.onFillDone = (fill) => {
     metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
-    metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);
+    // Bytes read from the blob's owner or the bucket did not cross the WAN: counted by source, not as upstream bytes.
+    if (fill.origin === 'upstream') metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);
+    metrics?.fillBytes.inc({ source: fill.origin }, fill.bytes);
     if (fill.result === 'committed') background.blobCommitted();
   };
   const usage = new UsageMeter(storage.metadata);
@@ -118,8 +151,18 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     hotCacheBytes: () => storage.hot.bytes,
     disk: () => storage.disk.status(),
     ...(cluster ? { clusterMembers: () => cluster.membership.members() } : {}),
+    ...(storage.bucket ? { bucket: () => ({ ...(storage.bucket as BucketTier).totals(), reachable: storage.bucket?.unreachable() === undefined }) } : {}),
     staleTags: () => Object.fromEntries(gen.config.upstreams.filter((u) => u.offline).map((u) => [u.name, storage.metadata.tags.staleCount(u.name, now() - u.tagTTL)])),
   });
+  if (storage.bucket) {
+    const tier = storage.bucket;
+    tier.onCopy = (result) => metrics?.bucketCopies.inc({ result });
+    // A new replica (or one whose database was lost) learns what the bucket holds; serving does not wait for it.
+    void tier.rebuildIndex().then(
+      (totals) => totals && log.child({ module: 'bucket' }).info(totals, 'bucket index rebuilt from a listing'),
+      (err: unknown) => log.child({ module: 'bucket' }).warn({ err: (err as Error).message }, 'could not list the bucket to rebuild its index; it fills as blobs are read'),
+    );
+  }
   // Jobs interrupted by a crash are requeued before anything new is queued.
   background.start();
 
@@ -159,6 +202,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
       admin: { service, token: c.admin.token, robots: g.clientAuth?.robots ?? robotsWithoutAuth },
       ...(metrics ? { metrics } : {}),
       cluster,
+      blobAccess: accessWalk,
     });
     return { app, fast: createManifestFastPath(v2), trustedProxies: c.server.trustedProxies };
   };
@@ -304,6 +348,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
         // A fill whose client already has its bytes may still be committing: let it land.
         const { aborted } = await storage.blobs.settle(Math.max(0, deadline - Date.now()));
         if (aborted > 0) log.warn({ aborted }, 'grace period over: aborted fills still running (nothing partial committed)');
+        // Copies into the bucket finish within the grace too; one cut is an aborted multipart upload gc sweeps.
+        await storage.bucket?.settle(Math.max(0, deadline - Date.now()));
         for (const timer of retiring.values()) clearTimeout(timer);
         // A retired client may be closing already with a fill's deadline: wait no longer than the grace left.
         const left = Math.max(0, deadline - Date.now());

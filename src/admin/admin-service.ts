@@ -66,6 +66,10 @@ function bundleFailure(err: unknown): unknown {
 const HEADER_WARNINGS = 5;
 
 export function createAdminService({ config, storage, upstreams, background, reload, core, log, membership }: AdminServiceDeps): AdminService {
+  const bucketScope = () => {
+    if (!storage.bucket) throw new RegistryError('BAD_REQUEST', { message: 'scope=bucket needs storage.backend s3' });
+    return { scope: 'bucket' as const };
+  };
   const usage = new UsageMeter(storage.metadata);
   const inventory = new Inventory(storage.metadata);
   return {
@@ -114,8 +118,8 @@ export function createAdminService({ config, storage, upstreams, background, rel
     prefetch: (images, platforms) => ({ jobs: background.prefetchImages(images, platforms).map(({ image, job }) => ({ image, ...jobView(job) })) }),
     deleteImage: (image) => jobView(background.deleteImage(image)),
     sync: (request) => jobView(background.syncImages(request)),
-    gc: () => jobView(background.enqueue('gc', null, 'gc')),
-    evict: () => jobView(background.enqueue('evict', null, 'evict')),
+    gc: (scope) => jobView(scope ? background.enqueue('gc', bucketScope(), 'bucket-gc') : background.enqueue('gc', null, 'gc')),
+    evict: (scope) => jobView(scope ? background.enqueue('evict', bucketScope(), 'bucket-evict') : background.enqueue('evict', null, 'evict')),
     ...(core
       ? {
           exportBundle: async ({ images, platforms, since }, signal) => {

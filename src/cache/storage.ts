@@ -2,7 +2,8 @@
  * @module cache/storage
  * Opens the data directory: creates the layout, opens SQLite, cleans up after any crash
  * (temp files, rows without files, files without rows, broken upload sessions) before the first request is served, and
- * keeps the reserve file (cache/lifecycle/disk-space) in `<data>/reserve`.
+ * keeps the reserve file (cache/lifecycle/disk-space) in `<data>/reserve`. With storage.backend s3
+ * the disk is the tier in front of the shared bucket (cache/bucket/bucket-tier).
  */
 import fsp from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -10,6 +11,9 @@ import type { Logger } from '../util/logger.ts';
 import type { NativeAddon } from '../util/native-addon.ts';
 import { BlobCache } from './blobs/blob-cache.ts';
 import { BlobStore, type ReconcileReport } from './blobs/blob-store.ts';
+import { BlobBucket } from './bucket/blob-bucket.ts';
+import { BucketTier } from './bucket/bucket-tier.ts';
+import { createS3Client, type S3Settings } from './bucket/s3-client.ts';
 import { createFillWriter } from './blobs/fill-writer.ts';
 import { HotCache } from './hot-cache.ts';
 import { DiskSpace } from './lifecycle/disk-space.ts';
@@ -27,6 +31,8 @@ export interface Storage {
   readonly reconciled: ReconcileReport;
   /** The data directory's filesystem: free space and the reserve file. */
   readonly disk: DiskSpace;
+  /** With storage.backend s3: the shared bucket behind the disk. */
+  readonly bucket: BucketTier | undefined;
   /** Undefined when the database answers and the data directory is writable, else why not. */
   check(): Promise<string | undefined>;
   /** What works only in part although the mirror serves: 'disk full' (nothing new is cached). */
@@ -38,7 +44,15 @@ export interface Storage {
  * `now` is the clock metadata timestamps are taken from (tests move it); fills hash and write
  * through `nativeAddon` when given (server.nativeAddon), else in Node.
  */
-export async function openStorage(opts: { path: string; hotCacheBytes: number; log: Logger; now?: () => number; nativeAddon?: NativeAddon | undefined }): Promise<Storage> {
+export async function openStorage(opts: {
+  path: string;
+  hotCacheBytes: number;
+  log: Logger;
+  now?: () => number;
+  nativeAddon?: NativeAddon | undefined;
+  /** storage.s3 when storage.backend is s3. */
+  bucket?: S3Settings | undefined;
+}): Promise<Storage> {
   const paths = dataPaths(opts.path);
   const store = new BlobStore(paths);
   await store.init();
@@ -50,7 +64,19 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
   const disk = new DiskSpace({ root: paths.root, reservePath: paths.reserve });
   if (!(await disk.restore())) opts.log.child({ module: 'storage' }).warn({ path: disk.reservePath, bytes: disk.reserveBytes }, 'no room for the reserve file: the disk is nearly full');
   const addon = opts.nativeAddon;
-  const blobs = new BlobCache(store, metadata, opts.log, { fillWriter: () => createFillWriter(addon) });
+  const bucket = opts.bucket
+    ? new BucketTier({
+        bucket: new BlobBucket({ client: createS3Client(opts.bucket), bucket: opts.bucket.bucket, prefix: opts.bucket.prefix, ...(opts.now ? { now: opts.now } : {}) }),
+        index: metadata.bucket,
+        blobFile: paths.blobFile,
+        log: opts.log,
+        ...(opts.now ? { now: opts.now } : {}),
+      })
+    : undefined;
+  const blobs = new BlobCache(store, metadata, opts.log, {
+    fillWriter: () => createFillWriter(addon),
+    ...(bucket && { onFillStarted: (fill, source, outcome) => bucket.copy(fill, source, outcome) }),
+  });
   return {
     paths,
     metadata,
@@ -59,8 +85,12 @@ export async function openStorage(opts: { path: string; hotCacheBytes: number; l
     uploads,
     reconciled,
     disk,
+    bucket,
     degraded() {
-      return disk.status().full ? ['disk full'] : [];
+      const reasons = disk.status().full ? ['disk full'] : [];
+      const unreachable = bucket?.unreachable();
+      if (unreachable !== undefined) reasons.push(unreachable);
+      return reasons;
     },
     async check() {
       try {

@@ -9,6 +9,13 @@
 import type { Logger } from '../util/logger.ts';
 import type { PeerAuth } from './peer-auth.ts';
 
+/**
+ * A check waits at least this long for an answer, however short the interval: a replica busy hashing
+ * a large fill on a loaded machine answered in 200–400 ms, and marking it down for that moved its keys
+ * away mid-fill. A dead one refuses the connection at once, so this does not slow noticing it.
+ */
+const CHECK_TIMEOUT_MIN_MS = 1000;
+
 export type MemberStateName = 'up' | 'down' | 'unknown';
 
 export interface MemberState {
@@ -153,7 +160,8 @@ export class Membership {
   async #check(m: MutableState): Promise<void> {
     const controller = new AbortController();
     this.#inFlight.add(controller);
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.#opts.intervalMs} ms`)), this.#opts.intervalMs);
+    const timeoutMs = Math.max(this.#opts.intervalMs, CHECK_TIMEOUT_MIN_MS);
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     const started = this.#now();
     let failure: string | undefined;
     let version: string | null = null;

@@ -62,6 +62,7 @@ export class PeerFill extends PeerLookup {
       size: header(res.headers['content-length']) !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : undefined,
       mediaType: header(res.headers['content-type']),
       body: res.body,
+      origin: 'peer',
     };
   }
 }

@@ -373,7 +373,10 @@ export function createConfigSchema(env: Env = {}) {
       storage: z
         .object({
           path: z.string().default('./data').transform((p) => path.resolve(p)),
-          /** Disk quota for blobs; '0' = unlimited. Crossing it evicts least-recently-used blobs. */
+          /**
+           * Quota for blobs; '0' = unlimited. Crossing it evicts least-recently-used blobs: from this disk,
+           * or with backend s3 from the bucket (localCache.maxSize bounds the disk then).
+           */
           maxSize: size('0'),
           /** Eviction stops once usage is below this fraction of maxSize ('90%' or 0.9). */
           lowWatermark: fraction('90%'),
@@ -382,15 +385,13 @@ export function createConfigSchema(env: Env = {}) {
           /** Where blobs live: this disk, or an S3-compatible bucket shared by several replicas (storage.s3). */
           backend: z.enum(['filesystem', 's3']).default('filesystem'),
           s3: s3.optional(),
-          /** With backend s3: disk kept as a cache in front of the bucket; '0' = unlimited. */
+          /** With backend s3: this replica's disk tier of hot blobs in front of the bucket (LRU); '0' = unlimited. */
           localCache: z.object({ maxSize: size('0') }).strict().prefault({}),
         })
         .strict()
         .superRefine((st, ctx) => {
           if (st.backend !== 's3') return;
           if (st.s3 === undefined) ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is required when backend is s3' });
-          // The bucket client exists (src/cache/bucket) but the mirror does not serve from it yet: refuse rather than ignore.
-          ctx.addIssue({ code: 'custom', path: ['backend'], message: "s3 is not available yet (only 'filesystem')" });
         }, { when: () => true })
         .prefault({}),
       prefetch: z

@@ -33,8 +33,9 @@ export interface AdminService {
   deleteImage(image: string): unknown;
   /** Queues a sync of an image list (skopeo sync YAML text) into `dest`. */
   sync(request: { name: string; yaml: string; dest: string; dryRun?: boolean; keepGoing?: boolean }): unknown;
-  gc(): unknown;
-  evict(): unknown;
+  /** `bucket`: the shared bucket's sweep or quota eviction (storage.backend s3) rather than this replica's disk. */
+  gc(scope?: 'bucket'): unknown;
+  evict(scope?: 'bucket'): unknown;
   /** The cluster members this replica sees, with their state; absent without `cluster:`. */
   cluster?(): unknown;
   /** Reloads the config (as SIGHUP); throws when the new config was refused. Absent when there is no config file to reload. */
@@ -137,8 +138,14 @@ export function createAdminRoutes(service: AdminService, access: AdminAccess): H
     return c.json(service.sync(request) as object, 202);
   });
   admin.delete('/images', (c) => c.json(service.deleteImage(requiredQuery(c, 'image')) as object, 202));
-  admin.post('/gc', (c) => c.json(service.gc() as object, 202));
-  admin.post('/evict', (c) => c.json(service.evict() as object, 202));
+  const scopeOf = (c: Context): 'bucket' | undefined => {
+    const scope = c.req.query('scope');
+    if (scope === undefined || scope === 'disk') return undefined;
+    if (scope === 'bucket') return scope;
+    throw new RegistryError('BAD_REQUEST', { message: "scope must be 'disk' (the default) or 'bucket'" });
+  };
+  admin.post('/gc', (c) => c.json(service.gc(scopeOf(c)) as object, 202));
+  admin.post('/evict', (c) => c.json(service.evict(scopeOf(c)) as object, 202));
   const cluster = service.cluster?.bind(service);
   admin.get('/cluster', (c) => {
     if (!cluster) throw new RegistryError('NOT_FOUND', { message: 'this mirror runs as a single node: cluster is not configured' });

@@ -20,6 +20,7 @@ import { createTokenRoute } from './token-route.ts';
 import type { RobotTokens } from '../auth/robot-tokens.ts';
 import type { Cluster } from '../cluster/index.ts';
 import { CLUSTER_PREFIX, createClusterRoutes } from './cluster-routes.ts';
+import type { AccessWalk } from '../cluster/peer-access.ts';
 
 export interface Readiness {
   /** Undefined when ready, else the reason. */
@@ -32,6 +33,8 @@ export interface Readiness {
 
 export interface AppDeps extends V2Deps {
   log: Logger;
+  /** Walks this replica's blobs with their last access, for the cluster's bucket eviction (/cluster/v1/access). */
+  blobAccess?: AccessWalk | undefined;
   readiness: Readiness;
   admin?: { service: AdminService; token: string | undefined; robots?: RobotTokens | undefined };
   metrics?: Metrics;
@@ -82,7 +85,7 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
     app.route('/admin/v1', createAdminRoutes(deps.admin.service, { token: deps.admin.token, authorize, robots: deps.admin.robots }));
   }
   // Before client auth by construction: peers authenticate with the cluster secret, not as accounts.
-  if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check(), deps));
+  if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check(), deps, deps.blobAccess));
   app.get('/readyz', async (c) => {
     const reason = await deps.readiness.check();
     if (reason !== undefined) return c.json({ status: 'not ready', reason }, 503);

@@ -8,7 +8,8 @@
  * owns to a peer as a client GET would (cache, or its own single fill from the upstream, never
  * from another peer). GET /manifests/<tag-or-digest>?upstream=&repo= answers as a client GET with
  * the full Accept list would, from the cache within the TTL or resolved upstream by this replica
- * itself, never through another peer.
+ * itself, never through another peer. GET /access answers when this replica last read each of its
+ * blobs, `{ "blobs": [[digest, lastAccessMs], ...] }`, for eviction from the shared bucket.
  */
 import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -18,6 +19,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { parseDigest } from '../registry/digest.ts';
 import { PEER_BLOBS_PATH } from '../cluster/peer-fill.ts';
 import { PEER_MANIFESTS_PATH } from '../cluster/peer-tags.ts';
+import { PEER_ACCESS_PATH, accessBody, type AccessWalk } from '../cluster/peer-access.ts';
 import { ALL_MANIFEST_TYPES } from '../registry/media-types.ts';
 import { parseReference } from '../registry/reference.ts';
 import type { BlobProxy } from '../proxy/blob-proxy.ts';
@@ -39,7 +41,16 @@ export interface ClusterBlobDeps {
 /** Where {@link createClusterRoutes} is mounted; the health path lies under it. */
 export const CLUSTER_PREFIX = '/cluster/v1';
 
-export function createClusterRoutes(cluster: Cluster, ready: () => Promise<string | undefined>, blobDeps?: ClusterBlobDeps): Hono<{ Bindings: HttpBindings }> {
+/**
+ * `access`: walks this replica's blobs with their last access (Metadata.eachBlobLastAccess); the
+ * access endpoint exists only with it.
+ */
+export function createClusterRoutes(
+  cluster: Cluster,
+  ready: () => Promise<string | undefined>,
+  blobDeps?: ClusterBlobDeps,
+  access?: AccessWalk,
+): Hono<{ Bindings: HttpBindings }> {
   const routes = new Hono<{ Bindings: HttpBindings }>();
   routes.use('*', async (c, next) => {
     if (c.env?.incoming) requestInfo(c.env.incoming).route = 'cluster';
@@ -58,6 +69,9 @@ export function createClusterRoutes(cluster: Cluster, ready: () => Promise<strin
     const answer: HealthAnswer = { self: membership.self, version, members: membership.members().map((m) => ({ url: m.url, state: m.state })) };
     return c.json(answer);
   });
+  if (access) {
+    routes.get(PEER_ACCESS_PATH.slice(CLUSTER_PREFIX.length), (c) => c.body(accessBody(access), 200, { 'Content-Type': 'application/json' }));
+  }
   if (blobDeps) {
     routes.get(`${PEER_BLOBS_PATH.slice(CLUSTER_PREFIX.length)}/:digest`, async (c) => {
       const upstream = c.req.query('upstream');

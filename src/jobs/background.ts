@@ -14,6 +14,10 @@
  * A config reload hands over the new router and config ({@link Background.reconfigure}): quotas,
  * pins, prefetch settings and the schedules built from the config (gc, the watch list, maxAge)
  * follow it; the job runner's own settings (jobs.*) stay as they started.
+ *
+ * In a cluster, scheduled work that is the same on every replica (the watch list, `sync:` entries,
+ * the shared bucket's eviction and sweep) is queued only by the task's owner at that tick
+ * ({@link BackgroundDeps.owns}); each replica still collects and evicts its own files.
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/schema.ts';
@@ -33,6 +37,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../util/logger.ts';
 import { JobDeferred, JobRunner, JobStore, Scheduler, type Job, type JobHandler, type JobType } from './index.ts';
 import type { MirrorCore } from '../core.ts';
+import type { BucketEvictor, BucketEvictionReport } from '../cache/bucket/bucket-eviction.ts';
 import { readSyncPayload, runSyncJob, type SyncPayload } from './sync-job.ts';
 
 export interface PrefetchPayload {
@@ -52,7 +57,21 @@ export interface BackgroundDeps {
   log: Logger;
   /** The mirror's parts as they are now (after the latest reload), for sync jobs. */
   core?: () => MirrorCore;
+  /**
+   * Whether this replica runs the cluster-wide scheduled task `name` at this tick (cluster/job-owner);
+   * absent on a single node, which owns everything.
+   */
+  owns?: (name: string) => boolean;
+  /** The bucket shared by the replicas: its quota eviction and the sweep of uploads a crashed replica left. */
+  bucket?: { evictor: BucketEvictor; sweepStale: () => Promise<unknown> };
 }
+
+/** The payload of the bucket's eviction and gc jobs, beside the local ones' (null, or disk-full for evict). */
+export interface BucketScope {
+  scope: 'bucket';
+}
+
+const isBucketScope = (payload: unknown): boolean => (payload as Partial<BucketScope> | null)?.scope === 'bucket';
 
 /** What background work asks an upstream before each batch of requests (upstream/upstream-client.ts answers). */
 interface BudgetedUpstream {
@@ -64,6 +83,15 @@ const BUDGET_RECHECK_MS = 60_000;
 
 /** Done jobs are kept this long for the admin API, then pruned. */
 const JOB_RETENTION_MS = 7 * 86_400_000;
+
+/**
+ * The quota of this replica's own disk: storage.maxSize, or with backend s3 storage.localCache.maxSize
+ * (storage.maxSize is then the bucket's, kept by the bucket eviction).
+ */
+export function diskLimits(config: Config): { maxSize: number; lowWatermark: number; maxAge: number } {
+  const { storage } = config;
+  return { maxSize: storage.backend === 's3' ? storage.localCache.maxSize : storage.maxSize, lowWatermark: storage.lowWatermark, maxAge: storage.maxAge };
+}
 
 export class Background {
   readonly store: JobStore;
@@ -92,7 +120,7 @@ export class Background {
     if (pinIssues.length > 0) throw new ConfigError(pinIssues);
     this.pins = new Pins({ metadata: storage.metadata, config: config.pin });
     const parts = { metadata: storage.metadata, blobs: storage.blobs, hot: storage.hot, pinned: () => this.pinnedDigests(), log };
-    this.evictor = new Evictor({ ...parts, maxSize: config.storage.maxSize, lowWatermark: config.storage.lowWatermark, maxAge: config.storage.maxAge, disk: storage.disk });
+    this.evictor = new Evictor({ ...parts, ...diskLimits(config), disk: storage.disk });
     const deleter = new ImageDeleter(parts);
     const gc = new GarbageCollector(parts);
 
@@ -100,6 +128,7 @@ export class Background {
       prefetch: (job, ctx) => this.#prefetch(job.payload as PrefetchPayload, ctx),
       refresh: (job, ctx) => this.#refresh((job.payload as { image: string }).image, ctx),
       evict: async (job) => {
+        if (isBucketScope(job.payload)) return this.#evictBucket();
         const payload = job.payload as { diskFull?: boolean; needed?: number } | null;
         if (payload?.diskFull !== true) {
           const report = await this.evictor.run();
@@ -119,7 +148,8 @@ export class Background {
         if (!core) throw new RegistryError('UNSUPPORTED', { message: 'sync jobs need the running mirror' });
         return runSyncJob(core, job.payload as SyncPayload, ctx, log.child({ job: job.id }));
       },
-      gc: async () => {
+      gc: async (job) => {
+        if (isBucketScope(job.payload)) return this.#bucket().sweepStale();
         const report = await gc.collectGarbage({ grace: this.#deps.config.gc.grace });
         // Abandoned blob uploads of hosted registries go with the rest of the garbage.
         return { ...report, abandonedUploads: await storage.uploads.collect(this.#deps.config.gc.uploadMaxAge) };
@@ -152,9 +182,10 @@ export class Background {
     const before = this.#deps.config;
     this.#deps = { ...this.#deps, config, router };
     if (!isDeepStrictEqual(before.pin, config.pin)) this.pins = new Pins({ metadata: this.#deps.storage.metadata, config: config.pin });
-    this.evictor.setLimits(config.storage);
+    this.evictor.setLimits(diskLimits(config));
+    this.#deps.bucket?.evictor.setLimits(config.storage);
     // Rescheduling restarts every interval: only when what the schedules are built from changed.
-    const scheduled = (c: Config) => [c.gc.interval, c.storage.maxAge, c.storage.maxSize, c.prefetch.images, c.sync];
+    const scheduled = (c: Config) => [c.gc.interval, c.storage.maxAge, diskLimits(c).maxSize, c.prefetch.images, c.sync];
     if (!this.#started || isDeepStrictEqual(scheduled(before), scheduled(config))) return;
     const old = this.#configScheduler;
     this.#configScheduler = new Scheduler({ log: this.#deps.log });
@@ -181,10 +212,20 @@ export class Background {
     return issues;
   }
 
-  /** gc, the quota and age check, and the watch list; `before`: the previous config, whose watch entries do not run again at once. */
+  /**
+   * gc, the quota and age check, the watch list, sync entries and the bucket's upkeep; `before`: the
+   * previous config, whose watch and sync entries do not run again at once. The watch list (which
+   * also prefetches `prefetch.images` at start-up), sync entries and the bucket tasks are the
+   * cluster's work, queued by their owner only.
+   */
   #scheduleFromConfig(s: Scheduler, config: Config, before: Config | undefined): void {
     s.every('gc', config.gc.interval, () => this.enqueue('gc', null, 'gc'));
-    if (config.storage.maxAge > 0 || config.storage.maxSize > 0) {
+    if (this.#deps.bucket) {
+      const scope: BucketScope = { scope: 'bucket' };
+      this.#everyOwned(s, 'bucket-evict', config.gc.interval, () => this.enqueue('evict', scope, 'bucket-evict'));
+      this.#everyOwned(s, 'bucket-gc', config.gc.interval, () => this.enqueue('gc', scope, 'bucket-gc'));
+    }
+    if (config.storage.maxAge > 0 || diskLimits(config).maxSize > 0) {
       // Age-based eviction has no request to trigger it; a quota check is cheap (< 3 ms at 50k blobs).
       const every = Math.min(Math.max(config.storage.maxAge / 10, 60_000), 3_600_000);
       s.every('evict-check', every, () => this.#evictIfNeeded(), { immediately: true });
@@ -192,13 +233,32 @@ export class Background {
     const knownSync = new Set(before?.sync.map((e) => JSON.stringify(e)));
     for (const entry of config.sync) {
       const payload: SyncPayload = { name: entry.file, file: entry.file, dest: entry.dest, keepGoing: true };
-      s.every(`sync ${entry.file}`, entry.interval, () => this.enqueue('sync', payload, `sync ${entry.file} → ${entry.dest}`), { immediately: !knownSync.has(JSON.stringify(entry)) });
+      this.#everyOwned(s, `sync ${entry.file}`, entry.interval, () => this.enqueue('sync', payload, `sync ${entry.file} → ${entry.dest}`), { immediately: !knownSync.has(JSON.stringify(entry)) });
     }
     const known = new Set(before?.prefetch.images.map((e) => `${e.image} ${e.refresh}`));
     for (const entry of config.prefetch.images) {
       const immediately = !known.has(`${entry.image} ${entry.refresh}`);
-      s.every(`refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately });
+      this.#everyOwned(s, `refresh ${entry.image}`, entry.refresh, () => this.enqueue('refresh', { image: entry.image }, `refresh ${entry.image}`), { immediately });
     }
+  }
+
+  /**
+   * A task of the cluster's: asks at each tick whether this replica owns it, so when the owner dies
+   * another replica takes the next tick (at worst one run twice, never none).
+   */
+  #everyOwned(s: Scheduler, name: string, intervalMs: number, fn: () => unknown, opts?: { immediately?: boolean }): void {
+    s.every(
+      name,
+      intervalMs,
+      () => {
+        if (this.#deps.owns?.(name) === false) {
+          this.#log.debug({ task: name }, 'another replica owns this task');
+          return;
+        }
+        return fn();
+      },
+      opts,
+    );
   }
 
   /**
@@ -225,7 +285,7 @@ export class Background {
 
   /** A blob was committed: start eviction if usage crossed the quota. */
   blobCommitted(): void {
-    if (this.#deps.config.storage.maxSize > 0) this.#onRequestPath('queueing a quota eviction', () => this.#evictIfNeeded());
+    if (diskLimits(this.#deps.config).maxSize > 0) this.#onRequestPath('queueing a quota eviction', () => this.#evictIfNeeded());
   }
 
   /**
@@ -313,6 +373,19 @@ export class Background {
       if (isDiskFullError(err)) this.diskFull({ what, needed: 0, error: err });
       else this.#log.error({ err: (err as Error).message }, `${what} failed`);
     }
+  }
+
+  #bucket(): NonNullable<BackgroundDeps['bucket']> {
+    const bucket = this.#deps.bucket;
+    if (!bucket) throw new RegistryError('UNSUPPORTED', { message: 'bucket jobs need storage.backend s3' });
+    return bucket;
+  }
+
+  async #evictBucket(): Promise<BucketEvictionReport> {
+    const report = await this.#bucket().evictor.run();
+    this.#deps.metrics?.evictions.inc({ reason: 'bucket_quota' }, report.deleted);
+    this.#deps.metrics?.evictedBytes.inc({ reason: 'bucket_quota' }, report.freedBytes);
+    return report;
   }
 
   #evictIfNeeded(): void {

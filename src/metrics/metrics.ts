@@ -18,6 +18,8 @@ export interface MetricsSources {
   staleTags?: () => Record<string, number>;
   /** With `cluster:`: every member's URL and state (self included). */
   clusterMembers?: () => ReadonlyArray<{ url: string; state: 'up' | 'down' | 'unknown' }>;
+  /** With storage.backend s3: what this replica's index says the bucket holds, and whether it answers. */
+  bucket?: () => { objects: number; bytes: number; reachable: boolean };
 }
 
 /** What the metrics read of an upstream's URLs and rate-limit budget. */
@@ -42,6 +44,8 @@ export class Metrics {
   readonly configReloads: Counter<'result'>;
   readonly peerFills: Counter<'result'>;
   readonly peerTags: Counter<'result'>;
+  readonly fillBytes: Counter<'source'>;
+  readonly bucketCopies: Counter<'result'>;
   readonly configLastReloadSuccess: Gauge;
   readonly configRestartPending: Gauge;
   #sources: MetricsSources = {};
@@ -63,7 +67,7 @@ export class Metrics {
       registers,
     });
     this.bytesServed = new Counter({ name: 'ocimirror_served_bytes_total', help: 'Bytes written to clients, by cache result', labelNames: ['cache'], registers });
-    this.upstreamBytes = new Counter({ name: 'ocimirror_upstream_bytes_total', help: 'Blob bytes received from each upstream', labelNames: ['upstream'], registers });
+    this.upstreamBytes = new Counter({ name: 'ocimirror_upstream_bytes_total', help: 'Blob bytes received from each upstream itself (not from a peer replica or the bucket)', labelNames: ['upstream'], registers });
     this.fillDuration = new Histogram({
       name: 'ocimirror_fill_duration_seconds',
       help: 'Duration of blob fills from upstream, by result (committed, uncached, failed)',
@@ -71,11 +75,13 @@ export class Metrics {
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800],
       registers,
     });
-    this.evictions = new Counter({ name: 'ocimirror_evictions_total', help: 'Blobs evicted, by reason (quota, age, disk_full)', labelNames: ['reason'], registers });
+    this.evictions = new Counter({ name: 'ocimirror_evictions_total', help: 'Blobs evicted, by reason (quota, age, disk_full; bucket_quota: deleted from the shared bucket)', labelNames: ['reason'], registers });
     this.evictedBytes = new Counter({ name: 'ocimirror_evicted_bytes_total', help: 'Bytes evicted, by reason', labelNames: ['reason'], registers });
 
     this.peerFills = new Counter({ name: 'ocimirror_peer_fills_total', help: 'Blob fills whose owner is another replica, by result (peer: read from the owner, fallback: the owner failed, read from the upstream)', labelNames: ['result'], registers });
     this.peerTags = new Counter({ name: 'ocimirror_peer_tags_total', help: 'Tag resolutions whose owner is another replica, by result (peer: answered by the owner, fallback: the owner failed, asked the upstream)', labelNames: ['result'], registers });
+    this.fillBytes = new Counter({ name: 'ocimirror_fill_bytes_total', help: 'Bytes of blob fills, by where they came from (upstream, peer: the owner replica, bucket: the shared bucket)', labelNames: ['source'], registers });
+    this.bucketCopies = new Counter({ name: 'ocimirror_bucket_copies_total', help: 'Fills from the upstream copied into the shared bucket, by result (stored, present: another replica stored it first, failed)', labelNames: ['result'], registers });
     this.configReloads = new Counter({ name: 'ocimirror_config_reload_total', help: 'Config reloads (SIGHUP, a change of the config file, POST /admin/v1/reload), by result (ok, failed)', labelNames: ['result'], registers });
     this.configLastReloadSuccess = new Gauge({ name: 'ocimirror_config_last_reload_success', help: '1 when the last config reload applied (or none was tried), 0 when it failed and the previous config still runs', registers });
     this.configLastReloadSuccess.set(1);
@@ -191,6 +197,33 @@ export class Metrics {
       collect() {
         this.reset();
         for (const m of sources().clusterMembers?.() ?? []) this.set({ member: m.url }, Number(m.state === 'up'));
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_bucket_objects',
+      help: 'Blobs this replica knows committed in the shared bucket (its index, rebuilt from a listing when lost)',
+      registers,
+      collect() {
+        const b = sources().bucket?.();
+        if (b) this.set(b.objects);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_bucket_bytes',
+      help: 'Bytes of the blobs this replica knows committed in the shared bucket',
+      registers,
+      collect() {
+        const b = sources().bucket?.();
+        if (b) this.set(b.bytes);
+      },
+    });
+    new Gauge({
+      name: 'ocimirror_bucket_reachable',
+      help: '1 while the shared bucket answers, 0 since it last failed to (fills fail with 503; the disk tier still serves)',
+      registers,
+      collect() {
+        const b = sources().bucket?.();
+        if (b) this.set(Number(b.reachable));
       },
     });
     upstreamGauge('ocimirror_upstream_ratelimit_limit', 'Pulls allowed per rate-limit window (RateLimit-Limit), when the upstream reports it', ['upstream'], (g, upstream, s) => {

@@ -5,13 +5,17 @@
  * first (while the upstream is down: served only to a repository known to hold it). A miss joins
  * (or starts) the single fill for that digest and streams as bytes arrive.
  * Range requests (RFC 9110 §14) are answered from the cache and from a fill in progress alike.
- * In a cluster, the fill reads from the blob's owner replica when that is another one (peerSource).
+ * With a shared bucket (storage.backend s3) a miss reads the bucket first; in a cluster, the fill
+ * then reads from the blob's owner replica when that is another one (peerSource), else the upstream.
  */
+import type { Readable } from 'node:stream';
 import type { Digest } from '../registry/digest.ts';
+import { RegistryError } from '../registry/errors.ts';
 import { parseRange } from '../registry/range.ts';
 import type { BlobBody } from '../cache/blobs/blob-body.ts';
 import type { BlobCache, FillSource } from '../cache/blobs/blob-cache.ts';
 import type { HotCache } from '../cache/hot-cache.ts';
+import type { BucketTier } from '../cache/bucket/bucket-tier.ts';
 import { discard } from '../util/read-body.ts';
 import type { CacheStatus } from './manifest-proxy.ts';
 import type { Route } from './router.ts';
@@ -47,11 +51,13 @@ export class BlobProxy {
   readonly #blobs: BlobCache;
   readonly #hot: HotCache;
   readonly #peerSource: PeerSource | undefined;
+  readonly #bucket: BucketTier | undefined;
 
-  constructor({ blobs, hot, peerSource }: { blobs: BlobCache; hot: HotCache; peerSource?: PeerSource | undefined }) {
+  constructor({ blobs, hot, peerSource, bucket }: { blobs: BlobCache; hot: HotCache; peerSource?: PeerSource | undefined; bucket?: BucketTier | undefined }) {
     this.#blobs = blobs;
     this.#hot = hot;
     this.#peerSource = peerSource;
+    this.#bucket = bucket;
   }
 
   async get(route: Route, digest: Digest, req: BlobRequest): Promise<BlobResult> {
@@ -66,7 +72,14 @@ export class BlobProxy {
       if (opened) return { digest: digest.value, size: row.size, cache, range, body: opened.body };
       // The file vanished under us: fall through to a fresh fill.
     }
-    if (req.method === 'HEAD') return this.#headUpstream(route, digest);
+    if (req.method === 'HEAD') {
+      // In the shared bucket and vouched for this repository: answered with no upstream request.
+      const size = this.#bucket?.sizeOf(digest.value);
+      if (size !== undefined && knownToHold(this.#blobs.metadata, route.upstream.name, route.repo, digest.value)) {
+        return { digest: digest.value, size, cache: 'HIT', range: undefined, body: undefined };
+      }
+      return this.#headUpstream(route, digest);
+    }
     // The fill's answer is waited for at most `timeout`, however many hops and retries it takes;
     // a client that gives up leaves the fill running for the others and the cache.
     const fill = await waitAtMost(route.upstream, `blob ${digest.value}`, this.#startFill(route, digest, req.fromPeer === true));
@@ -100,8 +113,57 @@ export class BlobProxy {
       link: { upstream: route.upstream.name, repo: route.repo },
       source: route.upstream.name,
       timeoutMs: route.upstream.config.fillTimeout,
-      open: async (signal) => (peer ? await peer(route, digest, signal) : undefined) ?? this.#openUpstream(route, digest, signal),
+      open: async (signal) => (await this.#openBucket(route, digest, signal)) ?? (await this.#openPeer(peer, route, digest, signal)) ?? this.#openUpstream(route, digest, signal),
     });
+  }
+
+  /**
+   * The blob from its owner replica. The owner may die mid-stream: the fill then continues with the
+   * rest from the upstream (a Range request), so the clients' streams go on and every byte is still
+   * hashed: an owner's death costs the rest of one blob fetched twice, never a failed pull.
+   */
+  async #openPeer(peer: PeerSource | undefined, route: Route, digest: Digest, signal: AbortSignal): Promise<FillSource | undefined> {
+    const source = peer ? await peer(route, digest, signal) : undefined;
+    if (!source) return undefined;
+    return { ...source, resume: (offset) => this.#openUpstreamFrom(route, digest, offset, signal) };
+  }
+
+  /** Bytes `offset`… of the blob from the upstream (RFC 9110 §14.2); anything but that exact range fails the fill. */
+  async #openUpstreamFrom(route: Route, digest: Digest, offset: number, signal: AbortSignal): Promise<Readable> {
+    const res = await route.upstream.request({
+      method: 'GET',
+      repository: route.repo,
+      path: `${route.repo}/blobs/${digest.value}`,
+      headers: { range: `bytes=${offset}-` },
+      signal,
+    });
+    const start = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1];
+    if (res.status !== 206 || Number(start) !== offset) {
+      discard(res.body);
+      if (res.status !== 206 && res.status !== 200) {
+        throw upstreamError(res, { upstream: route.upstream.name, repo: route.repo, notFound: 'BLOB_UNKNOWN', subject: digest.value });
+      }
+      throw new RegistryError('BAD_GATEWAY', { message: `upstream ${route.upstream.name} did not answer bytes ${offset}- of ${digest.value} with that range (HTTP ${res.status})` });
+    }
+    return res.body;
+  }
+
+  /**
+   * The blob from the shared bucket, once this repository is known to hold it: the bucket holds
+   * digests, not repositories. A manifest cached for the repository that needs the blob vouches
+   * for it (a pull asks for the manifest first, so a pull costs no extra request); otherwise it is
+   * confirmed as a cache hit for another repository would be (one upstream HEAD).
+   */
+  async #openBucket(route: Route, digest: Digest, signal: AbortSignal): Promise<FillSource | undefined> {
+    const source = await this.#bucket?.source(digest.value, signal);
+    if (!source) return undefined;
+    try {
+      if (!knownToHold(this.#blobs.metadata, route.upstream.name, route.repo, digest.value)) await this.#ensureLinked(route, digest);
+    } catch (err) {
+      source.body.destroy();
+      throw err;
+    }
+    return source;
   }
 
   /**

@@ -16,6 +16,8 @@
  * In a cluster, a tag another replica owns is resolved by asking that owner (peerTags) rather
  * than the upstream, so one replica's TTL governs the upstream traffic for it cluster-wide; a
  * request from a peer never goes on to another one, and an owner that fails leaves it to the upstream.
+ * With a shared bucket (storage.backend s3), manifests from the upstream are kept there too, and a
+ * manifest by digest that an index cached for the repository needs is read from it first.
  */
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../registry/errors.ts';
@@ -23,6 +25,7 @@ import { parseDigest, type Digest } from '../registry/digest.ts';
 import type { Reference } from '../registry/reference.ts';
 import { DEFAULT_ACCEPT, acceptsMediaType, declaredMediaType } from '../registry/media-types.ts';
 import type { Metadata } from '../cache/metadata/metadata.ts';
+import type { BucketTier } from '../cache/bucket/bucket-tier.ts';
 import type { HotCache, HotManifest, HotTag } from '../cache/hot-cache.ts';
 import { SingleFlight } from '../util/single-flight.ts';
 import { BodyTooLargeError, discard, readBody } from '../util/read-body.ts';
@@ -62,6 +65,8 @@ export interface ManifestProxyOptions {
   now?: () => number;
   /** Undefined on a single node: every tag is resolved against the upstream. */
   peerTags?: PeerTagSource | undefined;
+  /** With storage.backend s3: manifests by digest are kept in and read from the shared bucket. */
+  bucket?: BucketTier | undefined;
 }
 
 export interface ManifestRequest {
@@ -76,9 +81,11 @@ export class ManifestProxy {
   readonly #now: () => number;
   readonly #flights = new SingleFlight<ManifestResult>();
   readonly #peerTags: PeerTagSource | undefined;
+  readonly #bucket: BucketTier | undefined;
 
-  constructor({ metadata, hot, log, now = Date.now, peerTags }: ManifestProxyOptions) {
+  constructor({ metadata, hot, log, now = Date.now, peerTags, bucket }: ManifestProxyOptions) {
     this.#peerTags = peerTags;
+    this.#bucket = bucket;
     this.#metadata = metadata;
     this.#hot = hot;
     this.#log = log.child({ module: 'manifest-proxy' });
@@ -192,6 +199,13 @@ export class ManifestProxy {
         recordLink(this.#hot, this.#metadata, 'manifest link', route.upstream.name, route.repo, digest.value);
         return { ...cached, cache: 'HIT' };
       }
+      // The shared bucket holds manifests by digest; served from it to a repository an index cached for it vouches for.
+      const shared = this.#bucket && knownToHold(this.#metadata, route.upstream.name, route.repo, digest.value) ? await this.#bucket.manifest(digest.value) : undefined;
+      if (shared) {
+        const manifest = { digest: digest.value, mediaType: shared.mediaType, bytes: shared.bytes };
+        this.#store(route, manifest, undefined, false);
+        return { ...manifest, cache: 'MISS' };
+      }
       const fetched = await this.#fetch(route, digest.value, DEFAULT_ACCEPT, digest);
       this.#store(route, fetched);
       return { ...fetched, cache: 'MISS' };
@@ -233,7 +247,7 @@ export class ManifestProxy {
     const fromOwner = viaPeer ? await this.#askOwner(route, tag) : undefined;
     if (fromOwner !== undefined) {
       if (fromOwner.digest === cached.digest) return this.#touch(route, tag, cached);
-      this.#store(route, fromOwner, tag);
+      this.#store(route, fromOwner, tag, false);
       return { ...fromOwner, cache: 'MISS' };
     }
     try {
@@ -298,7 +312,7 @@ export class ManifestProxy {
   async #fetchTag(route: Route, tag: string, viaPeer: boolean): Promise<ManifestResult> {
     const fromOwner = viaPeer ? await this.#askOwner(route, tag) : undefined;
     if (fromOwner !== undefined) {
-      this.#store(route, fromOwner, tag);
+      this.#store(route, fromOwner, tag, false);
       return { ...fromOwner, cache: 'MISS' };
     }
     const fetched = await this.#fetch(route, tag, DEFAULT_ACCEPT);
@@ -354,10 +368,12 @@ export class ManifestProxy {
     return { digest, mediaType, bytes };
   }
 
-  #store(route: Route, manifest: HotManifest, tag?: string): void {
+  /** Caches a manifest (and its tag); one from the upstream is kept in the shared bucket too (`share`). */
+  #store(route: Route, manifest: HotManifest, tag?: string, share = true): void {
     const name = route.upstream.name;
     // On a full disk the client still gets the upstream's answer (MISS); nothing is kept, hot or not.
     if (!this.#metadata.tryWrite('manifest', () => this.#metadata.putManifest(manifest, { upstream: name, repo: route.repo }, tag))) return;
+    if (share) this.#bucket?.putManifest(manifest.digest, manifest.mediaType, manifest.bytes);
     this.#hot.setManifest(manifest);
     this.#hot.setLink(name, route.repo, manifest.digest);
     if (tag !== undefined) {

@@ -155,8 +155,10 @@ describeIf(missing.length === 0, `missing packages (apt-get install -y ${missing
     const bucket = freshBucket();
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [] }));
     const digest = digestOf(manifest);
-    await bucket.putManifest(digest, manifest);
-    expect((await bucket.getManifest(digest))?.equals(manifest)).toBe(true);
+    await bucket.putManifest(digest, manifest, 'application/vnd.oci.image.manifest.v1+json');
+    const stored = await bucket.getManifest(digest);
+    expect(stored?.bytes.equals(manifest)).toBe(true);
+    expect(stored?.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     await expect(bucket.putManifest(digestOf(randomBytes(4)), manifest)).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
     expect(await bucket.getManifest(digestOf(randomBytes(4)))).toBeUndefined();
   });

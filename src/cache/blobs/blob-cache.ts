@@ -11,7 +11,7 @@ import type { Logger } from '../../util/logger.ts';
 import type { Digest } from '../../registry/digest.ts';
 import { SingleFlight } from '../../util/single-flight.ts';
 import { CommittedBody } from './blob-body.ts';
-import { BlobFill } from './blob-fill.ts';
+import { BlobFill, type ResumeBody } from './blob-fill.ts';
 import type { BlobStore } from './blob-store.ts';
 import { nodeFillWriter, type FillWriter } from './fill-writer.ts';
 import type { BlobRow, Metadata } from '../metadata/metadata.ts';
@@ -24,6 +24,10 @@ export interface FillSource {
   body: Readable;
   /** Hands a body chunk back to its read buffers once its bytes are on disk (a bulk body's slabs). */
   release?: ((chunk: Buffer) => void) | undefined;
+  /** Where the bytes come from: the upstream (the default), the blob's owner replica, or the shared bucket. */
+  origin?: 'upstream' | 'peer' | 'bucket' | undefined;
+  /** Opens the rest of the blob from a byte offset when `body` breaks (cache/blobs/blob-fill); absent = the fill fails. */
+  resume?: ResumeBody | undefined;
 }
 
 export interface FillRequest {
@@ -44,6 +48,11 @@ export interface OpenBlob {
 export interface BlobCacheOptions {
   /** A fresh hash-and-write for each fill (cache/blobs/fill-writer's createFillWriter); Node's by default. */
   fillWriter?: () => FillWriter;
+  /**
+   * Told of every fill once its source answered, with how it will end (true: committed): the shared
+   * bucket's tier copies fills from the upstream into the bucket as they run (cache/bucket/bucket-tier).
+   */
+  onFillStarted?: (fill: BlobFill, source: FillSource, outcome: Promise<boolean>) => void;
 }
 
 export class BlobCache {
@@ -53,6 +62,7 @@ export class BlobCache {
   /** One fill per digest, held from the upstream's answer until the fill is over (or the disk filled up). */
   readonly #fills = new SingleFlight<BlobFill>();
   readonly #fillWriter: () => FillWriter;
+  readonly #onFillStarted: BlobCacheOptions['onFillStarted'];
   /** Fills whose bytes are still being copied or committed, with the means to abort them. */
   readonly #running = new Set<{ controller: AbortController; done: Promise<boolean> }>();
   /** digest → committed-file readers open now; eviction never removes a blob being read. */
@@ -66,13 +76,14 @@ export class BlobCache {
    */
   onDiskFull: ((info: { digest: string; needed: number; error: Error }) => void) | undefined;
   /** Called when a fill ends, for metrics. */
-  onFillDone: ((info: { upstream: string; result: 'committed' | 'uncached' | 'failed'; seconds: number; bytes: number }) => void) | undefined;
+  onFillDone: ((info: { upstream: string; origin: 'upstream' | 'peer' | 'bucket'; result: 'committed' | 'uncached' | 'failed'; seconds: number; bytes: number }) => void) | undefined;
 
   constructor(store: BlobStore, metadata: Metadata, log: Logger, opts: BlobCacheOptions = {}) {
     this.store = store;
     this.metadata = metadata;
     this.#log = log.child({ module: 'blob-cache' });
     this.#fillWriter = opts.fillWriter ?? nodeFillWriter;
+    this.#onFillStarted = opts.onFillStarted;
   }
 
   lookup(digest: string): BlobRow | undefined {
@@ -166,10 +177,16 @@ export class BlobCache {
     controller.signal.addEventListener('abort', onAbort, { once: true });
     const started = Date.now();
     const report = (result: 'committed' | 'uncached' | 'failed', bytes: number) =>
-      this.onFillDone?.({ upstream: req.source, result, seconds: (Date.now() - started) / 1000, bytes });
+      this.onFillDone?.({ upstream: req.source, origin: source.origin ?? 'upstream', result, seconds: (Date.now() - started) / 1000, bytes });
     /** Settles true once the blob is committed, false when the fill ended without committing. */
+    const resume: ResumeBody | undefined = source.resume
+      ? (offset, cause) => {
+          this.#log.warn({ digest: key, offset, err: cause.message, upstream: req.source }, 'fill source broke mid-blob: continuing from the upstream');
+          return (source.resume as ResumeBody)(offset, cause);
+        }
+      : undefined;
     const done: Promise<boolean> = fill
-      .run(source.body)
+      .run(source.body, resume)
       .then(async ({ size, committable }) => {
         if (!committable) {
           await fsp.rm(fill.tempPath, { force: true });
@@ -222,6 +239,11 @@ export class BlobCache {
     const entry = { controller, done };
     this.#running.add(entry);
     this.#outcome.set(fill, done);
+    try {
+      this.#onFillStarted?.(fill, source, done);
+    } catch (err) {
+      this.#log.error({ digest: key, err: (err as Error).message }, 'a fill observer failed; the fill goes on');
+    }
     return fill;
   }
 

@@ -12,6 +12,11 @@
  * (distribution's proxyblobstore streams to one client while copying to storage; here every
  * waiting client streams.)
  *
+ * A source that can continue (FillSource.resume: a stream from the blob's owner replica, which may
+ * die mid-way) does not fail the clients either when its body breaks: the fill goes on from the byte
+ * it got to with the body `resume` opens (the upstream, asked for the rest with Range), hashing on
+ * as if nothing happened, so the clients' streams continue and the digest check covers every byte.
+ *
  * A full disk (ENOSPC/EDQUOT) does not fail the clients: the fill switches to relaying, handing
  * further upstream bytes to each attached reader through a small bounded in-memory queue (the
  * upstream is paused while any reader's queue is full), still verifying the digest, and commits
@@ -29,6 +34,12 @@ export type FillState = 'running' | 'verified' | 'failed';
 
 /** Downloaded bytes that may wait for their temp-file write before the upstream is paused. */
 const WRITE_AHEAD = 4 << 20;
+
+/** Times one fill may continue after its body broke, before it fails like any other. */
+const MAX_RESUMES = 3;
+
+/** Opens the rest of the blob from byte `offset` after the body broke (FillSource.resume). */
+export type ResumeBody = (offset: number, cause: Error) => Promise<Readable>;
 
 /** Bytes a relaying fill may queue for one reader before it pauses the upstream. */
 const RELAY_QUEUE_MAX = 8 << 20;
@@ -74,7 +85,7 @@ export class BlobFill {
   #drainWaiters = new Set<() => void>();
   readonly #onDiskFull: ((err: Error) => void) | undefined;
   readonly #writer: FillWriter;
-  readonly #release: ((chunk: Buffer) => void) | undefined;
+  #release: ((chunk: Buffer) => void) | undefined;
   /** The batch being hashed and written: a failed fill waits for it before its fd may close. */
   #storing: Promise<void> | undefined;
 
@@ -109,7 +120,7 @@ export class BlobFill {
    * Copies `body` into the temp file and verifies it. Resolves with the size once the digest
    * checked out (the caller then commits the file); rejects, after cleaning up, otherwise.
    */
-  async run(body: Readable): Promise<FillResult> {
+  async run(body: Readable, resume?: ResumeBody): Promise<FillResult> {
     try {
       try {
         this.#fd = fs.openSync(this.tempPath, 'wx+', 0o644);
@@ -117,7 +128,7 @@ export class BlobFill {
         if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
         this.#startRelay(err as Error);
       }
-      const received = await this.#copy(body);
+      const received = await this.#copy(body, resume);
       const hex = this.#writer.digest();
       if (this.expectedSize !== undefined && received !== this.expectedSize) {
         throw new RegistryError('BAD_GATEWAY', { message: `upstream ${this.source} ended ${this.digest.value} after ${received} of ${this.expectedSize} bytes` });
@@ -154,21 +165,23 @@ export class BlobFill {
    * not `for await`: the async iterator concatenates buffered chunks into a fresh copy on every
    * read. The upstream is paused while more than WRITE_AHEAD bytes wait for the disk.
    */
-  #copy(body: Readable): Promise<number> {
+  #copy(body: Readable, resume: ResumeBody | undefined): Promise<number> {
     let received = 0;
     let batch: Buffer[] = [];
     let batchBytes = 0;
     let writing = false;
     let ended = false;
+    let resumes = 0;
+    let current = body;
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (err: unknown) => {
         if (settled) return;
         settled = true;
-        body.off('data', onData);
+        detach(current);
         if (err === undefined) resolve(received);
         else {
-          body.destroy();
+          current.destroy();
           reject(err);
         }
       };
@@ -186,7 +199,7 @@ export class BlobFill {
         this.#storing = this.#store(chunks, bytes);
         this.#storing.then(() => {
           writing = false;
-          if (body.isPaused() && !ended) body.resume();
+          if (current.isPaused() && !ended) current.resume();
           flush();
         }, finish);
       };
@@ -198,19 +211,49 @@ export class BlobFill {
         }
         batch.push(chunk);
         batchBytes += chunk.length;
-        if (batchBytes > WRITE_AHEAD) body.pause();
+        if (batchBytes > WRITE_AHEAD) current.pause();
         flush();
       };
-      body.on('data', onData);
-      body.once('end', () => {
+      const onEnd = () => {
         ended = true;
         flush();
-      });
-      body.once('error', finish);
-      // A body destroyed without an error (e.g. the fill aborted) ends here rather than hanging.
-      body.once('close', () => {
-        if (!ended) finish(this.#error ?? new Error(`upstream ${this.source} closed the body of ${this.digest.value} early`));
-      });
+      };
+      /** The body broke: continue from `received` where the source can, else fail. */
+      const onBroken = (err: Error) => {
+        if (settled) return;
+        const more = this.expectedSize === undefined || received < this.expectedSize;
+        if (!resume || this.#state === 'failed' || !more || resumes >= MAX_RESUMES) return finish(err);
+        resumes++;
+        detach(current);
+        current.destroy();
+        // Chunks of the next body belong to no read-buffer pool of the first.
+        this.#release = undefined;
+        resume(received, err).then(
+          (next) => {
+            if (settled) return void next.destroy();
+            attach(next);
+          },
+          (resumeErr: unknown) => finish(resumeErr),
+        );
+      };
+      // A body destroyed without an error (e.g. the fill aborted, a peer gone) ends here rather than hanging.
+      const onClose = () => {
+        if (!ended) onBroken(this.#error ?? new Error(`upstream ${this.source} closed the body of ${this.digest.value} early`));
+      };
+      function attach(b: Readable) {
+        current = b;
+        b.on('data', onData);
+        b.once('end', onEnd);
+        b.once('error', onBroken);
+        b.once('close', onClose);
+      }
+      function detach(b: Readable) {
+        b.off('data', onData);
+        b.off('end', onEnd);
+        b.off('error', onBroken);
+        b.off('close', onClose);
+      }
+      attach(body);
     });
   }
 

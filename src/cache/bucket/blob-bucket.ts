@@ -64,6 +64,14 @@ export interface PutResult {
   stored: boolean;
 }
 
+/** A committed blob as a listing shows it. */
+export interface BucketObject {
+  digest: string;
+  size: number;
+  /** Epoch ms the object was committed. */
+  lastModified: number;
+}
+
 export interface StaleSweep {
   uploadsAborted: number;
   tmpObjectsDeleted: number;
@@ -121,6 +129,21 @@ export class BlobBucket {
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       if (statusOf(err) === 416) throw new RegistryError('RANGE_INVALID', { message: `bytes ${range?.start}-${range?.end} are outside ${digest}`, cause: err });
+      throw storeError('GET', key, err);
+    }
+  }
+
+  /**
+   * The whole blob with its size, for a fill (the fill's signal cuts the GET), or undefined when
+   * there is no such blob.
+   */
+  async open(digest: string, signal?: AbortSignal): Promise<{ size: number; body: Readable } | undefined> {
+    const key = this.layout.blobKey(digest);
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), signal ? { abortSignal: signal } : {});
+      return { size: r.ContentLength as number, body: r.Body as Readable };
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
       throw storeError('GET', key, err);
     }
   }
@@ -241,6 +264,11 @@ export class BlobBucket {
 
   /** Every committed blob's digest, page by page (for rebuilding an index); stray keys are skipped. */
   async *list(): AsyncGenerator<string> {
+    for await (const o of this.listObjects()) yield o.digest;
+  }
+
+  /** Every committed blob with its size and when it was committed, page by page; stray keys are skipped. */
+  async *listObjects(): AsyncGenerator<BucketObject> {
     let token: string | undefined;
     do {
       const page = await this.client
@@ -248,7 +276,7 @@ export class BlobBucket {
         .catch((err: unknown) => Promise.reject(storeError('LIST', this.layout.blobsPrefix, err)));
       for (const o of page.Contents ?? []) {
         const digest = o.Key === undefined ? undefined : this.layout.digestOfBlobKey(o.Key);
-        if (digest) yield digest;
+        if (digest) yield { digest, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -291,23 +319,26 @@ export class BlobBucket {
     return sweep;
   }
 
-  /** Stores a manifest's exact bytes under its digest, after checking they hash to it. */
-  async putManifest(digest: string, bytes: Uint8Array): Promise<void> {
+  /** Stores a manifest's exact bytes under its digest, after checking they hash to it; its media type is the object's Content-Type. */
+  async putManifest(digest: string, bytes: Uint8Array, mediaType = OCTET_STREAM): Promise<void> {
     const key = this.layout.manifestKey(digest);
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (`sha256:${actual}` !== digest) throw new RegistryError('DIGEST_INVALID', { message: `the manifest hashes to sha256:${actual}, not ${digest}` });
     const md5 = createHash('md5').update(bytes).digest('base64');
     await this.client
-      .send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentLength: bytes.length, ContentMD5: md5, ContentType: OCTET_STREAM }))
+      .send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentLength: bytes.length, ContentMD5: md5, ContentType: mediaType }))
       .catch((err: unknown) => Promise.reject(storeError('PUT', key, err)));
   }
 
-  /** A manifest's bytes, or undefined when there is none. */
-  async getManifest(digest: string): Promise<Buffer | undefined> {
+  /** A manifest's bytes and media type, or undefined when there is none (bytes that do not hash to `digest` are refused). */
+  async getManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
     const key = this.layout.manifestKey(digest);
     try {
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      return Buffer.from(await (r.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      const bytes = Buffer.from(await (r.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      if (actual !== digest) throw new RegistryError('DIGEST_INVALID', { message: `the object at ${key} hashes to ${actual}` });
+      return { bytes, mediaType: r.ContentType ?? OCTET_STREAM };
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw storeError('GET', key, err);

@@ -79,7 +79,8 @@ export function createS3Client(settings: S3Settings): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     ...(settings.credentials
-      ? { credentials: settings.credentials }
+      ? // A copy: the SDK marks the object it is given ($source), and the loaded config is frozen.
+        { credentials: { ...settings.credentials } }
       : settings.credentialsFile !== undefined && { credentials: fileCredentials(settings.credentialsFile) }),
     requestHandler: {
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),

@@ -36,6 +36,7 @@ export class BlobQueries {
   readonly #lruPage: Statement<[number, string, number, number], BlobUse>;
   readonly #anyUsedBefore: Statement<[number], number>;
   readonly #unreferenced: Statement<[number], BlobUse>;
+  readonly #lastAccessAll: Statement<[], unknown[]>;
 
   constructor(db: Database) {
     this.#get = db.prepare('SELECT digest, size, media_type AS mediaType FROM blobs WHERE digest = ?');
@@ -53,6 +54,8 @@ export class BlobQueries {
     // last_access starts at created_at and only grows, so it alone says "unused since".
     this.#unreferenced = db.prepare(`SELECT digest, size, last_access AS lastAccess FROM blobs b
       WHERE last_access < ? AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.child = b.digest)`);
+    // Raw rows: no object per row for a walk over every blob.
+    this.#lastAccessAll = db.prepare<[], unknown[]>('SELECT digest, last_access FROM blobs').raw(true);
   }
 
   get(digest: string): BlobRow | undefined {
@@ -99,6 +102,14 @@ export class BlobQueries {
   /** Whether any blob was last used before `cutoff`. */
   anyUsedBefore(cutoff: number): boolean {
     return this.#anyUsedBefore.get(cutoff) !== undefined;
+  }
+
+  /**
+   * Calls `fn` with every blob's digest and last access, in one pass over the table. `fn` must be
+   * synchronous and must not query: the connection is busy until the walk ends.
+   */
+  eachLastAccess(fn: (digest: string, lastAccess: number) => void): void {
+    for (const row of this.#lastAccessAll.iterate()) fn(row[0] as string, row[1] as number);
   }
 
   /** Blobs no cached manifest references, last used before `cutoff`. */

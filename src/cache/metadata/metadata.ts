@@ -13,6 +13,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Transaction } from 'better-sqlite3';
 import { BlobQueries, type BlobRow } from './blob-queries.ts';
+import { BucketQueries } from './bucket-queries.ts';
 import { HostedQueries } from './hosted-queries.ts';
 import { LinkQueries } from './link-queries.ts';
 import { ListQueries, type ListRow } from './list-queries.ts';
@@ -61,6 +62,8 @@ export class Metadata {
   readonly usage: UsageQueries;
   readonly robotTokens: RobotTokenQueries;
   readonly hosted: HostedQueries;
+  /** Blobs known committed in the shared bucket (storage.backend s3). */
+  readonly bucket: BucketQueries;
   readonly #db: DB;
   readonly #now: () => number;
   readonly #ping;
@@ -94,6 +97,7 @@ export class Metadata {
     this.usage = new UsageQueries(db);
     this.robotTokens = new RobotTokenQueries(db);
     this.hosted = new HostedQueries(db);
+    this.bucket = new BucketQueries(db);
     this.#ping = db.prepare('SELECT 1');
     this.#putBlob = db.transaction((row: BlobRow, link: Link | undefined) => {
       this.blobs.put(row, this.#now());
@@ -166,6 +170,15 @@ export class Metadata {
   /** Digests of blobs whose hex starts with `hexPrefix` (a primary-key range scan). */
   blobDigestsWithPrefix(hexPrefix: string): string[] {
     return this.blobs.digestsWithPrefix(hexPrefix);
+  }
+
+  /**
+   * Every blob's digest and last access (epoch ms), pending hits flushed first so they count.
+   * `fn` runs synchronously for each row and must not touch the database.
+   */
+  eachBlobLastAccess(fn: (digest: string, lastAccess: number) => void): void {
+    this.tryWrite('access times', () => this.flush());
+    this.blobs.eachLastAccess(fn);
   }
 
   recordBlobHit(digest: string): void {

@@ -24,6 +24,7 @@
  * ├── hosted_links (registry, repo, digest) PK · kind · created_at
  * │                                              blobs and manifests pushed or mounted into a hosted repository;
  * │                                              what they hold is never evicted nor collected (hosted-queries)
+ * ├── bucket_blobs digest PK · size · seen_at    blobs known committed in the shared bucket (bucket-queries)
  * └── jobs       owned by jobs/job-store
  * ```
  */
@@ -35,8 +36,9 @@ import { manifestReferences } from './manifest-references.ts';
  * 2: refs, pins, usage (+ triggers). A version 1 database is migrated when opened.
  * 3: robot_tokens (created empty, nothing to migrate).
  * 4: hosted_tags, hosted_links (created empty, nothing to migrate).
+ * 5: bucket_blobs (created empty; filled from a listing of the bucket when one is configured).
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -137,6 +139,12 @@ CREATE TABLE IF NOT EXISTS hosted_links (
   PRIMARY KEY (registry, repo, digest)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hosted_links_digest ON hosted_links(digest);
+-- Blobs committed in the shared bucket (storage.backend s3): immutable facts, rebuilt from a listing.
+CREATE TABLE IF NOT EXISTS bucket_blobs (
+  digest      TEXT PRIMARY KEY,
+  size        INTEGER NOT NULL,
+  seen_at     INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS usage_blob_insert AFTER INSERT ON blobs BEGIN
   UPDATE usage SET blob_bytes = blob_bytes + NEW.size, blob_count = blob_count + 1 WHERE id = 0;
 END;
@@ -194,7 +202,7 @@ function migrate(db: Database, from: number): void {
   const putRef = db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
   db.transaction(() => {
     // Paged by digest rather than iterated: better-sqlite3 allows no writes while a read is open.
-    // Version 2 databases have their refs already; 3 and 4 only added tables.
+    // Version 2 databases have their refs already; 3, 4 and 5 only added tables.
     if (from < 2) for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
       for (const m of rows) for (const r of manifestReferences(m.bytes)) putRef.run(m.digest, r.digest, r.kind);
     }

@@ -3,7 +3,7 @@
  * The membership state machine, driven round by round with a hand-moved clock, a fake fetch
  * standing in for the peers, and a member list the test edits (as DNS answers would change).
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Membership, type PeerFetch } from '../../../src/cluster/membership.ts';
 import { PeerAuth } from '../../../src/cluster/peer-auth.ts';
 import { TestClock } from '../../helpers/clock.ts';
@@ -121,9 +121,33 @@ describe('Membership', () => {
   it('marks a member that does not answer within the interval as failed, without waiting longer', async () => {
     const log = captureLog();
     const hung: PeerFetch = (_url, init) => new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)));
-    const m = new Membership({ self: SELF, members: () => [SELF, B], auth: new PeerAuth(SECRET), intervalMs: 20, failAfter: 1, log: log.logger, fetch: hung });
-    await m.round();
-    expect(m.members()[1]).toMatchObject({ url: B, state: 'down', lastError: 'no answer within 20 ms' });
+    const m = new Membership({ self: SELF, members: () => [SELF, B], auth: new PeerAuth(SECRET), intervalMs: 2500, failAfter: 1, log: log.logger, fetch: hung });
+    vi.useFakeTimers();
+    try {
+      const round = m.round();
+      await vi.advanceTimersByTimeAsync(2500);
+      await round;
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(m.members()[1]).toMatchObject({ url: B, state: 'down', lastError: 'no answer within 2500 ms' });
+  });
+
+  it('gives a busy member at least a second to answer however short the interval', async () => {
+    const log = captureLog();
+    const hung: PeerFetch = (_url, init) => new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)));
+    const m = new Membership({ self: SELF, members: () => [SELF, B], auth: new PeerAuth(SECRET), intervalMs: 200, failAfter: 1, log: log.logger, fetch: hung });
+    vi.useFakeTimers();
+    try {
+      const round = m.round();
+      await vi.advanceTimersByTimeAsync(999);
+      expect(m.members()[1]!.state).not.toBe('down');
+      await vi.advanceTimersByTimeAsync(1);
+      await round;
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(m.members()[1]).toMatchObject({ url: B, state: 'down', lastError: 'no answer within 1000 ms' });
   });
 
   it('adds members the list gains and drops those it loses, keeping the state of the rest', async () => {

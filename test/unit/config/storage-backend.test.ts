@@ -12,9 +12,9 @@ const parse = (storage: unknown, env: Record<string, string> = {}) => parseConfi
 const issuesOf = configIssues;
 
 describe('storage.backend and storage.s3', () => {
-  it('refuses backend s3 by key path, and asks for the s3 section it needs', () => {
-    expect(issuesOf(() => parse({ backend: 's3', s3: { bucket: 'b' } }))).toEqual(["storage.backend: s3 is not available yet (only 'filesystem')"]);
-    expect(issuesOf(() => parse({ backend: 's3' }))).toEqual(['storage.s3 is required when backend is s3', "storage.backend: s3 is not available yet (only 'filesystem')"]);
+  it('takes backend s3 with its section, and asks for the s3 section it needs by key path', () => {
+    expect(parse({ backend: 's3', s3: { bucket: 'b' }, localCache: { maxSize: '2GiB' } }).storage).toMatchObject({ backend: 's3', s3: { bucket: 'b' }, localCache: { maxSize: 2 * 1024 ** 3 } });
+    expect(issuesOf(() => parse({ backend: 's3' }))).toEqual(['storage.s3 is required when backend is s3']);
   });
 
   it('fills the s3 section\'s defaults and takes keys from AWS\'s variables when they are set', () => {

@@ -78,14 +78,25 @@ describe('BlobProxy with a peer source', () => {
     expect(fx.blobs.lookup(digest)).toBeUndefined();
   });
 
-  it('commits nothing when the peer stream is cut half way', async () => {
+  it('continues a peer stream cut half way with the rest from the upstream, and commits the verified blob', async () => {
     const digest = upstream.putBlob(REPO, BYTES);
     const cut = new Readable({ read() {} });
     cut.push(BYTES.subarray(0, 10));
     setImmediate(() => cut.destroy(new Error('socket hang up')));
     const proxy = proxyWith(() => ({ size: BYTES.length, mediaType: undefined, body: cut }));
-    await expect(proxy.prefetch(upstream.route(REPO), parseDigest(digest))).rejects.toThrow();
+    expect(await proxy.prefetch(upstream.route(REPO), parseDigest(digest))).toBe('fetched');
+    expect(fx.blobs.lookup(digest)?.size).toBe(BYTES.length);
+    expect(upstream.requests.map((r) => [r.path, r.headers?.range])).toEqual([[`${REPO}/blobs/${digest}`, 'bytes=10-']]);
+  });
+
+  it('commits nothing when the peer stream is cut and the upstream cannot send the rest', async () => {
+    const digest = upstream.putBlob(REPO, BYTES);
+    upstream.fault(() => 'down');
+    const cut = new Readable({ read() {} });
+    cut.push(BYTES.subarray(0, 10));
+    setImmediate(() => cut.destroy(new Error('socket hang up')));
+    const proxy = proxyWith(() => ({ size: BYTES.length, mediaType: undefined, body: cut }));
+    await expect(proxy.prefetch(upstream.route(REPO), parseDigest(digest))).rejects.toThrow(/unreachable/);
     expect(fx.blobs.lookup(digest)).toBeUndefined();
-    expect(upstream.log).toEqual([]);
   });
 });

@@ -115,6 +115,12 @@ export class FakeUpstream implements Upstream {
     }
     const blob = this.#blobs.get(repo)?.get(ref);
     if (!blob) return notFound('BLOB_UNKNOWN');
+    // `bytes=N-`, the one form a fill asks for when it continues a broken stream.
+    const from = /^bytes=(\d+)-$/.exec(req.headers?.range ?? '')?.[1];
+    if (from !== undefined && Number(from) < blob.length) {
+      const start = Number(from);
+      return { status: 206, headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` }, body: blob.subarray(start) };
+    }
     return { status: 200, headers: { 'content-type': 'application/octet-stream', 'docker-content-digest': ref }, body: blob };
   }
 }

@@ -568,7 +568,7 @@ describe('HostedContent: adopting cached content (sync into a hosted repository)
   });
 });
 
-describe('schema version 4', () => {
+describe('schema migration', () => {
   it('adds the hosted tables to a version 3 database when it is opened', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'ocimirror-schema-'));
     try {
@@ -588,7 +588,6 @@ describe('schema version 4', () => {
       }
       const check = new Database(file, { readonly: true });
       expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-      expect(SCHEMA_VERSION).toBe(4);
       check.close();
     } finally {
       await rm(root, { recursive: true, force: true });

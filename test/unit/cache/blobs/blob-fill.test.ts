@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { FillBody } from '../../../../src/cache/blobs/blob-body.ts';
 import type { FillResult } from '../../../../src/cache/blobs/blob-fill.ts';
@@ -134,6 +135,46 @@ describe('a blob fill', () => {
     expect(reader.window().kind).toBe('failed');
     expect(existsSync(t.tempPath)).toBe(false);
     await done(t, reader);
+  });
+
+  it('continues from the byte it got to when a resumable body breaks, and its reader gets every byte verified', async () => {
+    const content = randomBytes(5000);
+    const offsets: number[] = [];
+    const rest = new PassThrough();
+    const t = startFill(dir, content, {
+      resume: async (offset) => {
+        offsets.push(offset);
+        return rest;
+      },
+    });
+    const reader = t.fill.createReader();
+    await feed(t, content.subarray(0, 1200));
+    t.upstream.destroy(new Error('connection reset by peer'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(offsets).toEqual([1200]);
+    rest.end(content.subarray(1200));
+    expect(await t.result).toMatchObject({ size: 5000, committable: true });
+    expect(takeFile(reader).equals(content)).toBe(true);
+    await done(t, reader);
+  });
+
+  it('fails when what the resumed body sends does not complete the digest', async () => {
+    const content = randomBytes(3000);
+    const t = startFill(dir, content, { resume: async () => PassThrough.from([randomBytes(2000)]) as unknown as PassThrough });
+    await feed(t, content.subarray(0, 1000));
+    t.upstream.destroy(new Error('owner gone'));
+    expect((await failure(t)).message).toMatch(/sha256 does not match/);
+    expect(existsSync(t.tempPath)).toBe(false);
+    await done(t);
+  });
+
+  it('fails with the resume\'s own error when the rest cannot be opened', async () => {
+    const content = randomBytes(3000);
+    const t = startFill(dir, content, { resume: () => Promise.reject(new RegistryError('UNAVAILABLE', { message: 'upstream down too' })) });
+    await feed(t, content.subarray(0, 1000));
+    t.upstream.destroy(new Error('owner gone'));
+    expect((await failure(t)).message).toMatch(/upstream down too/);
+    await done(t);
   });
 
   it('serves a reader behind the fill and one ahead of it, each from its own offset', async () => {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { BlobFill, type FillResult } from '../../../../src/cache/blobs/blob-fill.ts';
+import { BlobFill, type FillResult, type ResumeBody } from '../../../../src/cache/blobs/blob-fill.ts';
 import { nodeFillWriter, type FillWriter } from '../../../../src/cache/blobs/fill-writer.ts';
 import { parseDigest } from '../../../../src/registry/digest.ts';
 
@@ -29,7 +29,7 @@ let sequence = 0;
  * A fill of `content` (its digest and, unless `expectedSize` says otherwise, its size), into a
  * temp file under `dir`, running from the start.
  */
-export function startFill(dir: string, content: Buffer, opts: { expectedSize?: number | null; writer?: FillWriter; onDiskFull?: (err: Error) => void } = {}): FillUnderTest {
+export function startFill(dir: string, content: Buffer, opts: { expectedSize?: number | null; writer?: FillWriter; onDiskFull?: (err: Error) => void; resume?: ResumeBody } = {}): FillUnderTest {
   const tempPath = path.join(dir, `fill-${process.pid}-${++sequence}`);
   const fill = new BlobFill({
     digest: digestOf(content),
@@ -40,7 +40,7 @@ export function startFill(dir: string, content: Buffer, opts: { expectedSize?: n
     ...(opts.onDiskFull ? { onDiskFull: opts.onDiskFull } : {}),
   });
   const upstream = new PassThrough();
-  const result = fill.run(upstream).then(
+  const result = fill.run(upstream, opts.resume).then(
     (r) => r,
     (err: Error) => err,
   );
