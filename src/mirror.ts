@@ -216,7 +216,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
       headersTimeoutMs: config.server.headersTimeout,
       fast: first.fast,
       tls: config.tls,
-      proxyProtocol: config.server.proxyProtocol,
+      // The other replicas connect directly, without the balancer's PROXY header.
+      proxyProtocol: config.server.proxyProtocol && { ...config.server.proxyProtocol, direct: cluster ? (address) => cluster.membership.isMemberAddress(address) : undefined },
       trustedProxies: config.server.trustedProxies,
       ...(metrics ? { metrics } : {}),
     });

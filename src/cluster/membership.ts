@@ -89,6 +89,19 @@ export class Membership {
     return all.sort((a, b) => (a.self !== b.self ? (a.self ? -1 : 1) : a.url < b.url ? -1 : 1));
   }
 
+  /**
+   * Whether a connection from `address` comes from a listed member (up or not): what lets a peer reach a
+   * listener that otherwise wants a PROXY header. Members named by IP address match; host names do not.
+   */
+  isMemberAddress(address: string | undefined): boolean {
+    if (address === undefined) return false;
+    const plain = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+    for (const url of this.#members.keys()) {
+      if (new URL(url).hostname.replace(/^\[|\]$/g, '') === plain) return true;
+    }
+    return false;
+  }
+
   /** The URLs of members up (self included), sorted: what ownership is computed over. */
   up(): string[] {
     return this.members().filter((m) => m.state === 'up').map((m) => m.url).sort();

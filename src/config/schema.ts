@@ -125,6 +125,9 @@ type Ctx = z.core.$RefinementCtx<unknown>;
 const unset = (ctx: Ctx, key: string, variable: string) =>
   ctx.addIssue({ code: 'custom', path: [key], message: `environment variable ${variable} is not set` });
 
+const unsetOrEmpty = (ctx: Ctx, key: string, variable: string, env: Env) =>
+  env[variable] === undefined ? unset(ctx, key, variable) : ctx.addIssue({ code: 'custom', path: [key], message: `environment variable ${variable} is empty` });
+
 /** A value from the file, else from the environment variable its `*Env` key names (checked: that variable must be set). */
 function secret(ctx: Ctx, env: Env, value: string | undefined, envKey: string, variable: string | undefined): string | undefined {
   if (value !== undefined || variable === undefined) return value;
@@ -269,8 +272,10 @@ export function createConfigSchema(env: Env = {}) {
       const idVar = accessKeyIdEnv ?? 'AWS_ACCESS_KEY_ID';
       const secretVar = secretAccessKeyEnv ?? 'AWS_SECRET_ACCESS_KEY';
       // AWS's own variable names may be unset (the SDK chain takes over); variables named here must be set.
-      if (accessKeyIdEnv !== undefined && env[idVar] === undefined) unset(ctx, 'accessKeyIdEnv', idVar);
-      if (secretAccessKeyEnv !== undefined && env[secretVar] === undefined) unset(ctx, 'secretAccessKeyEnv', secretVar);
+      // An empty one (a Secret not filled in yet) is refused too: the bucket would answer 403 to every request.
+      const missing = (v: string) => env[v] === undefined || env[v] === '';
+      if (accessKeyIdEnv !== undefined && missing(idVar)) unsetOrEmpty(ctx, 'accessKeyIdEnv', idVar, env);
+      if (secretAccessKeyEnv !== undefined && missing(secretVar)) unsetOrEmpty(ctx, 'secretAccessKeyEnv', secretVar, env);
       const accessKeyId = env[idVar];
       const secretAccessKey = env[secretVar];
       const credentials = b.credentialsFile === undefined && accessKeyId !== undefined && secretAccessKey !== undefined ? { accessKeyId, secretAccessKey } : undefined;

@@ -72,8 +72,8 @@ export interface ServerOptions {
   fast?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** Serve HTTPS from these PEM files (reloaded when they change); clientCA requires client certificates. */
   tls?: TlsFiles | undefined;
-  /** Read PROXY protocol headers from these peers only. */
-  proxyProtocol?: { trustedCidrs: readonly string[]; timeout: number } | undefined;
+  /** Read PROXY protocol headers from these peers only; `direct` addresses (cluster replicas) may connect without one. */
+  proxyProtocol?: { trustedCidrs: readonly string[]; timeout: number; direct?: ((address: string | undefined) => boolean) | undefined } | undefined;
   /** Peers whose X-Forwarded-For names the client. */
   trustedProxies?: readonly string[] | undefined;
   /** How often the TLS files are checked for a change (ms). */
@@ -163,7 +163,7 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
   const unwatch = () => tls?.stop();
   // Behind an L4 balancer the socket is accepted by the front end, which hands it on once the header is read.
   const front: NetServer = opts.proxyProtocol
-    ? createProxyFront({ trusted: cidrList(opts.proxyProtocol.trustedCidrs), timeoutMs: opts.proxyProtocol.timeout, target: server, log: opts.log })
+    ? createProxyFront({ trusted: cidrList(opts.proxyProtocol.trustedCidrs), timeoutMs: opts.proxyProtocol.timeout, target: server, log: opts.log, direct: opts.proxyProtocol.direct })
     : server;
   await new Promise<void>((resolve, reject) => {
     front.once('error', reject);

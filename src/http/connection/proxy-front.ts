@@ -3,12 +3,17 @@
  * The listener behind an L4 balancer: a net.Server that reads the PROXY protocol header from
  * trusted peers, then hands the socket (the bytes read past the header put back) to the HTTP or
  * TLS server, so that layer never sees a connection that did not pass here.
+ *
+ * The other cluster replicas reach this listener directly, not through the balancer: their
+ * connections carry no PROXY header. A connection from a member's address whose first bytes are not
+ * a PROXY signature is served as a direct one (its own address is the client's); everyone else
+ * must send the header as before, so no client can pass by claiming nothing.
  */
 import net, { type BlockList } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../../util/logger.ts';
 import { inList, setPeerAddress } from './client-address.ts';
-import { parseProxyHeader } from './proxy-protocol.ts';
+import { mayBeProxyHeader, parseProxyHeader } from './proxy-protocol.ts';
 
 export interface ProxyFrontOptions {
   trusted: BlockList;
@@ -17,6 +22,8 @@ export interface ProxyFrontOptions {
   /** The server that takes the connection once the header is read (http.Server, https.Server). */
   target: net.Server;
   log: Logger;
+  /** Whether `address` is another cluster replica's, which may connect without a header. */
+  direct?: ((address: string | undefined) => boolean) | undefined;
 }
 
 export function createProxyFront(opts: ProxyFrontOptions): net.Server {
@@ -27,7 +34,8 @@ export function createProxyFront(opts: ProxyFrontOptions): net.Server {
       socket.destroy();
     };
     socket.on('error', () => socket.destroy());
-    if (!inList(opts.trusted, peer)) return refuse('peer not in server.proxyProtocol.trustedCidrs');
+    const member = opts.direct?.(peer) === true;
+    if (!member && !inList(opts.trusted, peer)) return refuse('peer not in server.proxyProtocol.trustedCidrs');
     let buf: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.off('data', onData);
@@ -35,11 +43,12 @@ export function createProxyFront(opts: ProxyFrontOptions): net.Server {
     }, opts.timeoutMs);
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      const header = parseProxyHeader(buf);
+      const header = member && !mayBeProxyHeader(buf) ? ({ kind: 'local', length: 0 } as const) : parseProxyHeader(buf);
       if (header.kind === 'incomplete') return;
       clearTimeout(timer);
       socket.off('data', onData);
       if (header.kind === 'invalid') return refuse(header.reason);
+      if (header.kind === 'proxy' && !inList(opts.trusted, peer)) return refuse('PROXY header from a peer not in server.proxyProtocol.trustedCidrs');
       if (header.kind === 'proxy') setPeerAddress(socket, header.address);
       const rest = buf.subarray(header.length);
       // Paused while the bytes past the header wait: a flowing socket with no data listener would

@@ -21,6 +21,13 @@ export type ProxyHeader =
 
 const invalid = (reason: string): ProxyHeader => ({ kind: 'invalid', reason });
 
+/** Whether `buf` starts like a PROXY header (v1 or v2), or is too short to tell. */
+export function mayBeProxyHeader(buf: Buffer): boolean {
+  const n = Math.min(buf.length, V2_SIGNATURE.length);
+  const m = Math.min(buf.length, V1_PREFIX.length);
+  return buf.length === 0 || buf.subarray(0, n).equals(V2_SIGNATURE.subarray(0, n)) || buf.subarray(0, m).equals(V1_PREFIX.subarray(0, m));
+}
+
 /** Reads a header at the start of `buf`; 'incomplete' while a prefix of one could still become valid. */
 export function parseProxyHeader(buf: Buffer): ProxyHeader {
   const n = Math.min(buf.length, V2_SIGNATURE.length);

@@ -150,6 +150,16 @@ describe('Membership', () => {
     expect(m.members()[1]).toMatchObject({ url: B, state: 'down', lastError: 'no answer within 1000 ms' });
   });
 
+  it('knows a listed member by its address, IPv4-mapped or not, and no other address', async () => {
+    const { membership } = setup({ members: [SELF, B] });
+    await membership.round();
+    const host = new URL(B).hostname;
+    expect(membership.isMemberAddress(host)).toBe(true);
+    expect(membership.isMemberAddress(`::ffff:${host}`)).toBe(true);
+    expect(membership.isMemberAddress('192.0.2.99')).toBe(false);
+    expect(membership.isMemberAddress(undefined)).toBe(false);
+  });
+
   it('adds members the list gains and drops those it loses, keeping the state of the rest', async () => {
     const { membership, state, setList, peers } = setup({ members: [SELF, B] });
     await membership.round();

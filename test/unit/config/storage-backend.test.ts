@@ -23,6 +23,12 @@ describe('storage.backend and storage.s3', () => {
     expect(parse({ s3: { bucket: 'b' } }).storage.s3?.credentials).toBeUndefined();
   });
 
+  it('refuses a named key variable that is set but empty, as a Secret not filled in yet leaves it', () => {
+    expect(issuesOf(() => parse({ s3: { bucket: 'b', accessKeyIdEnv: 'S3_ID', secretAccessKeyEnv: 'S3_SECRET' } }, { S3_ID: 'x', S3_SECRET: '' }))).toEqual([
+      'storage.s3.secretAccessKeyEnv: environment variable S3_SECRET is empty',
+    ]);
+  });
+
   it('requires the variables it is told to read, and refuses them together with a credentials file', () => {
     expect(issuesOf(() => parse({ s3: { bucket: 'b', accessKeyIdEnv: 'S3_ID', secretAccessKeyEnv: 'S3_SECRET' } }, { S3_ID: 'x' }))).toEqual([
       'storage.s3.secretAccessKeyEnv: environment variable S3_SECRET is not set',
