@@ -16,7 +16,7 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 const DOC = readFileSync(path.join(ROOT, 'docs/deployments.md'), 'utf8');
 
 /** The environment the doc's `*Env` keys name, as an operator would export it. */
-const ENV = { MIRROR_ADMIN_TOKEN: 'a'.repeat(32), DOCKERHUB_USER: 'me', DOCKERHUB_TOKEN: 'secret', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64) };
+const ENV = { MIRROR_ADMIN_TOKEN: 'a'.repeat(32), DOCKERHUB_USER: 'me', DOCKERHUB_TOKEN: 'secret', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64), AWS_ACCESS_KEY_ID: 'AKIADOC', AWS_SECRET_ACCESS_KEY: 'k'.repeat(40) };
 
 interface Block {
   lang: string;
@@ -66,13 +66,16 @@ describe('docs/deployments.md', () => {
     expect(() => parseConfig(parseYaml(broken), { env: ENV })).toThrow(/trustedCidr/);
   });
 
-  it('sets cluster only in the replicas config, with static peers that include self and a secret from the environment', () => {
+  it('sets cluster and the bucket only in the replicas config, with static peers that include self and secrets from the environment', () => {
     const clusters = configs.map((b) => parseConfig(parseYaml(b.text), { env: ENV }).cluster);
     expect(clusters.map((c) => c !== undefined)).toEqual([false, false, false, true]);
     const cluster = clusters[3];
     expect(cluster?.peers).toHaveLength(3);
     expect(cluster?.peers).toContain(cluster?.self);
     expect(cluster?.secret).toBe(ENV.OCIMIRROR_CLUSTER_SECRET);
+    const storages = configs.map((b) => parseConfig(parseYaml(b.text), { env: ENV }).storage);
+    expect(storages.map((st) => st.backend)).toEqual(['filesystem', 'filesystem', 'filesystem', 's3']);
+    expect(storages[3]?.s3?.credentials).toEqual({ accessKeyId: ENV.AWS_ACCESS_KEY_ID, secretAccessKey: ENV.AWS_SECRET_ACCESS_KEY });
     const raw = parseYaml((configs[3] as Block).text) as Record<string, any>;
     expect(raw.server.proxyProtocol, 'replicas reach each other without a PROXY header').toBeUndefined();
   });
@@ -102,13 +105,15 @@ describe('docs/deployments.md', () => {
     }
   });
 
-  it.skipIf(!tool('kubectl', ['version', '--client']))('builds the replicas overlay on deploy/kubernetes/replicas with the cluster Secret filled', () => {
+  it.skipIf(!tool('kubectl', ['version', '--client']))('builds the replicas overlay on deploy/kubernetes/replicas with the cluster and bucket Secrets filled', () => {
     expect(kustomizations).toHaveLength(2);
     const dir = mkdtempSync(path.join(tmpdir(), 'ocimirror-overlay-'));
     try {
       const variant = path.relative(dir, path.join(ROOT, 'deploy/kubernetes/replicas'));
       writeFileSync(path.join(dir, 'kustomization.yaml'), (kustomizations[1] as Block).text.replace('../../deploy/kubernetes/replicas', variant));
       writeFileSync(path.join(dir, 'cluster.secret'), 'c'.repeat(64));
+      writeFileSync(path.join(dir, 'aws-access-key-id'), ENV.AWS_ACCESS_KEY_ID);
+      writeFileSync(path.join(dir, 'aws-secret-access-key'), ENV.AWS_SECRET_ACCESS_KEY);
       const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 30_000 });
       expect(run.status, run.stderr).toBe(0);
       const objects = parseAllDocuments(run.stdout).map((d) => d.toJS() as Record<string, any>);
@@ -117,8 +122,15 @@ describe('docs/deployments.md', () => {
       const sts = objects.find((o) => o.kind === 'StatefulSet') as Record<string, any>;
       const env = sts.spec.template.spec.containers[0].env as Array<Record<string, any>>;
       expect(env.find((e) => e.name === 'OCIMIRROR_CLUSTER_SECRET')?.valueFrom.secretKeyRef.name).toBe(secret.metadata.name);
+      const bucket = objects.find((o) => o.kind === 'Secret' && o.metadata.name.startsWith('ocimirror-bucket')) as Record<string, any>;
+      const bucketEnv: Record<string, string> = {};
+      for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const) {
+        expect(env.find((e) => e.name === name)?.valueFrom.secretKeyRef, name).toEqual({ name: bucket.metadata.name, key: name });
+        bucketEnv[name] = Buffer.from(bucket.data[name], 'base64').toString();
+        expect(bucketEnv[name], name).toBe(ENV[name]);
+      }
       const cm = objects.find((o) => o.kind === 'ConfigMap') as Record<string, any>;
-      const config = parseConfig(parseYaml(cm.data['ocimirror.yaml']), { env: { OCIMIRROR_CLUSTER_SELF: 'http://10.244.0.5:5000', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64) } });
+      const config = parseConfig(parseYaml(cm.data['ocimirror.yaml']), { env: { OCIMIRROR_CLUSTER_SELF: 'http://10.244.0.5:5000', OCIMIRROR_CLUSTER_SECRET: 'c'.repeat(64), ...bucketEnv } });
       expect(config.cluster?.dns).toBe(`ocimirror-headless.${sts.metadata.namespace}.svc.cluster.local`);
     } finally {
       rmSync(dir, { recursive: true, force: true });

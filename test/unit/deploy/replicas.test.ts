@@ -2,8 +2,9 @@
  * @module test/unit/deploy/replicas
  * The three-replica variant in deploy/kubernetes/replicas: every manifest validates against the
  * Kubernetes API schemas, the config loads with ocimirror's own parser in the environment the pod
- * gets, the names the config reads (selfEnv, secretEnv, dns) are the ones the manifests set, and
- * what it shares with the single-replica base stays identical to it.
+ * gets (on the shared bucket, each claim holding a disk tier), the names the config reads (selfEnv,
+ * secretEnv, dns, the bucket's key variables) are the ones the manifests set, and what it shares
+ * with the single-replica base stays identical to it.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -65,9 +66,19 @@ const envVar = (name: string) => (container.env as Obj[]).find((e) => e.name ===
 
 const POD_IP = '10.244.1.7';
 const CLUSTER_SECRET = 'f'.repeat(64);
+const KEY_ID = 'AKIAOCIMIRRORTEST';
+const SECRET_KEY = 's'.repeat(40);
+
+/** What an overlay puts in the Secrets, by `secret/key`. */
+const SECRETS: Readonly<Record<string, string>> = {
+  'ocimirror-cluster/secret': CLUSTER_SECRET,
+  'ocimirror-bucket/AWS_ACCESS_KEY_ID': KEY_ID,
+  'ocimirror-bucket/AWS_SECRET_ACCESS_KEY': SECRET_KEY,
+};
 
 /** What the process sees: the image's ENV, then the container's env with $(VAR) expanded and valueFrom resolved as the kubelet would. */
-function podEnv(secretValue = CLUSTER_SECRET): Record<string, string> {
+function podEnv(overrides: Readonly<Record<string, string>> = {}): Record<string, string> {
+  const secrets = { ...SECRETS, ...overrides };
   const env: Record<string, string> = {};
   for (const m of readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').matchAll(/\b(OCIMIRROR_[A-Z_]+)=(\S+)/g)) env[m[1] as string] = m[2] as string;
   for (const e of container.env as Obj[]) {
@@ -78,7 +89,9 @@ function podEnv(secretValue = CLUSTER_SECRET): Record<string, string> {
       const ref = e.valueFrom.secretKeyRef as Obj;
       const s = named('Secret', ref.name);
       expect(Object.keys(s.data), `Secret ${ref.name}`).toContain(ref.key);
-      env[e.name] = secretValue;
+      const value = secrets[`${ref.name}/${ref.key}`];
+      expect(value, `a value for ${ref.name}/${ref.key}`).toBeDefined();
+      env[e.name] = value as string;
     } else {
       env[e.name] = (e.value as string).replace(/\$\(([A-Z_]+)\)/g, (_, v: string) => {
         expect(env[v], `${v} defined before ${e.name}`).toBeDefined();
@@ -100,7 +113,7 @@ describe('deploy/kubernetes/replicas', () => {
   });
 
   it('validates every manifest against the Kubernetes API schemas', () => {
-    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Ingress', 'PodDisruptionBudget', 'Secret', 'Secret', 'Secret', 'Service', 'Service', 'StatefulSet']);
+    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Ingress', 'PodDisruptionBudget', 'Secret', 'Secret', 'Secret', 'Secret', 'Service', 'Service', 'StatefulSet']);
     for (const obj of objects) {
       const Model = MODELS[`${obj.apiVersion}/${obj.kind}`];
       expect(Model, `a model for ${obj.apiVersion} ${obj.kind}`).toBeDefined();
@@ -114,11 +127,27 @@ describe('deploy/kubernetes/replicas', () => {
     expect(c.cluster?.self).toBe(`http://${POD_IP}:${c.listen.port}`);
     expect(c.cluster?.secret).toBe(CLUSTER_SECRET);
     expect(c.cluster?.peers).toBeUndefined();
+    expect(c.storage.backend).toBe('s3');
+    expect(c.storage.s3).toMatchObject({ bucket: 'ocimirror', prefix: 'mirror/', forcePathStyle: true, credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET_KEY } });
   });
 
   it('refuses to start while the cluster Secret is still the empty placeholder', () => {
     expect(named('Secret', 'ocimirror-cluster').data.secret).toBe('');
-    expect(() => parseConfig(parseYaml(configText), { env: podEnv('') })).toThrow(/fewer than 32/);
+    expect(() => parseConfig(parseYaml(configText), { env: podEnv({ 'ocimirror-cluster/secret': '' }) })).toThrow(/fewer than 32/);
+  });
+
+  it('refuses to start while the bucket Secret still holds the empty placeholders', () => {
+    expect(named('Secret', 'ocimirror-bucket').data).toEqual({ AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });
+    for (const [key, variable] of [['ocimirror-bucket/AWS_ACCESS_KEY_ID', 'AWS_ACCESS_KEY_ID'], ['ocimirror-bucket/AWS_SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY']] as const) {
+      expect(() => parseConfig(parseYaml(configText), { env: podEnv({ [key]: '' }) }), key).toThrow(new RegExp(variable));
+    }
+  });
+
+  it('sets the variables the config names in accessKeyIdEnv and secretAccessKeyEnv from the bucket Secret', () => {
+    const { accessKeyIdEnv, secretAccessKeyEnv } = raw.storage.s3 as Obj;
+    for (const variable of [accessKeyIdEnv, secretAccessKeyEnv] as string[]) {
+      expect(envVar(variable)?.valueFrom.secretKeyRef, variable).toEqual({ name: 'ocimirror-bucket', key: variable });
+    }
   });
 
   it('sets the variables the config names in selfEnv and secretEnv, the secret from a secretKeyRef and self from status.podIP', () => {
@@ -142,7 +171,7 @@ describe('deploy/kubernetes/replicas', () => {
     expect(sts.spec.template.metadata.labels).toMatchObject(service.spec.selector);
   });
 
-  it('gives each of three replicas its own claim at storage.path, larger than storage.maxSize', () => {
+  it('gives each of three replicas its own claim at storage.path, larger than its disk tier, which is smaller than the bucket quota', () => {
     expect(sts.spec.replicas).toBe(3);
     const claim = sts.spec.volumeClaimTemplates[0] as Obj;
     const mount = (container.volumeMounts as Obj[]).find((m) => m.mountPath === config().storage.path);
@@ -150,7 +179,10 @@ describe('deploy/kubernetes/replicas', () => {
     expect((pod.volumes as Obj[]).some((v) => v.name === mount?.name || v.persistentVolumeClaim)).toBe(false);
     expect(claim.spec.accessModes).toEqual(['ReadWriteOnce']);
     const gi = Number(/^(\d+)Gi$/.exec(claim.spec.resources.requests.storage)?.[1]);
-    expect(config().storage.maxSize).toBeLessThan(gi * 2 ** 30);
+    const { localCache, maxSize } = config().storage;
+    expect(localCache.maxSize, 'a bounded disk tier (0 = unlimited)').toBeGreaterThan(0);
+    expect(localCache.maxSize).toBeLessThan(gi * 2 ** 30);
+    expect(maxSize).toBeGreaterThan(localCache.maxSize);
   });
 
   it('lets a drain take one replica at a time', () => {
@@ -173,13 +205,15 @@ describe('deploy/kubernetes/replicas', () => {
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(sleepMs + c.server.drainDelay + c.server.shutdownGrace);
   });
 
-  it('shares the base\'s Service, Ingress and Secrets unchanged, and its config apart from cluster', () => {
+  it('shares the base\'s Service, Ingress and Secrets unchanged, and its config apart from cluster and storage, with the same storage.path', () => {
     for (const file of ['service.yaml', 'ingress.yaml', 'secret-tls.yaml', 'secret-auth.yaml']) {
       expect(docs(path.join(DIR, file)), file).toEqual(docs(path.join(BASE, file)));
     }
     const baseConfig = parseYaml(readFileSync(path.join(BASE, 'ocimirror.yaml'), 'utf8')) as Obj;
-    const { cluster: _cluster, ...rest } = raw;
-    expect(rest).toEqual(baseConfig);
+    const { cluster: _cluster, storage, ...rest } = raw;
+    const { storage: baseStorage, ...baseRest } = baseConfig;
+    expect(rest).toEqual(baseRest);
+    expect(storage.path).toBe(baseStorage.path);
   });
 
   it.skipIf(spawnSync('kubectl', ['version', '--client'], { timeout: 10_000 }).status !== 0)('builds with kubectl kustomize into one namespace, the StatefulSet mounting the generated ConfigMap', () => {
@@ -193,6 +227,11 @@ describe('deploy/kubernetes/replicas', () => {
     const builtSts = built.find((o) => o.kind === 'StatefulSet') as Obj;
     expect(builtSts.spec.template.spec.volumes.map((v: Obj) => v.configMap?.name)).toContain(cm.metadata.name);
     expect(builtSts.spec.template.spec.containers[0].image).toBe(`ocimirror:${kustomization.images[0].newTag}`);
+    const refs = (builtSts.spec.template.spec.containers[0].env as Obj[]).map((e) => e.valueFrom?.secretKeyRef?.name).filter(Boolean);
+    for (const name of ['ocimirror-cluster', 'ocimirror-bucket']) {
+      expect(refs, name).toContain(name);
+      expect(built.some((o) => o.kind === 'Secret' && o.metadata.name === name), name).toBe(true);
+    }
     for (const obj of built) {
       const Model = MODELS[`${obj.apiVersion}/${obj.kind}`] as NonNullable<(typeof MODELS)[string]>;
       expect(() => new Model(obj as never).validate(), `${obj.kind} ${obj.metadata.name}`).not.toThrow();
