@@ -113,7 +113,21 @@ export class BlobProxy {
       link: { upstream: route.upstream.name, repo: route.repo },
       source: route.upstream.name,
       timeoutMs: route.upstream.config.fillTimeout,
-      open: async (signal) => (await this.#openBucket(route, digest, signal)) ?? (await this.#openPeer(peer, route, digest, signal)) ?? this.#openUpstream(route, digest, signal),
+      open: async (signal) => {
+        let bucketDown: unknown;
+        const fromBucket = await this.#openBucket(route, digest, signal).catch((err: unknown) => {
+          if (signal.aborted || !isUpstreamOutage(err)) throw err;
+          bucketDown = err;
+          return undefined;
+        });
+        if (fromBucket) return fromBucket;
+        // With the bucket down, the owner may still hold the blob on its disk tier; nothing new is
+        // fetched upstream into a cache the other replicas could not share (503 until it is back).
+        const fromPeer = await this.#openPeer(peer, route, digest, signal);
+        if (fromPeer) return fromPeer;
+        if (bucketDown !== undefined) throw bucketDown;
+        return this.#openUpstream(route, digest, signal);
+      },
     });
   }
 
