@@ -199,33 +199,19 @@ export class Metrics {
         for (const m of sources().clusterMembers?.() ?? []) this.set({ member: m.url }, Number(m.state === 'up'));
       },
     });
-    new Gauge({
-      name: 'ocimirror_bucket_objects',
-      help: 'Blobs this replica knows committed in the shared bucket (its index, rebuilt from a listing when lost)',
-      registers,
-      collect() {
-        const b = sources().bucket?.();
-        if (b) this.set(b.objects);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_bucket_bytes',
-      help: 'Bytes of the blobs this replica knows committed in the shared bucket',
-      registers,
-      collect() {
-        const b = sources().bucket?.();
-        if (b) this.set(b.bytes);
-      },
-    });
-    new Gauge({
-      name: 'ocimirror_bucket_reachable',
-      help: '1 while the shared bucket answers, 0 since it last failed to (fills fail with 503; the disk tier still serves)',
-      registers,
-      collect() {
-        const b = sources().bucket?.();
-        if (b) this.set(Number(b.reachable));
-      },
-    });
+    const bucketGauge = (name: string, help: string, value: (b: NonNullable<ReturnType<NonNullable<MetricsSources['bucket']>>>) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const b = sources().bucket?.();
+          if (b) this.set(value(b));
+        },
+      });
+    bucketGauge('ocimirror_bucket_objects', 'Blobs this replica knows committed in the shared bucket (its index, rebuilt from a listing when lost)', (b) => b.objects);
+    bucketGauge('ocimirror_bucket_bytes', 'Bytes of the blobs this replica knows committed in the shared bucket', (b) => b.bytes);
+    bucketGauge('ocimirror_bucket_reachable', '1 while the shared bucket answers, 0 since it last failed to (fills fail with 503; the disk tier still serves)', (b) => Number(b.reachable));
     upstreamGauge('ocimirror_upstream_ratelimit_limit', 'Pulls allowed per rate-limit window (RateLimit-Limit), when the upstream reports it', ['upstream'], (g, upstream, s) => {
       if (s.rateLimit.limit !== null) g.set({ upstream }, s.rateLimit.limit);
     });

@@ -13,15 +13,13 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Client } from '../../src/cache/bucket/s3-client.ts';
 import { startCluster, type TestCluster } from '../helpers/cluster.ts';
 import { runCommand } from '../helpers/containerd.ts';
 import type { FixtureImage } from '../helpers/images.ts';
-import { missingS3Packages, startS3Server, type S3Server } from '../helpers/s3-server.ts';
+import { missingS3Packages } from '../helpers/s3-server.ts';
+import { startRelayedBucket, type RelayedBucket } from '../helpers/relayed-bucket.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
-import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { describeIf, hasTool } from '../helpers/tools.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
@@ -31,23 +29,17 @@ const PREFIX = 'cluster/';
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'replicas sharing a bucket behind HAProxy', () => {
-  let s3: S3Server;
-  let relay: TcpRelay;
-  let client: S3Client;
+  let bucket: RelayedBucket;
   let upstream: Upstream;
   let work: string;
 
   beforeAll(async () => {
-    [s3, upstream] = await Promise.all([startS3Server(), startUpstream()]);
-    relay = await startTcpRelay({ host: '127.0.0.1', port: Number(new URL(s3.endpoint).port) });
-    client = createS3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, prefix: '', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    [bucket, upstream] = await Promise.all([startRelayedBucket(), startUpstream()]);
     work = await mkdtemp(path.join(tmpdir(), 'ocimirror-cluster-bucket-'));
   }, 90_000);
 
   afterAll(async () => {
-    client?.destroy();
-    await relay?.stop();
-    await Promise.all([s3?.stop(), upstream?.stop()]);
+    await Promise.all([bucket?.stop(), upstream?.stop()]);
     if (work) await rm(work, { recursive: true, force: true });
   });
 
@@ -55,19 +47,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'replicas shar
   const images = () => ['small:latest', 'medium', 'many', 'large', 'multi'].map((r) => upstream.fixtures.image(r));
   const blobsOf = (list: FixtureImage[]) => new Map(list.flatMap((i) => upstream.fixtures.allBlobs(i)).map((b) => [b.digest, b.size]));
 
-  async function bucketBlobs(): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    let token: string | undefined;
-    do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${PREFIX}blobs/`, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) {
-        const r = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: o.Key }));
-        out.set(`sha256:${path.basename(o.Key!)}`, sha256(Buffer.from(await r.Body!.transformToByteArray())));
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return out;
-  }
+  const bucketBlobs = () => bucket.blobs(PREFIX);
 
   describe('on the bucket', () => {
     let cluster: TestCluster | undefined;
@@ -75,14 +55,8 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'replicas shar
     beforeAll(async () => {
       cluster = await startCluster(upstream.url, {
         name: 'cluster-bucket',
-        env: { TEST_S3_KEY: s3.accessKeyId, TEST_S3_SECRET: s3.secretAccessKey },
-        replicaConfig: () => ({
-          storage: {
-            backend: 's3',
-            localCache: { maxSize: '1GiB' },
-            s3: { endpoint: relay.url, bucket: s3.bucket, region: s3.region, prefix: PREFIX, forcePathStyle: true, accessKeyIdEnv: 'TEST_S3_KEY', secretAccessKeyEnv: 'TEST_S3_SECRET' },
-          },
-        }),
+        env: bucket.env,
+        replicaConfig: () => ({ storage: bucket.storage(PREFIX, { localCache: { maxSize: '1GiB' } }) }),
       });
     }, 90_000);
 
@@ -117,7 +91,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'replicas shar
 
     it('serves what the replicas hold while the bucket is cut off, answers 503 for a blob none holds, and recovers', async () => {
       const fresh = upstream.fixtures.image('library/alpine').manifest.children![0]!.layers[0]!;
-      await relay.cut();
+      await bucket.relay.cut();
       try {
         upstream.proxy.reset();
         await copyAll('outage');
@@ -126,7 +100,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'replicas shar
         expect(r.stdout).toBe('503');
         expect(upstream.proxy.count({ method: 'GET', pathIncludes: fresh.digest })).toBe(0);
       } finally {
-        await relay.restore();
+        await bucket.relay.restore();
       }
       const again = await runCommand('curl', ['-sS', '--fail', `http://${cluster!.front}/v2/library/alpine/blobs/${fresh.digest}`]);
       expect(again.code, again.stderr).toBe(0);

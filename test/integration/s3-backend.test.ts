@@ -12,14 +12,12 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createS3Client } from '../../src/cache/bucket/s3-client.ts';
-import { missingS3Packages, startS3Server, type S3Server } from '../helpers/s3-server.ts';
+import { missingS3Packages } from '../helpers/s3-server.ts';
+import { startRelayedBucket, type RelayedBucket } from '../helpers/relayed-bucket.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
 import { TestClock } from '../helpers/clock.ts';
-import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { describeIf, hasTool } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -32,57 +30,31 @@ const KiB = 1024;
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'blobs in an S3-compatible bucket behind each replica\'s disk', () => {
-  let s3: S3Server;
-  let relay: TcpRelay;
-  let client: S3Client;
+  let bucket: RelayedBucket;
   let upstream: Upstream;
   const mirrors: TestMirror[] = [];
   let work: string;
-  const env = { TEST_S3_KEY: '', TEST_S3_SECRET: '' };
 
   beforeAll(async () => {
-    [s3, upstream] = await Promise.all([startS3Server(), startUpstream()]);
-    relay = await startTcpRelay({ host: '127.0.0.1', port: Number(new URL(s3.endpoint).port) });
-    env.TEST_S3_KEY = s3.accessKeyId;
-    env.TEST_S3_SECRET = s3.secretAccessKey;
-    client = createS3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, prefix: '', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    [bucket, upstream] = await Promise.all([startRelayedBucket(), startUpstream()]);
     work = await mkdtemp(path.join(tmpdir(), 'ocimirror-s3-backend-'));
   }, 90_000);
 
   afterAll(async () => {
     for (const m of mirrors) await m.stop();
-    client?.destroy();
-    await relay?.stop();
-    await Promise.all([s3?.stop(), upstream?.stop()]);
+    await Promise.all([bucket?.stop(), upstream?.stop()]);
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  const config = (storage: Record<string, unknown> = {}): RawConfig =>
-    mirrorConfig(upstream.url, {
-      storage: {
-        backend: 's3',
-        s3: { endpoint: relay.url, bucket: s3.bucket, region: s3.region, prefix: PREFIX, forcePathStyle: true, accessKeyIdEnv: 'TEST_S3_KEY', secretAccessKeyEnv: 'TEST_S3_SECRET' },
-        ...storage,
-      },
-    } as Partial<RawConfig>);
+  const config = (storage: Record<string, unknown> = {}): RawConfig => mirrorConfig(upstream.url, { storage: bucket.storage(PREFIX, storage) } as Partial<RawConfig>);
 
   async function startReplica(storage?: Record<string, unknown>, clock?: TestClock): Promise<TestMirror> {
-    const m = await startTestMirror({ ...config(storage), admin: { token: ADMIN_TOKEN } } as RawConfig, { env, ...(clock && { clock }) });
+    const m = await startTestMirror({ ...config(storage), admin: { token: ADMIN_TOKEN } } as RawConfig, { env: bucket.env, ...(clock && { clock }) });
     mirrors.push(m);
     return m;
   }
 
-  /** Every blob object under the prefix: digest → its bytes' sha256. */
-  async function bucketContent(): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${PREFIX}blobs/` }));
-    for (const o of page.Contents ?? []) {
-      const r = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: o.Key }));
-      const bytes = Buffer.from(await r.Body!.transformToByteArray());
-      out.set(`sha256:${path.basename(o.Key!)}`, sha256(bytes));
-    }
-    return out;
-  }
+  const bucketContent = () => bucket.blobs(PREFIX);
 
   const metric = async (m: TestMirror, series: string) => {
     const line = (await (await fetch(`${m.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `));
@@ -129,8 +101,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'blobs in an S
     await skopeoCopy(`docker://${host}/multi:latest`, `oci:${path.join(work, 'multi-a')}:latest`, { all: true });
     const children = (index.manifest.children ?? []).map((m) => m.digest);
     await waitFor('the manifests in the bucket', async () => {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${PREFIX}manifests/` }));
-      const keys = new Set((page.Contents ?? []).map((o) => `sha256:${path.basename(o.Key!)}`));
+      const keys = await bucket.manifests(PREFIX);
       return [index.manifest.digest, ...children].every((d) => keys.has(d));
     }, 20_000);
     const b = mirrors[1]!;
@@ -142,7 +113,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'blobs in an S
     const a = mirrors[0]!;
     const cached = upstream.fixtures.image('medium').manifest.layers[1]!;
     const uncached = upstream.fixtures.image('large').manifest.layers[0]!;
-    await relay.cut();
+    await bucket.relay.cut();
     try {
       const hit = await fetch(`${a.url}/v2/medium/blobs/${cached.digest}`);
       expect(hit.status).toBe(200);
@@ -156,7 +127,7 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'blobs in an S
       expect(await metric(a, 'ocimirror_bucket_reachable')).toBe(0);
       expect(upstream.proxy.count({ method: 'GET', pathIncludes: uncached.digest })).toBe(0);
     } finally {
-      await relay.restore();
+      await bucket.relay.restore();
     }
     const again = await fetch(`${a.url}/v2/large/blobs/${uncached.digest}`);
     expect(again.status).toBe(200);
