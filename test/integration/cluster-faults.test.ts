@@ -3,8 +3,9 @@
  * The cluster under the faults operators meet, with the real clients (containerd's ctr, skopeo)
  * through a real HAProxy (TCP, round-robin, health-checked) in front of three `ocimirror serve`
  * replicas: a blob's owner killed (-9) mid-stream at seeded random offsets, replicas added and
- * removed while pulls run, and a herd of clients on one uncached large blob. No pull may fail,
- * every byte a client keeps or a replica stores must hash to its name.
+ * removed while pulls run, and a herd of clients on one uncached large blob. The replicas share a
+ * bucket on a real Swift (s3api) where it can run. No pull may fail, and every byte a client keeps,
+ * a replica stores or the bucket holds must hash to its name.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -23,8 +24,11 @@ import { localImageDigests, skopeoCopy } from '../helpers/skopeo.ts';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startRelayedBucket, type RelayedBucket } from '../helpers/relayed-bucket.ts';
+import { missingS3Packages } from '../helpers/s3-server.ts';
 
 const MiB = 1024 * 1024;
+const BUCKET_PREFIX = 'faults/';
 /** The herd's blob: 512 MiB, the size operators ask about (OCIMIRROR_HERD_MIB picks another for a quicker local run). */
 const HERD_BYTES = Number(process.env.OCIMIRROR_HERD_MIB ?? 512) * MiB;
 /** Each kill round's blob: tens of MiB, so ten rounds fit in ~2 minutes. */
@@ -105,6 +109,12 @@ function readBlob(url: string, onBytes: (total: number) => void = () => {}, time
 }
 
 /** Files under a replica's `blobs/sha256/xx/` whose content does not hash to their name. */
+/** Objects in the shared bucket whose bytes do not hash to their key (none without a bucket). */
+async function corruptObjects(bucket: RelayedBucket | undefined): Promise<string[]> {
+  if (!bucket) return [];
+  return [...(await bucket.blobs(BUCKET_PREFIX))].filter(([digest, actual]) => digest !== actual).map(([digest]) => digest);
+}
+
 async function corruptBlobs(dataDir: string): Promise<string[]> {
   const root = path.join(dataDir, 'blobs', 'sha256');
   const bad: string[] = [];
@@ -135,6 +145,8 @@ describeWithTools(['docker-registry', 'haproxy', 'skopeo', 'containerd', 'ctr'],
   const ctr = useContainerd();
   let upstream: Upstream;
   let cluster: TestCluster | undefined;
+  /** The replicas' shared bucket, where Swift can run (always in CI); without it they keep blobs on disk only. */
+  let bucket: RelayedBucket | undefined;
   let tmp = '';
   let hostsDir = '';
   /** One image per kill round, each with its own uncached tens-of-MiB layer. */
@@ -157,14 +169,20 @@ describeWithTools(['docker-registry', 'haproxy', 'skopeo', 'containerd', 'ctr'],
     }
     notes.push(`${ROUNDS} round images of ${ROUND_BYTES / MiB} MiB pushed in ${Math.round(performance.now() - t)} ms`);
     // r3 is listed but not started: case (b) adds it.
-    cluster = await startCluster(upstream.url, { name: 'cluster-faults', spares: 1 });
+    if (missingS3Packages().length === 0) bucket = await startRelayedBucket();
+    const shared = bucket;
+    cluster = await startCluster(upstream.url, {
+      name: 'cluster-faults',
+      spares: 1,
+      ...(shared && { env: shared.env, replicaConfig: () => ({ storage: shared.storage(BUCKET_PREFIX) }) }),
+    });
     await writeHostsToml(hostsDir, 'registry.test', `http://${cluster.front}`);
   }, 240_000);
 
   afterAll(async () => {
     console.log(`[cluster-faults] seed ${SEED}\n  ${notes.join('\n  ')}`);
     await cluster?.stop();
-    await upstream?.stop();
+    await Promise.all([upstream?.stop(), bucket?.stop()]);
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
@@ -279,7 +297,7 @@ describeWithTools(['docker-registry', 'haproxy', 'skopeo', 'containerd', 'ctr'],
     }
     notes.push(`kill rounds: ctr re-runs ${ctrReruns}, skopeo re-runs ${skopeoReruns}, skopeo --retry-times retries ${skopeoRetries}, probe cuts ${probeCuts.length}, responses cut by survivors ${serverCuts.length}, upstream GETs per round ${upstreamGets.join(' ')}`);
     notes.push(...serverCuts, ...probeCuts);
-    const bad = (await Promise.all(c.urls.map((_, i) => corruptBlobs(c.dataDir(i))))).flat();
+    const bad = [...(await Promise.all(c.urls.map((_, i) => corruptBlobs(c.dataDir(i))))).flat(), ...(await corruptObjects(bucket))];
     expect(bad).toEqual([]);
     // A client reading through a replica that does not own the blob keeps its stream: the replica goes on from the upstream.
     expect(probeCuts).toEqual([]);
@@ -377,7 +395,7 @@ describeWithTools(['docker-registry', 'haproxy', 'skopeo', 'containerd', 'ctr'],
     }
     expect(failures).toEqual([]);
     expect(done).toBeGreaterThanOrEqual(doneAtKill + 2);
-    const bad = (await Promise.all(c.urls.map((_, i) => corruptBlobs(c.dataDir(i))))).flat();
+    const bad = [...(await Promise.all(c.urls.map((_, i) => corruptBlobs(c.dataDir(i))))).flat(), ...(await corruptObjects(bucket))];
     expect(bad).toEqual([]);
   }, 300_000);
 });
