@@ -38,6 +38,8 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY config ./config
+# The console's stylesheet and script are files served as they are (htmx comes from node_modules).
+COPY src/console/assets ./src/console/assets
 # `ocimirror prefetch|gc …` on PATH, e.g. for `kubectl exec`.
 RUN mkdir -p /data && chown node:node /data \
     && ln -s /app/bin/ocimirror.js /usr/local/bin/ocimirror

@@ -15,6 +15,7 @@ import { dataPaths } from '../src/cache/paths.ts';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../test/helpers/images.ts';
 import { startOcimirror, UPSTREAM_NAME, type OcimirrorProc } from './ocimirror.ts';
 import { medianBy } from './median.ts';
+import { consolePages, type ConsolePageTime } from './console.ts';
 import { log, type Cleanup } from './proc.ts';
 import { wrk, type WrkResult } from './wrk.ts';
 
@@ -29,6 +30,8 @@ export interface ScaleRun {
   manifestByTag: WrkResult;
   blob: WrkResult;
   rounds: { manifestByTag: WrkResult[]; blob: WrkResult[] };
+  /** The console's pages on this cache (bench/console). */
+  console: ConsolePageTime[];
 }
 
 export interface ScaleOptions {
@@ -128,6 +131,9 @@ export async function scaleRuns(sizes: { empty: { blobs: number; tags: number };
         for (const k of kinds) results[side]![k].push(await wrk(mirrors[side]!.url, measures[k]));
       }
     }
+    // The console's pages: registries, a search, a repository's tags and a tag of the scale fixture.
+    const consolePaths = ['/console/', '/console/images', '/console/images?q=r5', `/console/images/${UPSTREAM_NAME}/scale/r0`, `/console/images/${UPSTREAM_NAME}/scale/r0/tags/t0`, '/console/jobs'];
+    const consoleTimes = [await consolePages(mirrors[0]!.url, consolePaths), await consolePages(mirrors[1]!.url, consolePaths)];
     const run = (i: 0 | 1): ScaleRun => {
       const p = prepared[i];
       const m = mirrors[i]!;
@@ -141,6 +147,7 @@ export async function scaleRuns(sizes: { empty: { blobs: number; tags: number };
         manifestByTag: medianBy(res.manifestByTag, (w) => w.p99Ms),
         blob: medianBy(res.blob, (w) => w.p99Ms),
         rounds: { manifestByTag: res.manifestByTag, blob: res.blob },
+        console: consoleTimes[i]!,
       };
     };
     return { empty: run(0), populated: run(1) };

@@ -30,7 +30,9 @@ import { gatherAccess, localAccess, type AccessWalk } from './cluster/peer-acces
 import type { BucketTier } from './cache/bucket/bucket-tier.ts';
 import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { TimeSeries } from './metrics/time-series.ts';
 import { createApp } from './http/app.ts';
+import { createConsole, createConsoleState } from './console/console-app.tsx';
 import { startServer, type RequestHandler, type RunningServer } from './http/server.ts';
 import { checkTlsFiles, type TlsFiles } from './http/connection/tls-context.ts';
 import { ConfigReloader, type ReloadOutcome } from './reload/config-reloader.ts';
@@ -53,6 +55,8 @@ export interface Mirror {
   readonly upstreams: UpstreamPool;
   readonly background: Background;
   readonly metrics: Metrics | undefined;
+  /** The traffic history behind the console's charts (recorded with or without Prometheus metrics). */
+  readonly series: TimeSeries;
   /** With `cluster:` configured: the membership and the secret peers share. */
   readonly cluster: Cluster | undefined;
   /** Writes blob bodies to clients; owns the read-buffer pool the idle collector trims. */
@@ -135,10 +139,20 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     bucketJobs = { evictor, sweepStale: () => tier.bucket.abortStale(BUCKET_STALE_UPLOAD_MS) };
   }
   const background: Background = new Background({ config, storage, router, prefetcher, lists, metrics, log, core, owns, bucket: bucketJobs });
+  // One row a minute into the metadata database, whether or not Prometheus metrics are enabled.
+  const series = new TimeSeries({
+    queries: storage.metadata.series,
+    usage: () => storage.metadata.usage.current() ?? { bytes: 0, blobs: 0 },
+    now,
+    onError: (err) => log.warn({ err: (err as Error).message }, 'could not record the traffic history; its counts are kept for the next minute'),
+  });
   storage.blobs.onFillDone = (fill) => {
     metrics?.fillDuration.observe({ upstream: fill.upstream, result: fill.result }, fill.seconds);
     // Bytes read from the blob's owner or the bucket did not cross the WAN: counted by source, not as upstream bytes.
-    if (fill.origin === 'upstream') metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);
+    if (fill.origin === 'upstream') {
+      metrics?.upstreamBytes.inc({ upstream: fill.upstream }, fill.bytes);
+      series.upstream(fill.bytes);
+    }
     metrics?.fillBytes.inc({ source: fill.origin }, fill.bytes);
     if (fill.result === 'committed') background.blobCommitted();
   };
@@ -183,6 +197,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     if (reloader) return reloader.reload(trigger);
     throw new Error('this mirror was started without a config source to reload');
   };
+  // Console sessions outlive reloads (the console app itself is rebuilt with each generation).
+  const consoleState = createConsoleState({ sessionTTL: () => gen.config.console.sessionTTL, now });
   const readiness = {
     check: async () => (draining ? 'draining' : storage.check()),
     degraded: () => storage.degraded(),
@@ -195,11 +211,29 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     const auth = g.clientAuth ? { authenticator: g.clientAuth.authenticator, router: g.router, registries } : undefined;
     const v2 = { router: g.router, manifests, blobs, lists, blobWriter, auth, hosted, hostedRegistries: c.hosted.map((h) => h.name), onManifestMiss: (route: Route, digest: string) => background.prefetchOnPull(route, digest) };
     const service = createAdminService({ config: c, storage, upstreams: g.upstreams, background, reload: loadConfig ? () => reload('admin') : undefined, core, log, membership: cluster?.membership });
+    const robots = g.clientAuth?.robots ?? robotsWithoutAuth;
+    const consoleApp = c.console.enabled
+      ? createConsole(
+          {
+            storage,
+            router: () => gen.router,
+            upstreams: () => gen.upstreams,
+            background,
+            config: () => gen.config,
+            metrics,
+            series,
+            admin: service,
+            publicHost: (ctx) => ctx.req.header('host') ?? new URL(ctx.req.url).host,
+          },
+          { token: c.admin.token, authenticator: g.clientAuth?.authenticator, robots, state: consoleState, log: log.child({ module: 'console' }), draining: () => draining },
+        )
+      : undefined;
     const app = createApp({
       log,
       ...v2,
       readiness,
-      admin: { service, token: c.admin.token, robots: g.clientAuth?.robots ?? robotsWithoutAuth },
+      console: consoleApp,
+      admin: { service, token: c.admin.token, robots },
       ...(metrics ? { metrics } : {}),
       cluster,
       blobAccess: accessWalk,
@@ -220,6 +254,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
       proxyProtocol: config.server.proxyProtocol && { ...config.server.proxyProtocol, direct: cluster ? (address) => cluster.membership.isMemberAddress(address) : undefined },
       trustedProxies: config.server.trustedProxies,
       ...(metrics ? { metrics } : {}),
+      series,
     });
   } catch (err) {
     clientAuth?.close();
@@ -232,6 +267,8 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const bound = server.address.family === 'IPv6' ? `[${server.address.address}]:${server.address.port}` : `${server.address.address}:${server.address.port}`;
   log.info({ listen: bound, url: server.url, upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, registries: u.registries })), defaultUpstream: config.defaultUpstream }, 'ocimirror listening');
   cluster?.membership.start();
+  // Started once serving: a start-up that fails leaves no timer behind.
+  series.start();
   const noAddon = config.server.nativeAddon ? nativeAddonError() : 'switched off by server.nativeAddon: false';
   if (noAddon) log.warn({ reason: noAddon }, 'blob bodies are copied through buffers instead of sendfile, and fills hash on the event loop');
   else if (!blobWriter.sendfile.available) log.warn({ reason: 'switched off by server.sendfile: off' }, 'blob bodies are copied through buffers instead of sendfile');
@@ -323,6 +360,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     },
     background,
     metrics,
+    series,
     cluster,
     blobWriter,
     trimBuffers: () => {
@@ -361,6 +399,7 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
         await gen.upstreams.closeAll();
         await peers?.close();
         gen.clientAuth?.close();
+        series.stop();
         storage.close();
         log.info('ocimirror stopped');
       })();

@@ -459,6 +459,15 @@ export function createConfigSchema(env: Env = {}) {
       cluster: cluster.optional(),
       /** Client accounts; unset = anonymous pulls, as a public registry. */
       auth: clientAuth.optional(),
+      /** The web console under /console/, served when the admin API is (admin.token or client auth). */
+      console: z
+        .object({
+          enabled: z.boolean().default(true),
+          /** How long a console login lasts; sessions live in memory, so a restart signs everyone out. */
+          sessionTTL: duration('12h'),
+        })
+        .strict()
+        .prefault({}),
       metrics: z
         .object({
           /** Prometheus metrics at GET /metrics. */

@@ -4,8 +4,9 @@
  * database usable, 503 while draining so load balancers stop routing before the listener closes;
  * it also tells how the last config reload went),
  * and with client `auth` configured /auth/token and an authorisation check before /v2/ and /admin/;
- * with `cluster` configured, /cluster/v1/ (the internal API replicas call, behind the cluster secret).
- * This directory is the only place that imports hono.
+ * with `cluster` configured, /cluster/v1/ (the internal API replicas call, behind the cluster secret),
+ * and the web console under /console/ wherever the admin API takes credentials (console/).
+ * This directory and console/ are the only places that import hono.
  */
 import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
@@ -21,6 +22,7 @@ import type { RobotTokens } from '../auth/robot-tokens.ts';
 import type { Cluster } from '../cluster/index.ts';
 import { CLUSTER_PREFIX, createClusterRoutes } from './cluster-routes.ts';
 import type { AccessWalk } from '../cluster/peer-access.ts';
+import type { ConsoleApp } from '../console/console-app.tsx';
 
 export interface Readiness {
   /** Undefined when ready, else the reason. */
@@ -40,6 +42,8 @@ export interface AppDeps extends V2Deps {
   metrics?: Metrics;
   /** With `cluster:` configured: the internal API peers call, behind the cluster secret. */
   cluster?: Cluster | undefined;
+  /** The web console (console.enabled); served only where the admin API takes credentials. */
+  console?: ConsoleApp | undefined;
 }
 
 export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
@@ -83,6 +87,10 @@ export function createApp(deps: AppDeps): Hono<{ Bindings: HttpBindings }> {
   if (deps.admin) {
     const authorize = auth ? (c: { env: HttpBindings }) => authorizeAdmin(auth, c.env.incoming) : undefined;
     app.route('/admin/v1', createAdminRoutes(deps.admin.service, { token: deps.admin.token, authorize, robots: deps.admin.robots }));
+    // The console signs in with the admin API's credentials: with neither admin.token nor client
+    // auth nobody could, so it is not served at all. It routes, renders errors and 404s on its own.
+    const consoleApp = deps.console;
+    if (consoleApp && (deps.admin.token !== undefined || auth)) app.all('/console/*', (c) => consoleApp.fetch(c.req.raw, c.env));
   }
   // Before client auth by construction: peers authenticate with the cluster secret, not as accounts.
   if (deps.cluster) app.route(CLUSTER_PREFIX, createClusterRoutes(deps.cluster, () => deps.readiness.check(), deps, deps.blobAccess));

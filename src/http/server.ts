@@ -16,6 +16,7 @@ import type { Hono } from 'hono';
 import { RegistryError } from '../registry/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Metrics, CacheLabel } from '../metrics/metrics.ts';
+import type { SeriesCounters } from '../metrics/time-series.ts';
 import { requestInfo } from './request-info.ts';
 import { createClientErrorHandler, responseClosed, responseStarted } from './connection/client-error.ts';
 import { hostError } from './connection/host-header.ts';
@@ -66,6 +67,8 @@ export interface ServerOptions {
   port: number;
   log: Logger;
   metrics?: Metrics;
+  /** Told each response's cache result and bytes, for the console's traffic history. */
+  series?: SeriesCounters;
   /** How long a client may take to send a request's headers before it gets 408 (ms). */
   headersTimeoutMs?: number;
   /** Answers what it can before the app sees the request (see v2-routes' manifest fast path); false passes it on. */
@@ -135,6 +138,7 @@ export async function startServer(app: Hono<any>, opts: ServerOptions): Promise<
         completed: res.writableFinished,
         ua: req.headers['user-agent'],
       });
+      opts.series?.request(cache, bytes);
       opts.metrics?.observeRequest({ route: info.route ?? routeOf(req.url), method: req.method ?? 'GET', status: res.statusCode, cache, bytes, seconds: ms / 1000 });
       // Last: it may write a pipelined request's error answer, which is not this response's bytes.
       responseClosed(socket);

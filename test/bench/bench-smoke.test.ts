@@ -136,6 +136,10 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl', 'openssl
       }
     }
     expect(r.scale.populated.blobs).toBe(r.params.scaleBlobs);
+    for (const page of [...r.scale.empty.console, ...r.scale.populated.console]) {
+      expect(page.status, `console ${page.path}`).toBe(200);
+      positive(`console ${page.path}`, page.medianMs);
+    }
 
     // 8: push into a hosted registry, against a plain docker-registry
     expect(r.push.ocimirror.rounds).toHaveLength(r.params.pushRounds);
@@ -159,6 +163,12 @@ describeWithTools(['docker-registry', 'skopeo', 'nginx', 'wrk', 'curl', 'openssl
       positive('bundle MiB/s', side.mibPerS);
     }
     expect(r.targets.map((t) => t.id)).toEqual(expect.arrayContaining(['push.wall', 'sync.wall', 'sync.againRequests', 'sync.againBlobGets', 'bundle.export', 'bundle.import']));
+
+    // 11: replicas behind HAProxy (the smoke profile keeps their blobs on disk)
+    const cluster = r.cluster!;
+    expect(cluster, 'the cluster phase ran').toBeDefined();
+    expect(r.targets.map((t) => t.id)).toEqual(expect.arrayContaining(['cluster.coldBytes', 'cluster.emptyTierGets', 'scale.consolePage']));
+    expect(r.targets.find((t) => t.id === 'cluster.emptyTierGets')?.value, 'a replica with an empty disk tier asks no upstream').toBe(0);
 
     expect(r.targets.map((t) => t.id)).toContain('herd.gets');
     for (const t of r.targets) expect(Number.isFinite(t.value), `target ${t.id}`).toBe(true);

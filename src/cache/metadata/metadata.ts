@@ -2,7 +2,8 @@
  * @module cache/metadata/metadata
  * The cache's SQLite (WAL) metadata database (tables: metadata/schema): the one connection,
  * composed of one typed query module per table (`blobs`, `manifests`, `tags`, `links`, `refs`,
- * `lists`, `pins`, `usage`, `robotTokens`; `hosted` for hosted_tags and hosted_links), plus what
+ * `lists`, `pins`, `usage`, `robotTokens`, `series`; `hosted` for hosted_tags and hosted_links;
+ * `browse` for the console's paged reads), plus what
  * the request path calls directly: reads, the writes that span tables (a blob with its link; a
  * manifest with its refs, link and tag, cached or pushed, atomically), and
  * batched hits. Access-time bumps are counted in memory and flushed in one transaction, so a
@@ -13,6 +14,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Transaction } from 'better-sqlite3';
 import { BlobQueries, type BlobRow } from './blob-queries.ts';
+import { BrowseQueries } from './browse-queries.ts';
 import { BucketQueries } from './bucket-queries.ts';
 import { HostedQueries } from './hosted-queries.ts';
 import { LinkQueries } from './link-queries.ts';
@@ -22,6 +24,7 @@ import { ManifestQueries, type ManifestRow } from './manifest-queries.ts';
 import { PinQueries } from './pin-queries.ts';
 import { RefGraph } from './references.ts';
 import { RobotTokenQueries } from './robot-token-queries.ts';
+import { SeriesQueries } from './series-queries.ts';
 import { isDiskFullError } from './disk-full-error.ts';
 import { openSchema } from './schema.ts';
 import { TagQueries, type TagRow } from './tag-queries.ts';
@@ -64,6 +67,10 @@ export class Metadata {
   readonly hosted: HostedQueries;
   /** Blobs known committed in the shared bucket (storage.backend s3). */
   readonly bucket: BucketQueries;
+  /** Per-minute traffic and usage for the console's charts (metrics/time-series). */
+  readonly series: SeriesQueries;
+  /** Paged reads of repositories and tags for the console. */
+  readonly browse: BrowseQueries;
   readonly #db: DB;
   readonly #now: () => number;
   readonly #ping;
@@ -98,6 +105,8 @@ export class Metadata {
     this.robotTokens = new RobotTokenQueries(db);
     this.hosted = new HostedQueries(db);
     this.bucket = new BucketQueries(db);
+    this.series = new SeriesQueries(db);
+    this.browse = new BrowseQueries(db);
     this.#ping = db.prepare('SELECT 1');
     this.#putBlob = db.transaction((row: BlobRow, link: Link | undefined) => {
       this.blobs.put(row, this.#now());

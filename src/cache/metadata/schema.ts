@@ -25,6 +25,9 @@
  * │                                              blobs and manifests pushed or mounted into a hosted repository;
  * │                                              what they hold is never evicted nor collected (hosted-queries)
  * ├── bucket_blobs digest PK · size · seen_at    blobs known committed in the shared bucket (bucket-queries)
+ * ├── series     minute PK · served_cache_bytes · served_upstream_bytes · upstream_bytes · hits · misses ·
+ * │              cache_bytes · blobs            one row per minute of traffic and usage, kept 8 days,
+ * │                                              for the console's charts (series-queries, metrics/time-series)
  * └── jobs       owned by jobs/job-store
  * ```
  */
@@ -37,8 +40,9 @@ import { manifestReferences } from './manifest-references.ts';
  * 3: robot_tokens (created empty, nothing to migrate).
  * 4: hosted_tags, hosted_links (created empty, nothing to migrate).
  * 5: bucket_blobs (created empty; filled from a listing of the bucket when one is configured).
+ * 6: series (created empty, nothing to migrate).
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -145,6 +149,18 @@ CREATE TABLE IF NOT EXISTS bucket_blobs (
   size        INTEGER NOT NULL,
   seen_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Per minute (epoch minute): bytes served from the cache (HIT, STALE) and from the upstream (MISS),
+-- bytes fetched upstream, requests by result, and the cache's size at the end of the minute.
+CREATE TABLE IF NOT EXISTS series (
+  minute                INTEGER PRIMARY KEY,
+  served_cache_bytes    INTEGER NOT NULL,
+  served_upstream_bytes INTEGER NOT NULL,
+  upstream_bytes        INTEGER NOT NULL,
+  hits                  INTEGER NOT NULL,
+  misses                INTEGER NOT NULL,
+  cache_bytes           INTEGER NOT NULL,
+  blobs                 INTEGER NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS usage_blob_insert AFTER INSERT ON blobs BEGIN
   UPDATE usage SET blob_bytes = blob_bytes + NEW.size, blob_count = blob_count + 1 WHERE id = 0;
 END;
@@ -202,7 +218,7 @@ function migrate(db: Database, from: number): void {
   const putRef = db.prepare('INSERT OR IGNORE INTO refs (parent, child, kind) VALUES (?, ?, ?)');
   db.transaction(() => {
     // Paged by digest rather than iterated: better-sqlite3 allows no writes while a read is open.
-    // Version 2 databases have their refs already; 3, 4 and 5 only added tables.
+    // Version 2 databases have their refs already; 3, 4, 5 and 6 only added tables.
     if (from < 2) for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.digest)) {
       for (const m of rows) for (const r of manifestReferences(m.bytes)) putRef.run(m.digest, r.digest, r.kind);
     }

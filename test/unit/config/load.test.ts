@@ -35,6 +35,7 @@ describe('parseConfig: defaults', () => {
       sync: [],
       admin: { token: undefined },
       cluster: undefined,
+      console: { enabled: true, sessionTTL: 12 * 3_600_000 },
       metrics: { enabled: true },
       hotCache: { maxSize: 64 * 2 ** 20 },
       upstreams: [],
