@@ -221,34 +221,31 @@ function AdminActions(props: { ctx: PageContext; sync: boolean }) {
   );
 }
 
+/** One filter of the jobs list: "any" first, then each value, the current one selected. */
+function FilterSelect(props: { label: string; name: string; values: readonly string[]; selected: string | undefined }) {
+  return (
+    <label>
+      {props.label}
+      <select name={props.name}>
+        <option value="">any</option>
+        {props.values.map((v) => (
+          <option value={v} selected={props.selected === v}>
+            {v}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 function JobsPage(props: { ctx: PageContext; filter: JobFilter; jobs: Job[]; more: boolean; sync: boolean }) {
   const f = props.filter;
   return (
     <Layout ctx={props.ctx} title="Jobs">
       <h1>Jobs</h1>
       <form method="get" action="/console/jobs" class="row" hx-get="/console/jobs" hx-trigger="change" hx-target="#jobs" hx-select="#jobs" hx-swap="outerHTML" hx-push-url="true">
-        <label>
-          State
-          <select name="state">
-            <option value="">any</option>
-            {JOB_STATES.map((s) => (
-              <option value={s} selected={f.state === s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Type
-          <select name="type">
-            <option value="">any</option>
-            {JOB_TYPES.map((t) => (
-              <option value={t} selected={f.type === t}>
-                {t}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect label="State" name="state" values={JOB_STATES} selected={f.state} />
+        <FilterSelect label="Type" name="type" values={JOB_TYPES} selected={f.type} />
         <button type="submit" class="secondary">
           Filter
         </button>

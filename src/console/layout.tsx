@@ -22,66 +22,9 @@ export interface LayoutProps {
   children?: unknown;
 }
 
-export function Layout(props: LayoutProps) {
-  const { ctx, title } = props;
+/** The document around every page: head, skip link, the header with the brand, and `main#main`. */
+function Shell(props: { title: string; head?: Child; header?: Child; children?: Child }) {
   // The doctype keeps browsers out of quirks mode; pages render through `c.html(<Layout …/>)` alone.
-  return (
-    <>
-      {DOCTYPE}
-      <html lang="en">
-        <head>
-          <meta charset="utf-8" />
-          <meta name="viewport" content="width=device-width, initial-scale=1" />
-          <title>{`${title} · ocimirror`}</title>
-          {/* htmx's indicator styles are an inline <style>, which the CSP (style-src 'self') refuses. */}
-          <meta name="htmx-config" content='{"includeIndicatorStyles":false}' />
-          <link rel="stylesheet" href="/console/assets/console.css" />
-          <script src="/console/assets/htmx.min.js" defer></script>
-          <script src="/console/assets/console.js" defer></script>
-        </head>
-        <body>
-          <a class="skip" href="#main">
-            Skip to content
-          </a>
-          <header class="top">
-            <a class="brand" href="/console/">
-              ocimirror
-            </a>
-            <nav aria-label="Console">
-              <ul>
-                {NAV.map((n) => (
-                  <li>
-                    <a href={n.href} aria-current={n.current(ctx.path) ? 'page' : undefined}>
-                      {n.label}
-                    </a>
-                  </li>
-                ))}
-              </ul>
-            </nav>
-            <div class="who">
-              <span data-identity>{ctx.identity.name}</span> <span class="role">({ctx.identity.admin ? 'admin' : 'viewer'})</span>
-              <form method="post" action="/console/logout" class="inline">
-                <input type="hidden" name="csrf" value={ctx.csrf} />
-                <button type="submit">Log out</button>
-              </form>
-            </div>
-          </header>
-          <main id="main" tabindex={-1}>
-            {ctx.flash ? (
-              <p class="flash" role="status">
-                {ctx.flash}
-              </p>
-            ) : null}
-            {props.children as Child}
-          </main>
-        </body>
-      </html>
-    </>
-  );
-}
-
-/** The shell for pages shown before anyone signs in (login) or when nobody could be (errors). */
-export function BareLayout(props: { title: string; children?: unknown }) {
   return (
     <>
       {DOCTYPE}
@@ -91,6 +34,7 @@ export function BareLayout(props: { title: string; children?: unknown }) {
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <title>{`${props.title} · ocimirror`}</title>
           <link rel="stylesheet" href="/console/assets/console.css" />
+          {props.head}
         </head>
         <body>
           <a class="skip" href="#main">
@@ -100,12 +44,62 @@ export function BareLayout(props: { title: string; children?: unknown }) {
             <a class="brand" href="/console/">
               ocimirror
             </a>
+            {props.header}
           </header>
           <main id="main" tabindex={-1}>
-            {props.children as Child}
+            {props.children}
           </main>
         </body>
       </html>
     </>
   );
+}
+
+export function Layout(props: LayoutProps) {
+  const { ctx, title } = props;
+  const head = (
+    <>
+      {/* htmx's indicator styles are an inline <style>, which the CSP (style-src 'self') refuses. */}
+      <meta name="htmx-config" content='{"includeIndicatorStyles":false}' />
+      <script src="/console/assets/htmx.min.js" defer></script>
+      <script src="/console/assets/console.js" defer></script>
+    </>
+  );
+  const header = (
+    <>
+      <nav aria-label="Console">
+        <ul>
+          {NAV.map((n) => (
+            <li>
+              <a href={n.href} aria-current={n.current(ctx.path) ? 'page' : undefined}>
+                {n.label}
+              </a>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <div class="who">
+        <span data-identity>{ctx.identity.name}</span> <span class="role">({ctx.identity.admin ? 'admin' : 'viewer'})</span>
+        <form method="post" action="/console/logout" class="inline">
+          <input type="hidden" name="csrf" value={ctx.csrf} />
+          <button type="submit">Log out</button>
+        </form>
+      </div>
+    </>
+  );
+  return (
+    <Shell title={title} head={head} header={header}>
+      {ctx.flash ? (
+        <p class="flash" role="status">
+          {ctx.flash}
+        </p>
+      ) : null}
+      {props.children as Child}
+    </Shell>
+  );
+}
+
+/** The shell for pages shown before anyone signs in (login) or when nobody could be (errors). */
+export function BareLayout(props: { title: string; children?: unknown }) {
+  return <Shell title={props.title}>{props.children as Child}</Shell>;
 }

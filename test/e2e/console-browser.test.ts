@@ -7,7 +7,6 @@
  * buttons and is refused when it posts the form directly. Screenshots of the main pages are saved
  * under test/e2e/screenshots/ (docs/console-overview.png is copied from there).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumPath, launchChromium } from '../helpers/browser.ts';
-import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { accountsConfig, writeHtpasswd } from '../helpers/accounts.ts';
+import { startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
 import { describeIf, hasTool } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
@@ -33,25 +33,12 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'the console i
   beforeAll(async () => {
     upstream = await startUpstream();
     dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-console-'));
-    const htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-Bbc', htpasswd, 'viewer', 'viewer-password'], { stdio: 'ignore' });
-    execFileSync('htpasswd', ['-Bb', htpasswd, 'ops', 'ops-password'], { stdio: 'ignore' });
-    mirror = await startTestMirror(
-      mirrorConfig(upstream.url, {
-        admin: { token: ADMIN_TOKEN },
-        auth: {
-          htpasswd,
-          rules: [
-            { accounts: ['viewer'], repositories: ['**'], roles: ['pull'] },
-            { accounts: ['ops'], repositories: ['**'], roles: ['admin'] },
-          ],
-        },
-      } as never),
-    );
+    const htpasswd = writeHtpasswd(dir, { viewer: 'viewer-password', ops: 'ops-password' });
+    mirror = await startTestMirror(accountsConfig(upstream.url, { adminToken: ADMIN_TOKEN, htpasswd, roles: { viewer: 'pull', ops: 'admin' } }));
     const host = new URL(mirror.url).host;
-    for (const ref of ['small:latest', 'medium:latest', 'small:latest']) {
-      // small twice: the second pull is served from the cache, so the overview has hits to draw.
-      await skopeoCopy(`docker://${host}/${ref}`, `oci:${path.join(dir, ref.split(':')[0]!)}:latest`, { creds: 'ops:ops-password' });
+    for (const [i, ref] of ['small:latest', 'medium:latest', 'small:latest'].entries()) {
+      // small twice, into a fresh layout: the second pull is served from the cache, so the overview has hits to draw.
+      await skopeoCopy(`docker://${host}/${ref}`, `oci:${path.join(dir, `pull-${i}`)}:latest`, { creds: 'ops:ops-password' });
     }
     await mkdir(SHOTS, { recursive: true });
     browser = await launchChromium();

@@ -18,6 +18,7 @@ import { MANIFEST_ACCEPT } from '../helpers/images.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, runCli, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { accountsConfig, writeHtpasswd } from '../helpers/accounts.ts';
 import { TestClock } from '../helpers/clock.ts';
 
 const ADMIN_TOKEN = 'auth-test-admin-token-0123456789';
@@ -36,22 +37,8 @@ describeWithTools(['docker-registry', 'htpasswd', 'skopeo', 'curl'], 'client acc
   beforeAll(async () => {
     upstream = await startUpstream();
     dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-auth-'));
-    htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-Bbc', htpasswd, 'node', 'node-password'], { stdio: 'ignore' });
-    execFileSync('htpasswd', ['-Bb', htpasswd, 'ops', 'ops-password'], { stdio: 'ignore' });
-    m = await startTestMirror(
-      mirrorConfig(upstream.url, {
-        admin: { token: ADMIN_TOKEN },
-        auth: {
-          htpasswd,
-          rules: [
-            { accounts: ['node'], repositories: ['**'], roles: ['pull'] },
-            { accounts: ['ops'], repositories: ['**'], roles: ['admin'] },
-          ],
-        },
-      } as never),
-      { clock },
-    );
+    htpasswd = writeHtpasswd(dir, { node: 'node-password', ops: 'ops-password' });
+    m = await startTestMirror(accountsConfig(upstream.url, { adminToken: ADMIN_TOKEN, htpasswd, roles: { node: 'pull', ops: 'admin' } }), { clock });
   }, SLOW.timeout);
   afterAll(async () => {
     await m?.stop();

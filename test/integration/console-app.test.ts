@@ -4,7 +4,6 @@
  * viewers who see no buttons and are refused when they post anyway, CSRF, header authentication
  * for scripts, the delete confirmation, job pages and their Server-Sent Events.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
+import { accountsConfig, writeHtpasswd } from '../helpers/accounts.ts';
 
 const ADMIN_TOKEN = 'console-test-admin-token-0123456789';
 const SLOW = { timeout: 120_000 };
@@ -32,21 +32,8 @@ describeWithTools(['docker-registry', 'htpasswd'], 'web console', () => {
   beforeAll(async () => {
     upstream = await startUpstream();
     dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-console-'));
-    const htpasswd = path.join(dir, 'htpasswd');
-    execFileSync('htpasswd', ['-Bbc', htpasswd, 'viewer', 'viewer-password'], { stdio: 'ignore' });
-    execFileSync('htpasswd', ['-Bb', htpasswd, 'ops', 'ops-password'], { stdio: 'ignore' });
-    m = await startTestMirror(
-      mirrorConfig(upstream.url, {
-        admin: { token: ADMIN_TOKEN },
-        auth: {
-          htpasswd,
-          rules: [
-            { accounts: ['viewer'], repositories: ['**'], roles: ['pull'] },
-            { accounts: ['ops'], repositories: ['**'], roles: ['admin'] },
-          ],
-        },
-      } as never),
-    );
+    const htpasswd = writeHtpasswd(dir, { viewer: 'viewer-password', ops: 'ops-password' });
+    m = await startTestMirror(accountsConfig(upstream.url, { adminToken: ADMIN_TOKEN, htpasswd, roles: { viewer: 'pull', ops: 'admin' } }));
   }, SLOW.timeout);
   afterAll(async () => {
     await m?.stop();

@@ -5,6 +5,7 @@
  * in a legend, and a text summary under it, so nothing depends on telling colours apart.
  */
 import { areaPath, lineSegments, niceMax, pointsAttr, yOf, type Box } from './geometry.ts';
+import { AxisLabels, ChartFrame } from './chart-frame.tsx';
 
 export type Dash = 'solid' | 'dash' | 'dot';
 
@@ -34,8 +35,6 @@ export interface LineChartProps {
 }
 
 export const CHART_BOX: Box = { width: 600, height: 160 };
-/** Room around the plot for the axis labels and the legend. */
-const PAD = { left: 70, right: 10, top: 10, bottom: 48 };
 const DASHES: Record<Dash, string | undefined> = { solid: undefined, dash: '8 4', dot: '2 4' };
 const STROKES: Record<Dash, string> = { solid: '#1f5fa8', dash: '#a8431f', dot: '#3b7d23' };
 
@@ -43,63 +42,39 @@ export function LineChart(props: LineChartProps) {
   const box = CHART_BOX;
   const largest = Math.max(0, ...props.series.flatMap((s) => s.values.filter((v): v is number => v !== null)));
   const max = props.max ?? niceMax(largest);
-  const width = box.width + PAD.left + PAD.right;
-  const height = box.height + PAD.top + PAD.bottom;
-  const titleId = `${props.id}-title`;
-  const descId = `${props.id}-desc`;
   return (
-    <figure class="chart" id={props.id}>
-      <svg role="img" aria-labelledby={`${titleId} ${descId}`} viewBox={`0 0 ${width} ${height}`} width="100%" preserveAspectRatio="xMidYMid meet">
-        <title id={titleId}>{props.title}</title>
-        <desc id={descId}>{props.summary}</desc>
-        <g transform={`translate(${PAD.left},${PAD.top})`}>
-          <line x1="0" y1="0" x2="0" y2={box.height} stroke="#555" />
-          <line x1="0" y1={box.height} x2={box.width} y2={box.height} stroke="#555" />
-          {[0, max / 2, max].map((v) => (
-            <g>
-              <line x1="-4" y1={yOf(v, max, box)} x2={box.width} y2={yOf(v, max, box)} stroke="#ddd" />
-              <text x="-6" y={yOf(v, max, box) + 4} text-anchor="end" font-size="11">
-                {props.format(v)}
-              </text>
-            </g>
-          ))}
-          {props.series.map((s, i) =>
-            lineSegments(s.values, max, box).map((points) => (
-              <g data-series={s.label}>
-                {props.area && i === 0 ? <path d={areaPath(points, box)} fill={STROKES[s.dash]} fill-opacity="0.15" stroke="none" /> : null}
-                {points.length === 1 ? (
-                  <circle cx={points[0]![0]} cy={points[0]![1]} r="2.5" fill={STROKES[s.dash]} />
-                ) : (
-                  <polyline points={pointsAttr(points)} fill="none" stroke={STROKES[s.dash]} stroke-width="2" stroke-dasharray={DASHES[s.dash]} />
-                )}
-              </g>
-            )),
-          )}
-          <text x="0" y={box.height + 14} font-size="11">
-            {props.xStart}
+    <ChartFrame id={props.id} title={props.title} summary={props.summary} box={box}>
+      <line x1="0" y1="0" x2="0" y2={box.height} stroke="#555" />
+      <line x1="0" y1={box.height} x2={box.width} y2={box.height} stroke="#555" />
+      {[0, max / 2, max].map((v) => (
+        <g>
+          <line x1="-4" y1={yOf(v, max, box)} x2={box.width} y2={yOf(v, max, box)} stroke="#ddd" />
+          <text x="-6" y={yOf(v, max, box) + 4} text-anchor="end" font-size="11">
+            {props.format(v)}
           </text>
-          <text x={box.width} y={box.height + 14} text-anchor="end" font-size="11">
-            {props.xEnd}
-          </text>
-          <text x={box.width / 2} y={box.height + 14} text-anchor="middle" font-size="11">
-            {props.xLabel}
-          </text>
-          <text transform={`translate(${-PAD.left + 12},${box.height / 2}) rotate(-90)`} text-anchor="middle" font-size="11">
-            {props.yLabel}
-          </text>
-          {props.series.map((s, i) => (
-            <g transform={`translate(${i * 200},${box.height + 34})`}>
-              <line x1="0" y1="-4" x2="28" y2="-4" stroke={STROKES[s.dash]} stroke-width="2" stroke-dasharray={DASHES[s.dash]} />
-              <text x="34" y="0" font-size="11">
-                {`${s.label} (${s.dash === 'solid' ? 'solid line' : s.dash === 'dash' ? 'dashed line' : 'dotted line'})`}
-              </text>
-            </g>
-          ))}
         </g>
-      </svg>
-      <figcaption>
-        <strong>{props.title}.</strong> {props.summary}
-      </figcaption>
-    </figure>
+      ))}
+      {props.series.map((s, i) =>
+        lineSegments(s.values, max, box).map((points) => (
+          <g data-series={s.label}>
+            {props.area && i === 0 ? <path d={areaPath(points, box)} fill={STROKES[s.dash]} fill-opacity="0.15" stroke="none" /> : null}
+            {points.length === 1 ? (
+              <circle cx={points[0]![0]} cy={points[0]![1]} r="2.5" fill={STROKES[s.dash]} />
+            ) : (
+              <polyline points={pointsAttr(points)} fill="none" stroke={STROKES[s.dash]} stroke-width="2" stroke-dasharray={DASHES[s.dash]} />
+            )}
+          </g>
+        )),
+      )}
+      <AxisLabels box={box} xStart={props.xStart} xEnd={props.xEnd} xLabel={props.xLabel} yLabel={props.yLabel} />
+      {props.series.map((s, i) => (
+        <g transform={`translate(${i * 200},${box.height + 34})`}>
+          <line x1="0" y1="-4" x2="28" y2="-4" stroke={STROKES[s.dash]} stroke-width="2" stroke-dasharray={DASHES[s.dash]} />
+          <text x="34" y="0" font-size="11">
+            {`${s.label} (${s.dash === 'solid' ? 'solid line' : s.dash === 'dash' ? 'dashed line' : 'dotted line'})`}
+          </text>
+        </g>
+      ))}
+    </ChartFrame>
   );
 }

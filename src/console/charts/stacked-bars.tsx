@@ -5,6 +5,7 @@
  * summary says the totals.
  */
 import { niceMax, stackedBars, yOf, type Box } from './geometry.ts';
+import { AxisLabels, ChartFrame } from './chart-frame.tsx';
 
 export interface StackedBarsProps {
   id: string;
@@ -20,62 +21,44 @@ export interface StackedBarsProps {
 }
 
 const BOX: Box = { width: 600, height: 140 };
-const PAD = { left: 70, right: 10, top: 10, bottom: 48 };
 
 export function StackedBars(props: StackedBarsProps) {
   const max = niceMax(Math.max(0, ...props.values.map(([a, b]) => a + b)));
   const bars = stackedBars(props.values, max, BOX);
   const hatch = `${props.id}-hatch`;
-  const titleId = `${props.id}-title`;
-  const descId = `${props.id}-desc`;
+  const defs = (
+    <defs>
+      <pattern id={hatch} width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
+        <rect width="6" height="6" fill="#f3c9a8" />
+        <line x1="0" y1="0" x2="0" y2="6" stroke="#a8431f" stroke-width="2" />
+      </pattern>
+    </defs>
+  );
   return (
-    <figure class="chart" id={props.id}>
-      <svg role="img" aria-labelledby={`${titleId} ${descId}`} viewBox={`0 0 ${BOX.width + PAD.left + PAD.right} ${BOX.height + PAD.top + PAD.bottom}`} width="100%">
-        <title id={titleId}>{props.title}</title>
-        <desc id={descId}>{props.summary}</desc>
-        <defs>
-          <pattern id={hatch} width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
-            <rect width="6" height="6" fill="#f3c9a8" />
-            <line x1="0" y1="0" x2="0" y2="6" stroke="#a8431f" stroke-width="2" />
-          </pattern>
-        </defs>
-        <g transform={`translate(${PAD.left},${PAD.top})`}>
-          <line x1="0" y1={BOX.height} x2={BOX.width} y2={BOX.height} stroke="#555" />
-          {[0, max].map((v) => (
-            <text x="-6" y={yOf(v, max, BOX) + 4} text-anchor="end" font-size="11">
-              {props.format(v)}
-            </text>
-          ))}
-          {bars.map((b) => (
-            <g>
-              {b.lowerHeight > 0 ? <rect x={b.x} y={b.lowerY} width={b.width} height={b.lowerHeight} fill="#1f5fa8" /> : null}
-              {b.upperHeight > 0 ? <rect x={b.x} y={b.upperY} width={b.width} height={b.upperHeight} fill={`url(#${hatch})`} stroke="#a8431f" stroke-width="0.5" /> : null}
-            </g>
-          ))}
-          <text x="0" y={BOX.height + 14} font-size="11">
-            {props.xStart}
-          </text>
-          <text x={BOX.width} y={BOX.height + 14} text-anchor="end" font-size="11">
-            {props.xEnd}
-          </text>
-          <text transform={`translate(${-PAD.left + 12},${BOX.height / 2}) rotate(-90)`} text-anchor="middle" font-size="11">
-            {props.yLabel}
-          </text>
-          <g transform={`translate(0,${BOX.height + 34})`}>
-            <rect x="0" y="-10" width="14" height="10" fill="#1f5fa8" />
-            <text x="20" y="0" font-size="11">
-              {`${props.labels[0]} (solid)`}
-            </text>
-            <rect x="220" y="-10" width="14" height="10" fill={`url(#${hatch})`} stroke="#a8431f" />
-            <text x="240" y="0" font-size="11">
-              {`${props.labels[1]} (hatched)`}
-            </text>
-          </g>
+    <ChartFrame id={props.id} title={props.title} summary={props.summary} box={BOX} defs={defs}>
+      <line x1="0" y1={BOX.height} x2={BOX.width} y2={BOX.height} stroke="#555" />
+      {[0, max].map((v) => (
+        <text x="-6" y={yOf(v, max, BOX) + 4} text-anchor="end" font-size="11">
+          {props.format(v)}
+        </text>
+      ))}
+      {bars.map((b) => (
+        <g>
+          {b.lowerHeight > 0 ? <rect x={b.x} y={b.lowerY} width={b.width} height={b.lowerHeight} fill="#1f5fa8" /> : null}
+          {b.upperHeight > 0 ? <rect x={b.x} y={b.upperY} width={b.width} height={b.upperHeight} fill={`url(#${hatch})`} stroke="#a8431f" stroke-width="0.5" /> : null}
         </g>
-      </svg>
-      <figcaption>
-        <strong>{props.title}.</strong> {props.summary}
-      </figcaption>
-    </figure>
+      ))}
+      <AxisLabels box={BOX} xStart={props.xStart} xEnd={props.xEnd} yLabel={props.yLabel} />
+      <g transform={`translate(0,${BOX.height + 34})`}>
+        <rect x="0" y="-10" width="14" height="10" fill="#1f5fa8" />
+        <text x="20" y="0" font-size="11">
+          {`${props.labels[0]} (solid)`}
+        </text>
+        <rect x="220" y="-10" width="14" height="10" fill={`url(#${hatch})`} stroke="#a8431f" />
+        <text x="240" y="0" font-size="11">
+          {`${props.labels[1]} (hatched)`}
+        </text>
+      </g>
+    </ChartFrame>
   );
 }

@@ -10,7 +10,7 @@ import type { SourceSummary } from '../data/sources.ts';
 import type { RepositoryPage } from '../data/repositories.ts';
 import { imagesUrl, repositoryUrl } from '../data/links.ts';
 import { SizeBar } from '../charts/size-bar.tsx';
-import { bytes, Pager } from './page-parts.tsx';
+import { bytes, DataTable, Pager, Section } from './page-parts.tsx';
 
 export interface ImagesPageProps {
   ctx: PageContext;
@@ -22,44 +22,33 @@ export interface ImagesPageProps {
   list: RepositoryPage | undefined;
 }
 
+const REGISTRY_COLUMNS = [{ label: 'Name' }, { label: 'Kind' }, { label: 'Clients call it' }, { label: 'Repositories', num: true }];
+const REPOSITORY_COLUMNS = [{ label: 'Repository' }, { label: 'Tags', num: true }, { label: 'Blobs', num: true }, { label: 'Bytes', num: true }, { label: 'Size (against the largest shown)' }];
+
 export function ImagesPage(props: ImagesPageProps) {
   const { selected, list, q } = props;
   const largest = Math.max(0, ...(list?.items.map((r) => r.bytes) ?? []));
   return (
     <Layout ctx={props.ctx} title="Images">
       <h1>Images</h1>
-      <section aria-labelledby="registries-title">
-        <h2 id="registries-title">Registries</h2>
-        <div class="table-wrap">
-          <table data-registries>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Clients call it</th>
-                <th scope="col" class="num">Repositories</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.sources.map((s) => (
-                <tr data-registry={s.name}>
-                  <th scope="row">
-                    <a href={imagesUrl({ registry: s.name })} aria-current={s.name === selected?.name ? 'true' : undefined}>
-                      {s.name}
-                    </a>
-                  </th>
-                  <td>{s.kind === 'hosted' ? 'hosted' : s.offline ? 'upstream (offline)' : 'upstream'}</td>
-                  <td>{s.registries.join(', ')}</td>
-                  <td class="num">{s.repositories}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      </section>
+      <Section id="registries" title="Registries">
+        <DataTable data="registries" columns={REGISTRY_COLUMNS}>
+          {props.sources.map((s) => (
+            <tr data-registry={s.name}>
+              <th scope="row">
+                <a href={imagesUrl({ registry: s.name })} aria-current={s.name === selected?.name ? 'true' : undefined}>
+                  {s.name}
+                </a>
+              </th>
+              <td>{s.kind === 'hosted' ? 'hosted' : s.offline ? 'upstream (offline)' : 'upstream'}</td>
+              <td>{s.registries.join(', ')}</td>
+              <td class="num">{s.repositories}</td>
+            </tr>
+          ))}
+        </DataTable>
+      </Section>
       {selected ? (
-        <section aria-labelledby="repos-title">
-          <h2 id="repos-title">Repositories of {selected.name}</h2>
+        <Section id="repos" title={<>Repositories of {selected.name}</>}>
           <form method="get" action="/console/images" class="row" role="search">
             <label>
               Registry
@@ -78,34 +67,21 @@ export function ImagesPage(props: ImagesPageProps) {
             <button type="submit">Search</button>
           </form>
           {list && list.items.length > 0 ? (
-            <div class="table-wrap">
-              <table data-repositories>
-                <thead>
-                  <tr>
-                    <th scope="col">Repository</th>
-                    <th scope="col" class="num">Tags</th>
-                    <th scope="col" class="num">Blobs</th>
-                    <th scope="col" class="num">Bytes</th>
-                    <th scope="col">Size (against the largest shown)</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.items.map((r) => (
-                    <tr data-repository={r.repo}>
-                      <th scope="row">
-                        <a href={repositoryUrl(selected.name, r.repo)}>{r.repo}</a>
-                      </th>
-                      <td class="num">{r.tags}</td>
-                      <td class="num">{r.blobs}</td>
-                      <td class="num">{bytes(r.bytes)}</td>
-                      <td>
-                        <SizeBar value={r.bytes} max={largest} label={`Bytes of ${r.repo}`} format={bytes} text={false} />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable data="repositories" columns={REPOSITORY_COLUMNS}>
+              {list.items.map((r) => (
+                <tr data-repository={r.repo}>
+                  <th scope="row">
+                    <a href={repositoryUrl(selected.name, r.repo)}>{r.repo}</a>
+                  </th>
+                  <td class="num">{r.tags}</td>
+                  <td class="num">{r.blobs}</td>
+                  <td class="num">{bytes(r.bytes)}</td>
+                  <td>
+                    <SizeBar value={r.bytes} max={largest} label={`Bytes of ${r.repo}`} format={bytes} text={false} />
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
           ) : (
             <p data-empty>{q ? `No repository of ${selected.name} contains “${q}”${props.after ? ' after this point' : ''}.` : `The cache holds no repository of ${selected.name}${props.after ? ' after this point' : ''}.`}</p>
           )}
@@ -115,7 +91,7 @@ export function ImagesPage(props: ImagesPageProps) {
             first={props.after ? imagesUrl({ registry: selected.name, q }) : undefined}
             next={list?.next !== undefined ? imagesUrl({ registry: selected.name, q, after: list.next, page: props.page + 1 }) : undefined}
           />
-        </section>
+        </Section>
       ) : (
         <p>No registry is configured.</p>
       )}

@@ -11,7 +11,7 @@ import type { SeriesWindow } from '../../metrics/time-series.ts';
 import { LineChart } from '../charts/line-chart.tsx';
 import { StackedBars } from '../charts/stacked-bars.tsx';
 import { SizeBar } from '../charts/size-bar.tsx';
-import { bytes, count, utc, When } from './page-parts.tsx';
+import { bytes, count, DataTable, Section, utc, When } from './page-parts.tsx';
 
 export type HistoryWindow = 'hour' | 'day' | 'week';
 
@@ -40,10 +40,14 @@ function History(props: { window: HistoryWindow; data: SeriesWindow }) {
   const ratio = requests > 0 ? `${count(t.hits)} of ${count(requests)} requests were served from the cache (${pct(t.hits / requests)})` : 'no cache hit or miss was answered';
   const byteWords = `${bytes(t.cache)} served from the cache, ${bytes(t.miss)} served on misses, ${bytes(t.fetched)} fetched from upstreams`;
   return (
-    <section aria-labelledby="history-title">
-      <h2 id="history-title">
-        Traffic: {w.label.toLowerCase()} ({w.bucket})
-      </h2>
+    <Section
+      id="history"
+      title={
+        <>
+          Traffic: {w.label.toLowerCase()} ({w.bucket})
+        </>
+      }
+    >
       <p>
         {(['hour', 'day', 'week'] as const).map((k) => (
           <>
@@ -98,7 +102,7 @@ function History(props: { window: HistoryWindow; data: SeriesWindow }) {
         yLabel="bytes"
         format={bytes}
       />
-    </section>
+    </Section>
   );
 }
 
@@ -148,14 +152,16 @@ function UpstreamRow(props: { u: UpstreamHealth; now: number }) {
   );
 }
 
+const HOSTED_COLUMNS = [{ label: 'Registry' }, ...['Repositories', 'Tags', 'Manifests', 'Blobs', 'Bytes'].map((label) => ({ label, num: true }))];
+const UPSTREAM_COLUMNS = ['Upstream', 'State', 'Last answer', 'Last error', 'Serving URL', 'Rate limit'].map((label) => ({ label }));
+
 export function OverviewPage(props: { ctx: PageContext; data: Overview; window: HistoryWindow; now: number }) {
   const { data, now } = props;
   const window = data.history?.[props.window];
   return (
     <Layout ctx={props.ctx} title="Overview">
       <h1>Overview</h1>
-      <section aria-labelledby="cache-title">
-        <h2 id="cache-title">Cache</h2>
+      <Section id="cache" title="Cache">
         <p data-usage>
           {data.maxSize > 0 ? (
             <SizeBar value={data.usage.bytes} max={data.maxSize} label="Cache size against the quota" format={bytes} marks={[{ at: data.lowWatermarkBytes, label: 'low watermark' }]} />
@@ -179,63 +185,33 @@ export function OverviewPage(props: { ctx: PageContext; data: Overview; window: 
             <a href="/console/jobs">{data.jobDepth} queued or running</a>
           </dd>
         </dl>
-      </section>
+      </Section>
       {data.hosted.length > 0 ? (
-        <section aria-labelledby="hosted-title">
-          <h2 id="hosted-title">Hosted registries</h2>
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Registry</th>
-                  <th scope="col" class="num">Repositories</th>
-                  <th scope="col" class="num">Tags</th>
-                  <th scope="col" class="num">Manifests</th>
-                  <th scope="col" class="num">Blobs</th>
-                  <th scope="col" class="num">Bytes</th>
-                </tr>
-              </thead>
-              <tbody>
-                {data.hosted.map((h) => (
-                  <tr>
-                    <th scope="row">
-                      <a href={`/console/images?registry=${encodeURIComponent(h.registry)}`}>{h.registry}</a>
-                    </th>
-                    <td class="num">{h.repositories}</td>
-                    <td class="num">{h.tags}</td>
-                    <td class="num">{h.manifests}</td>
-                    <td class="num">{h.blobs}</td>
-                    <td class="num">{bytes(h.bytes)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        </section>
+        <Section id="hosted" title="Hosted registries">
+          <DataTable columns={HOSTED_COLUMNS}>
+            {data.hosted.map((h) => (
+              <tr>
+                <th scope="row">
+                  <a href={`/console/images?registry=${encodeURIComponent(h.registry)}`}>{h.registry}</a>
+                </th>
+                <td class="num">{h.repositories}</td>
+                <td class="num">{h.tags}</td>
+                <td class="num">{h.manifests}</td>
+                <td class="num">{h.blobs}</td>
+                <td class="num">{bytes(h.bytes)}</td>
+              </tr>
+            ))}
+          </DataTable>
+        </Section>
       ) : null}
       {window ? <History window={props.window} data={window} /> : <p>No traffic history is recorded by this mirror.</p>}
-      <section aria-labelledby="upstreams-title">
-        <h2 id="upstreams-title">Upstreams</h2>
-        <div class="table-wrap">
-          <table data-upstreams>
-            <thead>
-              <tr>
-                <th scope="col">Upstream</th>
-                <th scope="col">State</th>
-                <th scope="col">Last answer</th>
-                <th scope="col">Last error</th>
-                <th scope="col">Serving URL</th>
-                <th scope="col">Rate limit</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.upstreams.map((u) => (
-                <UpstreamRow u={u} now={now} />
-              ))}
-            </tbody>
-          </table>
-        </div>
-      </section>
+      <Section id="upstreams" title="Upstreams">
+        <DataTable data="upstreams" columns={UPSTREAM_COLUMNS}>
+          {data.upstreams.map((u) => (
+            <UpstreamRow u={u} now={now} />
+          ))}
+        </DataTable>
+      </Section>
     </Layout>
   );
 }

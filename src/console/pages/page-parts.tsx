@@ -1,8 +1,9 @@
 /**
  * @module console/pages/page-parts
  * Small pieces the browse pages share: times written out in UTC with how long ago, byte counts,
- * and the pager of keyset-paginated lists.
+ * the pager of keyset-paginated lists, titled sections and the scrollable tables in them.
  */
+import type { Child } from 'hono/jsx';
 import { formatBytes } from '../../config/units.ts';
 
 export const bytes = (n: number) => formatBytes(n);
@@ -61,5 +62,46 @@ export function Digest(props: { digest: string; full?: boolean }) {
     <code class="digest" title={props.digest} aria-label={props.digest}>
       {short}…
     </code>
+  );
+}
+
+/** A section named by its heading: `<h2 id="{id}-title">`, which `aria-labelledby` points at. */
+export function Section(props: { id: string; title: Child; children?: Child }) {
+  const titleId = `${props.id}-title`;
+  return (
+    <section aria-labelledby={titleId}>
+      <h2 id={titleId}>{props.title}</h2>
+      {props.children}
+    </section>
+  );
+}
+
+export interface Column {
+  label: Child;
+  /** Right-aligned numbers. */
+  num?: boolean;
+}
+
+/**
+ * A table that scrolls sideways on narrow screens, with a header row of `columns` and `children` as
+ * its body rows; `data` names a `data-*` attribute tests and scripts find the table by.
+ */
+export function DataTable(props: { columns: readonly Column[]; data?: string; children?: Child }) {
+  const marker = props.data === undefined ? {} : { [`data-${props.data}`]: true };
+  return (
+    <div class="table-wrap">
+      <table {...marker}>
+        <thead>
+          <tr>
+            {props.columns.map((c) => (
+              <th scope="col" class={c.num ? 'num' : undefined}>
+                {c.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+    </div>
   );
 }

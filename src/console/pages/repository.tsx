@@ -9,7 +9,7 @@ import type { Source } from '../data/sources.ts';
 import type { TagPage } from '../data/tags.ts';
 import type { RepositoryStats } from '../../cache/metadata/browse-queries.ts';
 import { imagesUrl, repositoryUrl, tagUrl } from '../data/links.ts';
-import { bytes, Digest, Pager, When } from './page-parts.tsx';
+import { bytes, DataTable, Digest, Pager, When } from './page-parts.tsx';
 
 export interface RepositoryPageProps {
   ctx: PageContext;
@@ -45,38 +45,25 @@ export function RepositoryPage(props: RepositoryPageProps) {
       </dl>
       <h2>Tags</h2>
       {tags.items.length > 0 ? (
-        <div class="table-wrap">
-          <table data-tags>
-            <thead>
-              <tr>
-                <th scope="col">Tag</th>
-                <th scope="col">Digest</th>
-                <th scope="col" class="num">Manifest</th>
-                <th scope="col">{confirmed}</th>
-                <th scope="col">Last pulled</th>
-              </tr>
-            </thead>
-            <tbody>
-              {tags.items.map((t) => (
-                <tr data-tag={t.tag}>
-                  <th scope="row">
-                    <a href={tagUrl(source.name, repo, t.tag)}>{t.tag}</a>
-                  </th>
-                  <td>
-                    <Digest digest={t.digest} />
-                  </td>
-                  <td class="num">{t.manifestSize === null ? <span class="muted">not cached</span> : bytes(t.manifestSize)}</td>
-                  <td>
-                    <When at={t.at} now={now} />
-                  </td>
-                  <td>
-                    <When at={t.lastAccess} now={now} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable data="tags" columns={[{ label: 'Tag' }, { label: 'Digest' }, { label: 'Manifest', num: true }, { label: confirmed }, { label: 'Last pulled' }]}>
+          {tags.items.map((t) => (
+            <tr data-tag={t.tag}>
+              <th scope="row">
+                <a href={tagUrl(source.name, repo, t.tag)}>{t.tag}</a>
+              </th>
+              <td>
+                <Digest digest={t.digest} />
+              </td>
+              <td class="num">{t.manifestSize === null ? <span class="muted">not cached</span> : bytes(t.manifestSize)}</td>
+              <td>
+                <When at={t.at} now={now} />
+              </td>
+              <td>
+                <When at={t.lastAccess} now={now} />
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : (
         <p data-empty>No tag of this repository is cached{props.after ? ' after this point' : ''}.</p>
       )}

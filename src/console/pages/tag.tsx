@@ -11,7 +11,7 @@ import type { Source } from '../data/sources.ts';
 import type { Descriptor, TagDetail } from '../data/tag-detail.ts';
 import type { PullCommands } from '../data/pull-commands.ts';
 import { repositoryUrl } from '../data/links.ts';
-import { bytes, Digest, When } from './page-parts.tsx';
+import { bytes, DataTable, Digest, Section, When } from './page-parts.tsx';
 
 export interface TagPageProps {
   ctx: PageContext;
@@ -50,12 +50,31 @@ function ActionForm(props: { ctx: PageContext; action: 'pin' | 'unpin' | 'prefet
 
 const cachedWord = (d: Descriptor) => (d.cached ? 'cached' : <span class="muted">not cached</span>);
 
+/** The cells of a layers-table row, the same for the config blob and each layer. */
+function BlobCells(props: { d: Descriptor }) {
+  const { d } = props;
+  return (
+    <>
+      <td>
+        <Digest digest={d.digest} />
+      </td>
+      <td>
+        <code>{d.mediaType}</code>
+      </td>
+      <td class="num">{bytes(d.size)}</td>
+      <td>{cachedWord(d)}</td>
+    </>
+  );
+}
+
+const PLATFORM_COLUMNS = [{ label: 'Platform' }, { label: 'Digest' }, { label: 'Manifest size', num: true }, { label: 'In the cache' }];
+const LAYER_COLUMNS = [{ label: '#' }, { label: 'Digest' }, { label: 'Media type' }, { label: 'Size', num: true }, { label: 'In the cache' }];
+
 function Actions(props: { ctx: PageContext; detail: TagDetail }) {
   const { ctx, detail } = props;
   const pin = detail.pin;
   return (
-    <section aria-labelledby="actions-title">
-      <h2 id="actions-title">Actions</h2>
+    <Section id="actions" title="Actions">
       <div class="row">
         <ActionForm ctx={ctx} action="prefetch" image={detail.image} label="Prefetch all platforms" />{' '}
         {pin === undefined ? <ActionForm ctx={ctx} action="pin" image={detail.image} label="Pin" /> : null}
@@ -64,7 +83,7 @@ function Actions(props: { ctx: PageContext; detail: TagDetail }) {
           Delete…
         </a>
       </div>
-    </section>
+    </Section>
   );
 }
 
@@ -108,8 +127,7 @@ export function TagPage(props: TagPageProps) {
         ) : null}
       </dl>
       {props.ctx.identity.admin ? <Actions ctx={props.ctx} detail={detail} /> : null}
-      <section aria-labelledby="pull-title">
-        <h2 id="pull-title">Pull it through this mirror</h2>
+      <Section id="pull" title="Pull it through this mirror">
         <h3>containerd</h3>
         <p>
           With <code>/etc/containerd/certs.d/{pull.hostsDir}/hosts.toml</code> naming the mirror (containerd sends the
@@ -141,88 +159,47 @@ export function TagPage(props: TagPageProps) {
           <code>/etc/containers/registries.conf</code>.
         </p>
         <Command client="podman" text={pull.podman} />
-      </section>
+      </Section>
       {m?.kind === 'index' ? (
-        <section aria-labelledby="platforms-title">
-          <h2 id="platforms-title">Platforms</h2>
-          <div class="table-wrap">
-            <table data-platforms>
-              <thead>
-                <tr>
-                  <th scope="col">Platform</th>
-                  <th scope="col">Digest</th>
-                  <th scope="col" class="num">Manifest size</th>
-                  <th scope="col">In the cache</th>
-                </tr>
-              </thead>
-              <tbody>
-                {m.platforms.map((p) => (
-                  <tr data-platform={p.platform}>
-                    <th scope="row">
-                      {p.platform}
-                      {p.attestation ? <span class="muted"> (attestation)</span> : null}
-                    </th>
-                    <td>
-                      <Digest digest={p.digest} />
-                    </td>
-                    <td class="num">{bytes(p.size)}</td>
-                    <td>{cachedWord(p)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        </section>
+        <Section id="platforms" title="Platforms">
+          <DataTable data="platforms" columns={PLATFORM_COLUMNS}>
+            {m.platforms.map((p) => (
+              <tr data-platform={p.platform}>
+                <th scope="row">
+                  {p.platform}
+                  {p.attestation ? <span class="muted"> (attestation)</span> : null}
+                </th>
+                <td>
+                  <Digest digest={p.digest} />
+                </td>
+                <td class="num">{bytes(p.size)}</td>
+                <td>{cachedWord(p)}</td>
+              </tr>
+            ))}
+          </DataTable>
+        </Section>
       ) : null}
       {m?.kind === 'image' ? (
-        <section aria-labelledby="layers-title">
-          <h2 id="layers-title">Layers</h2>
+        <Section id="layers" title="Layers">
           <p>
             {m.layers.length} {m.layers.length === 1 ? 'layer' : 'layers'}, {bytes(m.layers.reduce((a, l) => a + l.size, 0))} compressed
             {m.config ? `; config ${bytes(m.config.size)}` : ''}.
           </p>
-          <div class="table-wrap">
-            <table data-layers>
-              <thead>
-                <tr>
-                  <th scope="col">#</th>
-                  <th scope="col">Digest</th>
-                  <th scope="col">Media type</th>
-                  <th scope="col" class="num">Size</th>
-                  <th scope="col">In the cache</th>
-                </tr>
-              </thead>
-              <tbody>
-                {m.config ? (
-                  <tr data-config>
-                    <th scope="row">config</th>
-                    <td>
-                      <Digest digest={m.config.digest} />
-                    </td>
-                    <td>
-                      <code>{m.config.mediaType}</code>
-                    </td>
-                    <td class="num">{bytes(m.config.size)}</td>
-                    <td>{cachedWord(m.config)}</td>
-                  </tr>
-                ) : null}
-                {m.layers.map((l, i) => (
-                  <tr data-layer={l.digest}>
-                    <th scope="row">{i + 1}</th>
-                    <td>
-                      <Digest digest={l.digest} />
-                    </td>
-                    <td>
-                      <code>{l.mediaType}</code>
-                    </td>
-                    <td class="num">{bytes(l.size)}</td>
-                    <td>{cachedWord(l)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        </section>
+          <DataTable data="layers" columns={LAYER_COLUMNS}>
+            {m.config ? (
+              <tr data-config>
+                <th scope="row">config</th>
+                <BlobCells d={m.config} />
+              </tr>
+            ) : null}
+            {m.layers.map((l, i) => (
+              <tr data-layer={l.digest}>
+                <th scope="row">{i + 1}</th>
+                <BlobCells d={l} />
+              </tr>
+            ))}
+          </DataTable>
+        </Section>
       ) : null}
     </Layout>
   );
