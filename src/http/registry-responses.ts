@@ -53,11 +53,10 @@ export function sendBlob(incoming: IncomingMessage, outgoing: ServerResponse, wr
   }
   // Straight onto the socket (sendfile where it can): no stream hop on the hottest path, and a
   // failed fill destroys the connection (the client sees an abort, never a clean end to a wrong body).
-  writer.write(result.body, outgoing).then(
-    (written) => {
-      info.sendfileBytes = written.sendfile;
-      outgoing.end();
-    },
+  // Bytes sendfile moved bypass the socket's counters: the access log adds them, cut responses included.
+  info.sendfileBytes = 0;
+  writer.write(result.body, outgoing, (sent) => (info.sendfileBytes = (info.sendfileBytes ?? 0) + sent)).then(
+    () => outgoing.end(),
     () => outgoing.destroy(),
   );
 }

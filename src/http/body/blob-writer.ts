@@ -85,8 +85,8 @@ export class BlobWriter {
    * kernel has them all. Rejects when the client goes away, or with the fill's error when the fill
    * fails: the caller then destroys the response (a wrong body must end in an abort).
    */
-  write(body: BlobBody, out: BodyTarget): Promise<Written> {
-    return body.kind === 'committed' ? this.#writeCommitted(body, out) : this.#writeFill(body, out);
+  write(body: BlobBody, out: BodyTarget, onSendfile?: (bytes: number) => void): Promise<Written> {
+    return body.kind === 'committed' ? this.#writeCommitted(body, out, onSendfile) : this.#writeFill(body, out, onSendfile);
   }
 
   /** Drops the pooled read buffers (the idle collector, util/idle-collector, then frees them). */
@@ -104,9 +104,9 @@ export class BlobWriter {
     return this.#buffers.kept;
   }
 
-  async #writeCommitted(body: CommittedBody, out: BodyTarget): Promise<Written> {
+  async #writeCommitted(body: CommittedBody, out: BodyTarget, onSendfile: ((bytes: number) => void) | undefined): Promise<Written> {
     try {
-      const sendfile = await this.#writeFileRange(body.fd, body.start, body.end + 1, out, this.#readChunk, 'cached');
+      const sendfile = await this.#writeFileRange(body.fd, body.start, body.end + 1, out, this.#readChunk, 'cached', onSendfile);
       return { bytes: body.end + 1 - body.start, sendfile };
     } finally {
       await body.release();
@@ -118,7 +118,7 @@ export class BlobWriter {
    * (the final byte only once the fill is verified); batches a running fill's bytes by
    * {@link FILL_BATCH}.
    */
-  async #writeFill(reader: FillBody, out: BodyTarget): Promise<Written> {
+  async #writeFill(reader: FillBody, out: BodyTarget, onSendfile: ((bytes: number) => void) | undefined): Promise<Written> {
     const from = reader.position;
     let sendfile = 0;
     // The status and size are settled once the upstream answered: tell the client now rather than
@@ -136,7 +136,7 @@ export class BlobWriter {
         } else if (w.kind === 'wait' || (w.more && reader.position > from && w.limit - reader.position < FILL_BATCH)) {
           await progress(reader, out);
         } else {
-          sendfile += await this.#writeFileRange(w.fd, reader.position, w.limit, out, this.#fillReadChunk, 'fill');
+          sendfile += await this.#writeFileRange(w.fd, reader.position, w.limit, out, this.#fillReadChunk, 'fill', onSendfile);
           reader.advance(w.limit);
         }
       }
@@ -151,7 +151,7 @@ export class BlobWriter {
    * double-buffered reads into pooled buffers. Resolves with the bytes sendfile moved (0 when the
    * buffered copy ran).
    */
-  async #writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number, kind: 'fill' | 'cached'): Promise<number> {
+  async #writeFileRange(fd: number, start: number, end: number, out: BodyTarget, chunk: number, kind: 'fill' | 'cached', onSendfile?: (bytes: number) => void): Promise<number> {
     if (start >= end) return 0;
     const socket = out.socket;
     const addon = this.sendfile.addon;
@@ -162,10 +162,21 @@ export class BlobWriter {
       out.once('close', onClose);
       try {
         let position = start;
-        while (position < end) position += await sendFileRange(addon, socket, fd, position, end - position, closed.signal);
-        this.#sendfileBytes += end - start;
+        while (position < end) {
+          const sent = await sendFileRange(addon, socket, fd, position, end - position, closed.signal);
+          position += sent;
+          // Counted as they go, so a response cut mid-way still reports what reached the client.
+          this.#sendfileBytes += sent;
+          onSendfile?.(sent);
+        }
         return end - start;
       } catch (err) {
+        // A cut response: what sendfile moved before the client went away was on the wire all the same.
+        const sent = (err as { bytesSent?: number }).bytesSent ?? 0;
+        if (sent > 0) {
+          this.#sendfileBytes += sent;
+          onSendfile?.(sent);
+        }
         // Not a socket sendfile can use (no fd): the buffered copy below serves it.
         if ((err as NodeJS.ErrnoException).code !== 'ENOTSOCK') throw err;
       } finally {
