@@ -3,13 +3,15 @@
  * The console's read-only pages: overview (`/console/`), images (`/console/images`), a repository
  * (`/console/images/<source>/<repo…>`) and a tag (`…/tags/<tag>`). Handlers read the cache through
  * console/data and render console/pages; who may see them was settled by the console's auth
- * middleware (`ctx`).
+ * middleware (`ctx`). A viewer sees only the repositories it may pull (`ctx.canPull`, as /v2/
+ * decides); another repository's pages are 404, like one the cache does not hold, so they do not
+ * tell that it exists.
  */
 import type { Context, Hono } from 'hono';
 import { RegistryError } from '../registry/errors.ts';
 import type { ConsoleDeps, ConsoleEnv } from './page-context.ts';
 import { overview } from './data/overview.ts';
-import { findSource, sourceSummaries } from './data/sources.ts';
+import { findSource, repositoryFilter, sourceSummaries } from './data/sources.ts';
 import { repositoryPage } from './data/repositories.ts';
 import { tagPage } from './data/tags.ts';
 import { tagDetail } from './data/tag-detail.ts';
@@ -38,19 +40,23 @@ export function registerBrowseRoutes(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
   app.get('/', (c) => {
     const asked = c.req.query('window');
     const window: HistoryWindow = asked === 'day' || asked === 'week' ? asked : 'hour';
-    return c.html(<OverviewPage ctx={c.get('ctx')} data={overview(deps)} window={window} now={now()} />);
+    const ctx = c.get('ctx');
+    const data = overview(deps);
+    // Hosted totals count every repository, those a viewer may not pull too: admins only.
+    return c.html(<OverviewPage ctx={ctx} data={ctx.identity.admin ? data : { ...data, hosted: [] }} window={window} now={now()} />);
   });
 
   app.get('/images', (c) => {
     const config = deps.config();
-    const sources = sourceSummaries(config, metadata());
+    const ctx = c.get('ctx');
+    const sources = sourceSummaries(config, metadata(), (s) => repositoryFilter(ctx, s));
     const q = (c.req.query('q') ?? '').trim().slice(0, MAX_QUERY);
     const after = c.req.query('after') ?? '';
     const asked = c.req.query('registry');
     const selected = asked ? sources.find((s) => s.name === asked) : sources[0];
     if (asked && !selected) throw notFound(`no registry named '${asked.slice(0, 100)}' is configured`);
-    const list = selected && repositoryPage(metadata(), selected, { q, after });
-    return c.html(<ImagesPage ctx={c.get('ctx')} sources={sources} selected={selected} q={q} after={after} page={pageOf(c)} list={list} />);
+    const list = selected && repositoryPage(metadata(), selected, { q, after, visible: repositoryFilter(ctx, selected) });
+    return c.html(<ImagesPage ctx={ctx} sources={sources} selected={selected} q={q} after={after} page={pageOf(c)} list={list} />);
   });
 
   app.get('/images/*', (c) => {
@@ -60,6 +66,8 @@ export function registerBrowseRoutes(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
     const source = findSource(deps.config(), parsed.source);
     if (!source) throw notFound(`no registry named '${parsed.source.slice(0, 100)}' is configured`);
     const ctx = c.get('ctx');
+    const visible = repositoryFilter(ctx, source);
+    if (visible && !visible(parsed.repo)) throw notFound(`the cache holds nothing of ${source.name}/${parsed.repo.slice(0, 200)}`);
     if (parsed.tag === undefined) {
       const after = c.req.query('after') ?? '';
       const stats = metadata().browse.stats(source.kind, source.name, parsed.repo);

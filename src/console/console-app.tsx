@@ -22,6 +22,7 @@ import { clientOf } from '../http/auth-middleware.ts';
 import { packageRoot } from '../util/package-root.ts';
 import type { Logger } from '../util/logger.ts';
 import { CsrfTokens } from './csrf.ts';
+import { pullPredicate } from './pull-access.ts';
 import { SESSION_COOKIE, SessionStore, type Session, type SessionCredential } from './session.ts';
 import type { ConsoleDeps, ConsoleEnv, ConsoleIdentity, PageContext } from './page-context.ts';
 import { BareLayout, Layout } from './layout.tsx';
@@ -104,16 +105,20 @@ export function createConsole(deps: ConsoleDeps, access: ConsoleAccess): Console
     }),
   );
 
-  /** The identity a live session stands for now (a revoked robot or a changed admin token ends it). */
-  const sessionIdentity = (s: Session): ConsoleIdentity | undefined => {
+  /**
+   * The identity a live session stands for now (a revoked robot or a changed admin token ends it),
+   * with the registry identity its repository rules are judged by (none for the admin token).
+   */
+  const sessionIdentity = (s: Session): { identity: ConsoleIdentity; who: Identity | undefined } | undefined => {
     const cred = s.credential;
-    if (cred.kind === 'admin-token') return adminDigest !== undefined && cred.digest === adminDigest.toString('hex') ? s.identity : undefined;
+    if (cred.kind === 'admin-token') return adminDigest !== undefined && cred.digest === adminDigest.toString('hex') ? { identity: s.identity, who: undefined } : undefined;
     if (cred.kind === 'robot') {
       const robot = access.robots.list().find((t) => t.id === cred.id && !t.expired);
-      return access.authenticator && robot ? { name: s.identity.name, admin: robot.role === 'admin' } : undefined;
+      return access.authenticator && robot ? { identity: { name: s.identity.name, admin: robot.role === 'admin' }, who: { kind: 'robot', id: robot.id, role: robot.role } } : undefined;
     }
     const a = access.authenticator;
-    return a ? { name: cred.name, admin: a.isAdmin({ kind: 'account', name: cred.name }) } : undefined;
+    const who: Identity = { kind: 'account', name: cred.name };
+    return a ? { identity: { name: cred.name, admin: a.isAdmin(who) }, who } : undefined;
   };
 
   const fromIdentity = (identity: Identity): { identity: ConsoleIdentity; credential: SessionCredential } => {
@@ -125,13 +130,13 @@ export function createConsole(deps: ConsoleDeps, access: ConsoleAccess): Console
   };
 
   /** The Authorization header as the admin API reads it: the admin token, else an account or robot token. */
-  const fromHeader = async (c: ConsoleContext, header: string): Promise<ConsoleIdentity> => {
+  const fromHeader = async (c: ConsoleContext, header: string): Promise<{ identity: ConsoleIdentity; who: Identity | undefined }> => {
     const bearer = /^Bearer\s+(.+)$/i.exec(header)?.[1];
-    if (bearer !== undefined && isAdminToken(bearer)) return { name: 'admin-token', admin: true };
+    if (bearer !== undefined && isAdminToken(bearer)) return { identity: { name: 'admin-token', admin: true }, who: undefined };
     const a = access.authenticator;
     if (!a) throw new RegistryError('UNAUTHORIZED', { message: 'the Authorization header does not carry the admin token' });
     const identity = await a.authenticate(header, clientOf(c.env.incoming), 'Basic realm="ocimirror-console"');
-    return fromIdentity(identity).identity;
+    return { identity: fromIdentity(identity).identity, who: identity };
   };
 
   // Who is asking, before any page: the login page and assets are the only public ones.
@@ -143,13 +148,21 @@ export function createConsole(deps: ConsoleDeps, access: ConsoleAccess): Console
     if (header !== undefined) {
       // A browser never attaches an Authorization header a page on another site could choose, so
       // header-authenticated requests (scripts, tests) need no CSRF token: ctx.csrf stays empty.
-      ctx = { identity: await fromHeader(c, header), csrf: '', path: c.req.path };
+      const { identity, who } = await fromHeader(c, header);
+      ctx = { identity, csrf: '', path: c.req.path, canPull: pullPredicate(access.authenticator, who, identity.admin) };
     } else {
       const session = state.sessions.get(getCookie(c, SESSION_COOKIE));
-      const identity = session && sessionIdentity(session);
-      if (session && identity) {
+      const current = session && sessionIdentity(session);
+      if (session && current) {
         const reading = c.req.method === 'GET' || c.req.method === 'HEAD';
-        ctx = { identity, csrf: session.csrf, path: c.req.path, flash: c.req.method === 'GET' && !sub.endsWith('/events') ? takeFlash(session) : undefined };
+        const { identity, who } = current;
+        ctx = {
+          identity,
+          csrf: session.csrf,
+          path: c.req.path,
+          flash: c.req.method === 'GET' && !sub.endsWith('/events') ? takeFlash(session) : undefined,
+          canPull: pullPredicate(access.authenticator, who, identity.admin),
+        };
         if (!reading) {
           const form = await formOf(c);
           if (!state.csrf.verify(session.id, form.csrf)) throw new RegistryError('DENIED', { message: 'the form is stale or did not come from this console (CSRF check failed): reload the page and try again' });

@@ -29,6 +29,12 @@ export interface PageContext {
   path: string;
   /** The outcome of the action that redirected here (shown once, by the layout). */
   flash?: string | undefined;
+  /**
+   * Whether this identity may pull `repo` of the registry clients call `registry` (a name of an
+   * upstream's `registries`, or a hosted registry's name), as /v2/ would decide it: browse pages
+   * show only such repositories. Always true for admins.
+   */
+  canPull: (registry: string, repo: string) => boolean;
 }
 
 /**

@@ -3,8 +3,13 @@
  * through it: the overview (usage against the quota, the traffic charts, the upstream table), the
  * images page (registries, repositories, search, pagination links), a repository's tags and a
  * tag's page (digest, layers or platforms, the three pull commands, which do pull through the
- * mirror as written, and the action forms for an admin). Requests carry the admin token.
+ * mirror as written, and the action forms for an admin). Requests carry the admin token. A
+ * viewer whose rules let it pull one repository sees that one alone: in the list, its count,
+ * search, and its pages; the others' pages are 404 to it and 200 to an admin.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../helpers/tools.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -12,6 +17,7 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { mirrorConfig, startTestMirror, type TestMirror } from '../helpers/mirror.ts';
 import { pullImage } from '../helpers/pull.ts';
 import { MANIFEST_ACCEPT } from '../helpers/images.ts';
+import { writeHtpasswd } from '../helpers/accounts.ts';
 
 const ADMIN_TOKEN = 'console-browse-admin-token-0123456789';
 const SLOW = { timeout: 120_000 };
@@ -152,5 +158,86 @@ describeWithTools(['docker-registry'], 'console browse pages', () => {
       await res.text();
       expect(res.status, p).toBe(404);
     }
+  });
+});
+
+describeWithTools(['docker-registry', 'htpasswd'], 'console browse pages for a viewer with repository rules', () => {
+  let upstream: Upstream;
+  let m: TestMirror;
+  let dir: string;
+  const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+  const viewer = basic('viewer', 'viewer-password');
+  const ops = basic('ops', 'ops-password');
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    dir = await mkdtemp(path.join(tmpdir(), 'ocimirror-console-rules-'));
+    const htpasswd = writeHtpasswd(dir, { viewer: 'viewer-password', ops: 'ops-password' });
+    m = await startTestMirror(
+      mirrorConfig(upstream.url, {
+        admin: { token: ADMIN_TOKEN },
+        auth: {
+          htpasswd,
+          rules: [
+            { accounts: ['viewer'], repositories: ['registry.test/small'], roles: ['pull'] },
+            { accounts: ['ops'], repositories: ['**'], roles: ['admin'] },
+          ],
+        },
+      } as never),
+    );
+    // The admin account fills the cache through /v2/ (the viewer could not pull `medium`).
+    for (const repo of ['small', 'medium']) {
+      const res = await fetch(`${m.url}/v2/${repo}/manifests/latest`, { headers: { ...ops, accept: MANIFEST_ACCEPT } });
+      await res.arrayBuffer();
+      expect(res.status, repo).toBe(200);
+    }
+    const denied = await fetch(`${m.url}/v2/medium/manifests/latest`, { headers: { ...viewer, accept: MANIFEST_ACCEPT } });
+    await denied.arrayBuffer();
+    expect(denied.status).toBe(403);
+  }, SLOW.timeout);
+  afterAll(async () => {
+    await m?.stop();
+    await upstream?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function get(pathname: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+    const res = await fetch(`${m.url}${pathname}`, { headers, redirect: 'manual' });
+    return { status: res.status, body: await res.text() };
+  }
+
+  it('lists and counts only the repositories the viewer may pull, and everything for an admin', async () => {
+    const mine = await get('/console/images?registry=test', viewer);
+    expect(mine.status).toBe(200);
+    expect(mine.body).toContain('<tr data-repository="small">');
+    expect(mine.body).not.toContain('medium');
+    expect(mine.body).toMatch(/<tr data-registry="test">.*?<td class="num">1<\/td>/s);
+    for (const who of [ops, auth]) {
+      const all = await get('/console/images?registry=test', who);
+      for (const repo of ['medium', 'small']) expect(all.body).toContain(`<tr data-repository="${repo}">`);
+      expect(all.body).toMatch(/<tr data-registry="test">.*?<td class="num">2<\/td>/s);
+    }
+  });
+
+  it('does not reveal other repositories through search', async () => {
+    const found = await get('/console/images?registry=test&q=med', viewer);
+    expect(found.status).toBe(200);
+    expect(found.body).not.toContain('data-repository="medium"');
+    expect(found.body).toContain('No repository of test contains');
+    expect((await get('/console/images?registry=test&q=med', ops)).body).toContain('data-repository="medium"');
+  });
+
+  it('answers 404 to the viewer for the pages of a repository it may not pull, as for one not cached; 200 to an admin', async () => {
+    for (const p of ['/console/images/test/medium', '/console/images/test/medium/tags/latest']) {
+      const hidden = await get(p, viewer);
+      const absent = await get(p.replace('medium', 'absent'), viewer);
+      expect(hidden.status, p).toBe(404);
+      expect(absent.status, p).toBe(404);
+      expect(hidden.body.replace(/medium/g, 'absent')).toBe(absent.body);
+      expect((await get(p, ops)).status, p).toBe(200);
+    }
+    const small = await get('/console/images/test/small/tags/latest', viewer);
+    expect(small.status).toBe(200);
+    expect(small.body).not.toMatch(/data-action="(pin|delete|prefetch)"/);
   });
 });

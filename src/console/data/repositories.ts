@@ -2,10 +2,12 @@
  * @module console/data/repositories
  * One page of a source's repositories, optionally only those whose name contains a search text,
  * each with its tag count and the bytes of the blobs linked to it. Pages follow a key (the last
- * name shown), so page 400 costs what page 1 does.
+ * name shown), so page 400 costs what page 1 does. A viewer's page holds only the repositories it
+ * may pull (`visible`), filtered batch by batch after the keyset read (console/data/filtered-page).
  */
 import type { Metadata } from '../../cache/metadata/metadata.ts';
 import type { Source } from './sources.ts';
+import { filteredPage } from './filtered-page.ts';
 
 export const REPOSITORY_PAGE = 25;
 
@@ -22,12 +24,15 @@ export interface RepositoryPage {
   next: string | undefined;
 }
 
-export function repositoryPage(metadata: Metadata, source: Source, { q = '', after = '', limit = REPOSITORY_PAGE }: { q?: string; after?: string; limit?: number }): RepositoryPage {
-  // One more than shown says whether a next page exists without counting.
-  const names = q === '' ? metadata.browse.repositories(source.kind, source.name, after, limit + 1) : metadata.browse.search(source.kind, source.name, q, after, limit + 1);
-  const shown = names.slice(0, limit);
+export function repositoryPage(
+  metadata: Metadata,
+  source: Source,
+  { q = '', after = '', limit = REPOSITORY_PAGE, visible }: { q?: string; after?: string; limit?: number; visible?: ((repo: string) => boolean) | undefined },
+): RepositoryPage {
+  const fetch = (from: string, n: number) => (q === '' ? metadata.browse.repositories(source.kind, source.name, from, n) : metadata.browse.search(source.kind, source.name, q, from, n));
+  const page = filteredPage({ fetch, keyOf: (repo) => repo, keep: visible, after, limit });
   return {
-    items: shown.map((repo) => ({ repo, ...metadata.browse.stats(source.kind, source.name, repo) })),
-    next: names.length > limit ? shown[shown.length - 1] : undefined,
+    items: page.items.map((repo) => ({ repo, ...metadata.browse.stats(source.kind, source.name, repo) })),
+    next: page.next,
   };
 }

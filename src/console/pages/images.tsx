@@ -42,7 +42,10 @@ export function ImagesPage(props: ImagesPageProps) {
               </th>
               <td>{s.kind === 'hosted' ? 'hosted' : s.offline ? 'upstream (offline)' : 'upstream'}</td>
               <td>{s.registries.join(', ')}</td>
-              <td class="num">{s.repositories}</td>
+              <td class="num">
+                {s.repositories}
+                {s.capped ? '+' : ''}
+              </td>
             </tr>
           ))}
         </DataTable>

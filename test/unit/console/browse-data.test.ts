@@ -95,6 +95,21 @@ describe('repositories', () => {
     expect(repositoryPage(md, hub, { q: 'nothing-like-it' }).items).toEqual([]);
   });
 
+  it('pages only the repositories a viewer may pull, full pages across filtered rows, and counts only those', () => {
+    const visible = (repo: string) => repo !== 'library/busybox' && repo !== 'org/app-server';
+    const first = repositoryPage(md, hub, { limit: 1, visible });
+    expect(first.items.map((r) => r.repo)).toEqual(['library/alpine']);
+    const second = repositoryPage(md, hub, { after: first.next!, limit: 1, visible });
+    expect(second).toMatchObject({ items: [{ repo: 'org/tools' }], next: undefined });
+    expect(repositoryPage(md, hub, { q: 'library/', visible }).items.map((r) => r.repo)).toEqual(['library/alpine']);
+    const counts = sourceSummaries(config, md, (s) => (s.name === 'hub' ? visible : undefined));
+    expect(counts.map((s) => [s.name, s.repositories, s.capped])).toEqual([
+      ['hub', 2, false],
+      ['test', 0, false],
+      ['registry.internal', 1, false],
+    ]);
+  });
+
   it('counts the repositories of every upstream and hosted registry', () => {
     expect(sourceSummaries(config, md).map((s) => [s.name, s.kind, s.repositories])).toEqual([
       ['hub', 'upstream', 4],
