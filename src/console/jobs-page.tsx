@@ -7,6 +7,7 @@
  */
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
+import { jobVisible } from './job-visibility.ts';
 import { RegistryError } from '../registry/errors.ts';
 import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
 import type { ConsoleDeps, PageContext } from './page-context.ts';
@@ -102,7 +103,8 @@ function summary(job: Job): string {
   return job.key ?? '';
 }
 
-export function JobRows(props: { jobs: Job[] }) {
+/** `visible`: whether the viewer may see what a job is about (console/job-visibility); all when absent. */
+export function JobRows(props: { jobs: Job[]; visible?: (job: Job) => boolean }) {
   if (props.jobs.length === 0) {
     return (
       <tr>
@@ -121,9 +123,7 @@ export function JobRows(props: { jobs: Job[] }) {
           <td>
             <StateBadge state={job.state} />
           </td>
-          <td>
-            <code>{summary(job)}</code>
-          </td>
+          <td>{props.visible?.(job) === false ? <em>a repository you cannot pull</em> : <code>{summary(job)}</code>}</td>
           <td class="num">{`${job.attempts}/${job.maxAttempts}`}</td>
           <td>{when(job.createdAt)}</td>
         </tr>
@@ -132,7 +132,7 @@ export function JobRows(props: { jobs: Job[] }) {
   );
 }
 
-function JobTable(props: { jobs: Job[]; filter: JobFilter; more: boolean }) {
+function JobTable(props: { jobs: Job[]; filter: JobFilter; more: boolean; visible: (job: Job) => boolean }) {
   const f = props.filter;
   return (
     <div id="jobs">
@@ -154,7 +154,7 @@ function JobTable(props: { jobs: Job[]; filter: JobFilter; more: boolean }) {
             </tr>
           </thead>
           <tbody data-sse={`/console/jobs/events${query(f)}`} aria-live="polite">
-            <JobRows jobs={props.jobs} />
+            <JobRows jobs={props.jobs} visible={props.visible} />
           </tbody>
         </table>
       </div>
@@ -238,7 +238,7 @@ function FilterSelect(props: { label: string; name: string; values: readonly str
   );
 }
 
-function JobsPage(props: { ctx: PageContext; filter: JobFilter; jobs: Job[]; more: boolean; sync: boolean }) {
+function JobsPage(props: { ctx: PageContext; filter: JobFilter; jobs: Job[]; more: boolean; sync: boolean; visible: (job: Job) => boolean }) {
   const f = props.filter;
   return (
     <Layout ctx={props.ctx} title="Jobs">
@@ -250,7 +250,7 @@ function JobsPage(props: { ctx: PageContext; filter: JobFilter; jobs: Job[]; mor
           Filter
         </button>
       </form>
-      <JobTable jobs={props.jobs} filter={f} more={props.more} />
+      <JobTable jobs={props.jobs} filter={f} more={props.more} visible={props.visible} />
       {props.ctx.identity.admin ? <AdminActions ctx={props.ctx} sync={props.sync} /> : null}
     </Layout>
   );
@@ -349,18 +349,26 @@ export function registerJobRoutes(app: ConsoleApp, deps: ConsoleDeps, opts: { dr
     if (!job) throw new RegistryError('NOT_FOUND', { message: `no job ${raw}` });
     return job;
   };
+  const visibleTo = (ctx: PageContext) => (job: Job) => jobVisible(job, ctx, deps.config());
+  /** A job the caller may not look into is answered as one that does not exist. */
+  const visibleJob = (c: Context, raw: string): Job => {
+    const job = jobOf(raw);
+    if (!visibleTo(c.get('ctx'))(job)) throw new RegistryError('NOT_FOUND', { message: `no job ${raw}` });
+    return job;
+  };
   app.get('/jobs', (c) => {
     const filter = filterOf(c);
     const { jobs, more } = listJobs(deps, filter);
-    return c.html(<JobsPage ctx={c.get('ctx')} filter={filter} jobs={jobs} more={more} sync={typeof deps.admin.sync === 'function'} />);
+    return c.html(<JobsPage ctx={c.get('ctx')} filter={filter} jobs={jobs} more={more} sync={typeof deps.admin.sync === 'function'} visible={visibleTo(c.get('ctx'))} />);
   });
   app.get('/jobs/events', (c) => {
     const filter = filterOf(c);
-    return pollStream(c, () => ({ html: String(<JobRows jobs={listJobs(deps, filter).jobs} />), end: false }), opts.draining);
+    const visible = visibleTo(c.get('ctx'));
+    return pollStream(c, () => ({ html: String(<JobRows jobs={listJobs(deps, filter).jobs} visible={visible} />), end: false }), opts.draining);
   });
-  app.get('/jobs/:id', (c) => c.html(<JobPage ctx={c.get('ctx')} job={jobOf(c.req.param('id'))} />));
+  app.get('/jobs/:id', (c) => c.html(<JobPage ctx={c.get('ctx')} job={visibleJob(c, c.req.param('id'))} />));
   app.get('/jobs/:id/events', (c) => {
-    const id = jobOf(c.req.param('id')).id;
+    const id = visibleJob(c, c.req.param('id')).id;
     return pollStream(
       c,
       () => {

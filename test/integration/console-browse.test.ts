@@ -240,4 +240,25 @@ describeWithTools(['docker-registry', 'htpasswd'], 'console browse pages for a v
     expect(small.status).toBe(200);
     expect(small.body).not.toMatch(/data-action="(pin|delete|prefetch)"/);
   });
+
+  it('hides from the viewer what a job about a repository it may not pull is about, and shows it the rest', async () => {
+    const queue = async (image: string) => {
+      const res = await fetch(`${m.url}/admin/v1/prefetch`, { method: 'POST', headers: { ...ops, 'content-type': 'application/json' }, body: JSON.stringify({ images: [image] }) });
+      expect(res.status).toBe(202);
+      return ((await res.json()) as { jobs: { id: number }[] }).jobs[0]!.id;
+    };
+    const hiddenId = await queue('registry.test/medium:latest');
+    const shownId = await queue('registry.test/small:latest');
+    const list = await get('/console/jobs', viewer);
+    expect(list.status).toBe(200);
+    expect(list.body).not.toContain('medium');
+    expect(list.body).toContain('a repository you cannot pull');
+    expect(list.body).toContain('small');
+    expect((await get(`/console/jobs/${hiddenId}`, viewer)).status).toBe(404);
+    expect((await get(`/console/jobs/${hiddenId}/events`, viewer)).status).toBe(404);
+    expect((await get(`/console/jobs/${shownId}`, viewer)).status).toBe(200);
+    const forAdmin = await get(`/console/jobs/${hiddenId}`, ops);
+    expect(forAdmin.status).toBe(200);
+    expect(forAdmin.body).toContain('medium');
+  });
 });
