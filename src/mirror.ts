@@ -27,7 +27,6 @@ import { Background, type BackgroundDeps } from './jobs/background.ts';
 import { BucketEvictor } from './cache/bucket/bucket-eviction.ts';
 import { jobOwner } from './cluster/job-owner.ts';
 import { gatherAccess, localAccess, type AccessWalk } from './cluster/peer-access.ts';
-import type { BucketTier } from './cache/bucket/bucket-tier.ts';
 import { createAdminService } from './admin/admin-service.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { TimeSeries } from './metrics/time-series.ts';
@@ -118,8 +117,14 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
   const accessWalk: AccessWalk = (fn) => storage.metadata.eachBlobLastAccess(fn);
   const owns = cluster ? jobOwner(cluster.membership) : undefined;
   let bucketJobs: BackgroundDeps['bucket'];
-  if (storage.bucket) {
-    const tier = storage.bucket;
+  const tier = storage.bucket;
+  if (tier) {
+    tier.onCopy = (result) => metrics?.bucketCopies.inc({ result });
+    // A new replica (or one whose database was lost) learns what the bucket holds; serving does not wait for it.
+    void tier.rebuildIndex().then(
+      (totals) => totals && log.child({ module: 'bucket' }).info(totals, 'bucket index rebuilt from a listing'),
+      (err: unknown) => log.child({ module: 'bucket' }).warn({ err: (err as Error).message }, 'could not list the bucket to rebuild its index; it fills as blobs are read'),
+    );
     const evictor = new BucketEvictor({
       bucket: tier.bucket,
       // With backend s3, storage.maxSize and lowWatermark are the bucket's quota.
@@ -165,18 +170,9 @@ export async function startMirror(config: Config, log: Logger, { now = Date.now,
     hotCacheBytes: () => storage.hot.bytes,
     disk: () => storage.disk.status(),
     ...(cluster ? { clusterMembers: () => cluster.membership.members() } : {}),
-    ...(storage.bucket ? { bucket: () => ({ ...(storage.bucket as BucketTier).totals(), reachable: storage.bucket?.unreachable() === undefined }) } : {}),
+    ...(tier ? { bucket: () => ({ ...tier.totals(), reachable: tier.unreachable() === undefined }) } : {}),
     staleTags: () => Object.fromEntries(gen.config.upstreams.filter((u) => u.offline).map((u) => [u.name, storage.metadata.tags.staleCount(u.name, now() - u.tagTTL)])),
   });
-  if (storage.bucket) {
-    const tier = storage.bucket;
-    tier.onCopy = (result) => metrics?.bucketCopies.inc({ result });
-    // A new replica (or one whose database was lost) learns what the bucket holds; serving does not wait for it.
-    void tier.rebuildIndex().then(
-      (totals) => totals && log.child({ module: 'bucket' }).info(totals, 'bucket index rebuilt from a listing'),
-      (err: unknown) => log.child({ module: 'bucket' }).warn({ err: (err as Error).message }, 'could not list the bucket to rebuild its index; it fills as blobs are read'),
-    );
-  }
   // Jobs interrupted by a crash are requeued before anything new is queued.
   background.start();
 
