@@ -10,14 +10,14 @@
 import type { Context, Hono } from 'hono';
 import { RegistryError } from '../registry/errors.ts';
 import type { ConsoleDeps, ConsoleEnv } from './page-context.ts';
-import { overview } from './data/overview.ts';
+import { overview, type HistoryWindow } from './data/overview.ts';
 import { findSource, repositoryFilter, sourceSummaries } from './data/sources.ts';
 import { repositoryPage } from './data/repositories.ts';
 import { tagPage } from './data/tags.ts';
 import { tagDetail } from './data/tag-detail.ts';
 import { pullCommands } from './data/pull-commands.ts';
 import { parseImagePath } from './data/links.ts';
-import { OverviewPage, type HistoryWindow } from './pages/overview.tsx';
+import { OverviewPage } from './pages/overview.tsx';
 import { ImagesPage } from './pages/images.tsx';
 import { RepositoryPage } from './pages/repository.tsx';
 import { TagPage } from './pages/tag.tsx';
@@ -41,9 +41,7 @@ export function registerBrowseRoutes(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
     const asked = c.req.query('window');
     const window: HistoryWindow = asked === 'day' || asked === 'week' ? asked : 'hour';
     const ctx = c.get('ctx');
-    const data = overview(deps);
-    // Hosted totals count every repository, those a viewer may not pull too: admins only.
-    return c.html(<OverviewPage ctx={ctx} data={ctx.identity.admin ? data : { ...data, hosted: [] }} window={window} now={now()} />);
+    return c.html(<OverviewPage ctx={ctx} data={overview(deps, { window, hosted: ctx.identity.admin })} window={window} now={now()} />);
   });
 
   app.get('/images', (c) => {
@@ -71,8 +69,9 @@ export function registerBrowseRoutes(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
     if (parsed.tag === undefined) {
       const after = c.req.query('after') ?? '';
       const stats = metadata().browse.stats(source.kind, source.name, parsed.repo);
+      // No tag and no blob: nothing of it is cached, so there are no tags to read either.
+      if (stats.tags === 0 && stats.blobs === 0) throw notFound(`the cache holds nothing of ${source.name}/${parsed.repo.slice(0, 200)}`);
       const tags = tagPage(metadata(), source, parsed.repo, { after });
-      if (stats.tags === 0 && stats.blobs === 0 && tags.items.length === 0) throw notFound(`the cache holds nothing of ${source.name}/${parsed.repo.slice(0, 200)}`);
       return c.html(<RepositoryPage ctx={ctx} source={source} repo={parsed.repo} stats={stats} tags={tags} after={after} page={pageOf(c)} now={now()} />);
     }
     const detail = tagDetail(metadata(), deps.background.pins, source, parsed.repo, parsed.tag);

@@ -20,6 +20,7 @@ import { ROBOT_PREFIX, type RobotTokens } from '../auth/robot-tokens.ts';
 import { FailureLimiter } from '../auth/failure-limiter.ts';
 import { clientOf } from '../http/auth-middleware.ts';
 import { packageRoot } from '../util/package-root.ts';
+import { basicAuthorization } from '../util/basic-auth.ts';
 import type { Logger } from '../util/logger.ts';
 import { CsrfTokens } from './csrf.ts';
 import { pullPredicate } from './pull-access.ts';
@@ -105,6 +106,14 @@ export function createConsole(deps: ConsoleDeps, access: ConsoleAccess): Console
     }),
   );
 
+  const fromIdentity = (identity: Identity): { identity: ConsoleIdentity; credential: SessionCredential } => {
+    const a = access.authenticator;
+    if (identity.kind === 'account' && a) return { identity: { name: identity.name, admin: a.isAdmin(identity) }, credential: { kind: 'account', name: identity.name } };
+    if (identity.kind === 'robot') return { identity: { name: `robot:${identity.id}`, admin: identity.role === 'admin' }, credential: { kind: 'robot', id: identity.id } };
+    // Repository-scoped registry tokens say nothing about the console.
+    throw new RegistryError('UNAUTHORIZED', { message: 'the console takes an account, a robot token or the admin token' });
+  };
+
   /**
    * The identity a live session stands for now (a revoked robot or a changed admin token ends it),
    * with the registry identity its repository rules are judged by (none for the admin token).
@@ -112,21 +121,16 @@ export function createConsole(deps: ConsoleDeps, access: ConsoleAccess): Console
   const sessionIdentity = (s: Session): { identity: ConsoleIdentity; who: Identity | undefined } | undefined => {
     const cred = s.credential;
     if (cred.kind === 'admin-token') return adminDigest !== undefined && cred.digest === adminDigest.toString('hex') ? { identity: s.identity, who: undefined } : undefined;
-    if (cred.kind === 'robot') {
+    if (!access.authenticator) return undefined;
+    let who: Identity;
+    if (cred.kind === 'account') {
+      who = { kind: 'account', name: cred.name };
+    } else {
       const robot = access.robots.list().find((t) => t.id === cred.id && !t.expired);
-      return access.authenticator && robot ? { identity: { name: s.identity.name, admin: robot.role === 'admin' }, who: { kind: 'robot', id: robot.id, role: robot.role } } : undefined;
+      if (!robot) return undefined;
+      who = { kind: 'robot', id: robot.id, role: robot.role };
     }
-    const a = access.authenticator;
-    const who: Identity = { kind: 'account', name: cred.name };
-    return a ? { identity: { name: cred.name, admin: a.isAdmin(who) }, who } : undefined;
-  };
-
-  const fromIdentity = (identity: Identity): { identity: ConsoleIdentity; credential: SessionCredential } => {
-    const a = access.authenticator;
-    if (identity.kind === 'account' && a) return { identity: { name: identity.name, admin: a.isAdmin(identity) }, credential: { kind: 'account', name: identity.name } };
-    if (identity.kind === 'robot') return { identity: { name: `robot:${identity.id}`, admin: identity.role === 'admin' }, credential: { kind: 'robot', id: identity.id } };
-    // Repository-scoped registry tokens say nothing about the console.
-    throw new RegistryError('UNAUTHORIZED', { message: 'the console takes an account, a robot token or the admin token' });
+    return { identity: fromIdentity(who).identity, who };
   };
 
   /** The Authorization header as the admin API reads it: the admin token, else an account or robot token. */
@@ -270,8 +274,7 @@ function registerLogin(
           access.log.warn({ client }, 'console sign-in with a token that is neither the admin token nor a robot token');
         }
       } else if (form.user && form.password !== undefined && access.authenticator) {
-        const basic = Buffer.from(`${form.user}:${form.password}`, 'utf8').toString('base64');
-        signedIn = fromIdentity(await access.authenticator.authenticate(`Basic ${basic}`, client, 'Basic realm="ocimirror-console"', { bearer: false }));
+        signedIn = fromIdentity(await access.authenticator.authenticate(basicAuthorization(form.user, form.password), client, 'Basic realm="ocimirror-console"', { bearer: false }));
       }
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'TOOMANYREQUESTS') return showForm(c, 429, 'Too many failed attempts; try again later.');

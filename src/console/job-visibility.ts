@@ -8,27 +8,33 @@
 import type { Config } from '../config/schema.ts';
 import type { Job } from '../jobs/index.ts';
 import { parseImageRef } from '../registry/image-ref.ts';
-import { findSource, repositoryFilter } from './data/sources.ts';
+import { repositoryFilter, sources } from './data/sources.ts';
 import type { PageContext } from './page-context.ts';
 
-/** Whether `ctx` may see what `job` is about. */
-export function jobVisible(job: Job, ctx: Pick<PageContext, 'identity' | 'canPull'>, config: Config): boolean {
-  if (ctx.identity.admin) return true;
-  const p = job.payload as Record<string, unknown> | null;
-  if (job.type === 'sync') return false;
-  if (p === null || typeof p !== 'object') return true;
-  if (typeof p.upstream === 'string' && typeof p.repo === 'string') {
-    const source = findSource(config, p.upstream);
-    return source !== undefined && (repositoryFilter(ctx, source)?.(p.repo) ?? true);
-  }
-  if (typeof p.image === 'string') {
-    try {
-      const ref = parseImageRef(p.image);
-      return ctx.canPull(ref.registry, ref.repo);
-    } catch {
-      return false;
+/**
+ * Whether `ctx` may see what a job is about. The sources and their filters are worked out once,
+ * here, and reused for every row of a list.
+ */
+export function jobVisibility(ctx: { identity: { admin: boolean }; canPull: PageContext['canPull'] }, config: Config): (job: Job) => boolean {
+  if (ctx.identity.admin) return () => true;
+  const filters = new Map(sources(config).map((source) => [source.name, repositoryFilter(ctx, source)]));
+  return (job) => {
+    const p = job.payload as Record<string, unknown> | null;
+    if (job.type === 'sync') return false;
+    if (p === null || typeof p !== 'object') return true;
+    if (typeof p.upstream === 'string' && typeof p.repo === 'string') {
+      // A source no longer configured hides its jobs; for a viewer a filter is always there.
+      return filters.get(p.upstream)?.(p.repo) ?? false;
     }
-  }
-  // No repository named (gc, eviction and their scopes).
-  return !('image' in p || 'repo' in p || 'images' in p);
+    if (typeof p.image === 'string') {
+      try {
+        const ref = parseImageRef(p.image);
+        return ctx.canPull(ref.registry, ref.repo);
+      } catch {
+        return false;
+      }
+    }
+    // No repository named (gc, eviction and their scopes).
+    return !('image' in p || 'repo' in p || 'images' in p);
+  };
 }

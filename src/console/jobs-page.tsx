@@ -7,7 +7,7 @@
  */
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { jobVisible } from './job-visibility.ts';
+import { jobVisibility } from './job-visibility.ts';
 import { RegistryError } from '../registry/errors.ts';
 import { JOB_STATES, JOB_TYPES, type Job, type JobState, type JobType } from '../jobs/index.ts';
 import type { ConsoleDeps, PageContext } from './page-context.ts';
@@ -349,7 +349,8 @@ export function registerJobRoutes(app: ConsoleApp, deps: ConsoleDeps, opts: { dr
     if (!job) throw new RegistryError('NOT_FOUND', { message: `no job ${raw}` });
     return job;
   };
-  const visibleTo = (ctx: PageContext) => (job: Job) => jobVisible(job, ctx, deps.config());
+  /** Read per page and per stream update (not per row), so a config reload applies to the next one. */
+  const visibleTo = (ctx: PageContext) => jobVisibility(ctx, deps.config());
   /** A job the caller may not look into is answered as one that does not exist. */
   const visibleJob = (c: Context, raw: string): Job => {
     const job = jobOf(raw);
@@ -359,12 +360,13 @@ export function registerJobRoutes(app: ConsoleApp, deps: ConsoleDeps, opts: { dr
   app.get('/jobs', (c) => {
     const filter = filterOf(c);
     const { jobs, more } = listJobs(deps, filter);
-    return c.html(<JobsPage ctx={c.get('ctx')} filter={filter} jobs={jobs} more={more} sync={typeof deps.admin.sync === 'function'} visible={visibleTo(c.get('ctx'))} />);
+    const ctx = c.get('ctx');
+    return c.html(<JobsPage ctx={ctx} filter={filter} jobs={jobs} more={more} sync={typeof deps.admin.sync === 'function'} visible={visibleTo(ctx)} />);
   });
   app.get('/jobs/events', (c) => {
     const filter = filterOf(c);
-    const visible = visibleTo(c.get('ctx'));
-    return pollStream(c, () => ({ html: String(<JobRows jobs={listJobs(deps, filter).jobs} visible={visible} />), end: false }), opts.draining);
+    const ctx = c.get('ctx');
+    return pollStream(c, () => ({ html: String(<JobRows jobs={listJobs(deps, filter).jobs} visible={visibleTo(ctx)} />), end: false }), opts.draining);
   });
   app.get('/jobs/:id', (c) => c.html(<JobPage ctx={c.get('ctx')} job={visibleJob(c, c.req.param('id'))} />));
   app.get('/jobs/:id/events', (c) => {

@@ -14,7 +14,7 @@ export function canonicalRegistry(registry: string): string {
   return DOCKER_HUB.has(lower) ? 'docker.io' : lower;
 }
 
-export const PULL_ANYTHING = (): boolean => true;
+const PULL_ANYTHING = (): boolean => true;
 
 /** The `canPull` of a page context: everything for admins, else what the rules grant `identity`. */
 export function pullPredicate(authenticator: Authenticator | undefined, identity: Identity | undefined, admin: boolean): (registry: string, repo: string) => boolean {

@@ -89,16 +89,22 @@ describeIf(missing.length === 0, `missing: ${missing.join(' ')}`, 'the console i
       await page.screenshot({ path: path.join(SHOTS, 'tag.png'), fullPage: true });
       const code = (await page.locator('code[data-pull="podman"]').textContent())!.trim();
       expect(code).toContain('small:latest');
-      await page.locator('code[data-pull="podman"] ~ button[data-copy], [data-pull="podman"] button[data-copy], button[data-copy]').first().click();
+      // The podman command's own button: the clipboard holds exactly the command shown.
+      const button = page.locator('button[aria-label="Copy the podman command"]');
+      await button.click();
+      // The button says so once the clipboard write finished.
+      await button.filter({ hasText: 'Copied' }).waitFor({ timeout: 5_000 });
       const copied = await page.evaluate<string>('navigator.clipboard.readText()');
-      expect(copied.trim().length).toBeGreaterThan(0);
-      expect(copied).toContain('small');
+      expect(copied.trim()).toBe(code);
     });
 
     it('pins the tag', async () => {
       await page.locator('[data-action="pin"]').click();
-      await page.waitForLoadState('load');
+      // The redirect back to the tag page shows the unpin form once the pin is kept.
+      await page.locator('[data-action="unpin"]').waitFor({ timeout: 10_000 });
       await expect(page.locator('[data-action="unpin"]').count()).resolves.toBe(1);
+      await expect(page.locator('[data-pinned]').getAttribute('data-pinned')).resolves.toBe('yes');
+      expect(mirror.mirror.background.pins.list().map((p) => p.ref)).toEqual([expect.stringMatching(/\/small:latest$/)]);
     });
 
     it('deletes another image after confirming, and watches the job finish and the image go', async () => {

@@ -36,8 +36,7 @@ interface Statements {
   names: Statement<[Names & { limit: number }], string>;
   search: Statement<[Names & { q: string }], string>;
   count: Statement<[Names], number>;
-  tagCount: Statement<[string, string], number>;
-  bytes: Statement<[string, string], { blobs: number; bytes: number }>;
+  stats: Statement<[{ key: string; repos: string }], RepositoryStats & { repo: string }>;
   tags: Statement<[string, string, string, number], BrowseTagRow>;
 }
 
@@ -59,8 +58,11 @@ function prepare(db: Database, source: BrowseSource): Statements {
     names: db.prepare<[Names & { limit: number }], string>(`${namesAfter(links, tags, key, 'LIMIT @limit')} SELECT repo FROM names ORDER BY repo LIMIT @limit`).pluck(),
     search: db.prepare<[Names & { q: string }], string>(`${namesAfter(links, tags, key, '')} SELECT repo FROM names WHERE instr(lower(repo), lower(@q)) > 0 ORDER BY repo`).pluck(),
     count: db.prepare<[Names], number>(`${namesAfter(links, tags, key, '')} SELECT COUNT(*) FROM names`).pluck(),
-    tagCount: db.prepare<[string, string], number>(`SELECT COUNT(*) FROM ${tags} WHERE ${key} = ? AND repo = ?`).pluck(),
-    bytes: db.prepare(`SELECT COUNT(b.digest) AS blobs, COALESCE(SUM(b.size), 0) AS bytes FROM ${links} l JOIN blobs b ON b.digest = l.digest WHERE l.${key} = ? AND l.repo = ?`),
+    // A page's repositories in one statement (a JSON array of names), each an index seek per table.
+    stats: db.prepare(`SELECT r.value AS repo, (SELECT COUNT(*) FROM ${tags} t WHERE t.${key} = @key AND t.repo = r.value) AS tags,
+        COUNT(b.digest) AS blobs, COALESCE(SUM(b.size), 0) AS bytes
+      FROM json_each(@repos) r LEFT JOIN ${links} l ON l.${key} = @key AND l.repo = r.value LEFT JOIN blobs b ON b.digest = l.digest
+      GROUP BY r.value`),
     tags: db.prepare(`SELECT t.tag, t.digest, t.media_type AS mediaType, t.${at} AS at, m.size AS manifestSize, m.last_access AS lastAccess
       FROM ${tags} t LEFT JOIN manifests m ON m.digest = t.digest
       WHERE t.${key} = ? AND t.repo = ? AND t.tag > ? ORDER BY t.tag LIMIT ?`),
@@ -98,9 +100,14 @@ export class BrowseQueries {
   }
 
   stats(source: BrowseSource, name: string, repo: string): RepositoryStats {
-    const s = this.#by[source];
-    const { blobs, bytes } = s.bytes.get(name, repo) ?? { blobs: 0, bytes: 0 };
-    return { tags: s.tagCount.get(name, repo) ?? 0, blobs, bytes };
+    return this.statsOf(source, name, [repo]).get(repo) ?? { tags: 0, blobs: 0, bytes: 0 };
+  }
+
+  /** Each repository's tag count and the committed blobs linked to it, for a whole page at once. */
+  statsOf(source: BrowseSource, name: string, repos: readonly string[]): Map<string, RepositoryStats> {
+    if (repos.length === 0) return new Map();
+    const rows = this.#by[source].stats.all({ key: name, repos: JSON.stringify(repos) });
+    return new Map(rows.map(({ repo, tags, blobs, bytes }) => [repo, { tags, blobs, bytes }]));
   }
 
   /** Up to `limit` tags of a repository after `after`, in order, with their manifest's size and last access. */

@@ -1,12 +1,12 @@
 /**
  * @module console/data/overview
  * What the overview page shows, each part one cheap read: the usage row against the quota, hosted
- * registries' totals, fills and jobs in flight, every upstream's health as its client last saw it,
- * and the recorded traffic history.
+ * registries' totals (for admins), fills and jobs in flight, every upstream's health as its client
+ * last saw it, and the one window of recorded traffic history the page draws.
  */
 import type { ConsoleDeps } from '../page-context.ts';
 import type { HostedRegistryStats } from '../../cache/metadata/hosted-queries.ts';
-import type { SeriesWindow } from '../../metrics/time-series.ts';
+import type { SeriesWindow, TimeSeries } from '../../metrics/time-series.ts';
 import type { CacheUsage } from '../../cache/metadata/usage-queries.ts';
 
 export interface UpstreamHealth {
@@ -34,13 +34,27 @@ export interface Overview {
   fillsInFlight: number;
   jobDepth: number;
   upstreams: UpstreamHealth[];
-  history: { hour: SeriesWindow; day: SeriesWindow; week: SeriesWindow } | undefined;
+  /** The chosen window of traffic history; undefined where the mirror records none. */
+  history: SeriesWindow | undefined;
 }
+
+export type HistoryWindow = 'hour' | 'day' | 'week';
+
+/** Only the window shown is read: each read flushes the current minute and sums its rows. */
+const READ_WINDOW: Record<HistoryWindow, (series: TimeSeries) => SeriesWindow> = {
+  hour: (s) => s.lastHour(),
+  day: (s) => s.lastDay(),
+  week: (s) => s.lastWeek(),
+};
 
 const NO_USAGE: CacheUsage = { bytes: 0, blobs: 0, manifestBytes: 0, manifests: 0 };
 const orNull = (ms: number) => (ms > 0 ? ms : null);
 
-export function overview(deps: ConsoleDeps): Overview {
+/**
+ * `hosted`: whether to read hosted registries' totals, which count every repository (those a
+ * viewer may not pull too), so only admins are shown them.
+ */
+export function overview(deps: ConsoleDeps, { window, hosted }: { window: HistoryWindow; hosted: boolean }): Overview {
   const { storage, background } = deps;
   const config = deps.config();
   const maxSize = config.storage.maxSize;
@@ -49,7 +63,7 @@ export function overview(deps: ConsoleDeps): Overview {
     usage: storage.metadata.usage.current() ?? NO_USAGE,
     maxSize,
     lowWatermarkBytes: Math.floor(maxSize * config.storage.lowWatermark),
-    hosted: config.hosted.length > 0 ? storage.metadata.hosted.stats() : [],
+    hosted: hosted && config.hosted.length > 0 ? storage.metadata.hosted.stats() : [],
     fillsInFlight: storage.blobs.activeFills,
     jobDepth: background.store.depth(),
     upstreams: [...deps.upstreams().values()].map((u): UpstreamHealth => {
@@ -69,6 +83,6 @@ export function overview(deps: ConsoleDeps): Overview {
         backgroundPausedUntil: status.backgroundPausedUntil,
       };
     }),
-    history: series && { hour: series.lastHour(), day: series.lastDay(), week: series.lastWeek() },
+    history: series && READ_WINDOW[window](series),
   };
 }

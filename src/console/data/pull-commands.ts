@@ -7,6 +7,7 @@
  * dot or a colon. Docker's `registry-mirrors` applies to Docker Hub images only, so the plain
  * `docker pull alpine` form is offered for docker.io alone.
  */
+import { canonicalRegistry } from '../pull-access.ts';
 
 export interface PullCommands {
   containerd: string;
@@ -36,16 +37,14 @@ export interface PullTarget {
   tag: string;
 }
 
-const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-
 /** Docker's rule, as the router applies it: a first component with '.' or ':' or 'localhost' names a registry. */
 function routesByPrefix(registry: string): boolean {
   return registry.includes('.') || registry.includes(':') || registry === 'localhost';
 }
 
 export function pullCommands({ mirrorHost, tls, registry, repo, tag }: PullTarget): PullCommands {
-  const hub = DOCKER_HUB.has(registry);
-  const canonical = hub ? 'docker.io' : registry;
+  const canonical = canonicalRegistry(registry);
+  const hub = canonical === 'docker.io';
   const image = `${canonical}/${repo}:${tag}`;
   // A registry name without a dot or colon is not seen as a prefix: such a name is reached as the default (or by Host).
   const location = routesByPrefix(canonical) ? `${mirrorHost}/${canonical}` : mirrorHost;

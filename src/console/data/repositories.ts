@@ -31,8 +31,9 @@ export function repositoryPage(
 ): RepositoryPage {
   const fetch = (from: string, n: number) => (q === '' ? metadata.browse.repositories(source.kind, source.name, from, n) : metadata.browse.search(source.kind, source.name, q, from, n));
   const page = filteredPage({ fetch, keyOf: (repo) => repo, keep: visible, after, limit });
+  const stats = metadata.browse.statsOf(source.kind, source.name, page.items);
   return {
-    items: page.items.map((repo) => ({ repo, ...metadata.browse.stats(source.kind, source.name, repo) })),
+    items: page.items.map((repo) => ({ repo, ...(stats.get(repo) ?? { tags: 0, blobs: 0, bytes: 0 }) })),
     next: page.next,
   };
 }

@@ -96,16 +96,14 @@ export function imageRef(source: Source, repo: string, tag: string): string {
 }
 
 export function tagDetail(metadata: Metadata, pins: Pins, source: Source, repo: string, tag: string): TagDetail | undefined {
-  const row =
-    source.kind === 'upstream'
-      ? (() => {
-          const t = metadata.getTag(source.name, repo, tag);
-          return t && { digest: t.digest, mediaType: t.mediaType, at: t.fetchedAt };
-        })()
-      : (() => {
-          const t = metadata.hosted.tag(source.name, repo, tag);
-          return t && { digest: t.digest, mediaType: t.mediaType, at: t.pushedAt };
-        })();
+  let row: { digest: string; mediaType: string; at: number } | undefined;
+  if (source.kind === 'upstream') {
+    const t = metadata.getTag(source.name, repo, tag);
+    row = t && { digest: t.digest, mediaType: t.mediaType, at: t.fetchedAt };
+  } else {
+    const t = metadata.hosted.tag(source.name, repo, tag);
+    row = t && { digest: t.digest, mediaType: t.mediaType, at: t.pushedAt };
+  }
   if (!row) return undefined;
   const m = metadata.getManifest(row.digest);
   const access = m ? metadata.manifests.access(row.digest) : undefined;

@@ -6,16 +6,13 @@
 import type { Metadata } from '../../cache/metadata/metadata.ts';
 import type { BrowseTagRow } from '../../cache/metadata/browse-queries.ts';
 import type { Source } from './sources.ts';
+import { filteredPage, type FilteredPage } from './filtered-page.ts';
 
 export const TAG_PAGE = 50;
 
-export interface TagPage {
-  items: BrowseTagRow[];
-  next: string | undefined;
-}
+export type TagPage = FilteredPage<BrowseTagRow>;
 
 export function tagPage(metadata: Metadata, source: Source, repo: string, { after = '', limit = TAG_PAGE }: { after?: string; limit?: number }): TagPage {
-  const rows = metadata.browse.tags(source.kind, source.name, repo, after, limit + 1);
-  const shown = rows.slice(0, limit);
-  return { items: shown, next: rows.length > limit ? shown[shown.length - 1]!.tag : undefined };
+  // Nothing filtered: one read of a page plus one row, which says whether a next page exists.
+  return filteredPage({ fetch: (from, n) => metadata.browse.tags(source.kind, source.name, repo, from, n), keyOf: (t) => t.tag, keep: undefined, after, limit });
 }

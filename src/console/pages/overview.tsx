@@ -6,14 +6,12 @@
  */
 import { Layout } from '../layout.tsx';
 import type { PageContext } from '../page-context.ts';
-import type { Overview, UpstreamHealth } from '../data/overview.ts';
+import type { HistoryWindow, Overview, UpstreamHealth } from '../data/overview.ts';
 import type { SeriesWindow } from '../../metrics/time-series.ts';
 import { LineChart } from '../charts/line-chart.tsx';
 import { StackedBars } from '../charts/stacked-bars.tsx';
 import { SizeBar } from '../charts/size-bar.tsx';
 import { bytes, count, DataTable, Section, utc, When } from './page-parts.tsx';
-
-export type HistoryWindow = 'hour' | 'day' | 'week';
 
 const WINDOWS: Record<HistoryWindow, { label: string; bucket: string }> = {
   hour: { label: 'Last hour', bucket: 'per minute' },
@@ -157,7 +155,6 @@ const UPSTREAM_COLUMNS = ['Upstream', 'State', 'Last answer', 'Last error', 'Ser
 
 export function OverviewPage(props: { ctx: PageContext; data: Overview; window: HistoryWindow; now: number }) {
   const { data, now } = props;
-  const window = data.history?.[props.window];
   return (
     <Layout ctx={props.ctx} title="Overview">
       <h1>Overview</h1>
@@ -204,7 +201,7 @@ export function OverviewPage(props: { ctx: PageContext; data: Overview; window: 
           </DataTable>
         </Section>
       ) : null}
-      {window ? <History window={props.window} data={window} /> : <p>No traffic history is recorded by this mirror.</p>}
+      {data.history ? <History window={props.window} data={data.history} /> : <p>No traffic history is recorded by this mirror.</p>}
       <Section id="upstreams" title="Upstreams">
         <DataTable data="upstreams" columns={UPSTREAM_COLUMNS}>
           {data.upstreams.map((u) => (

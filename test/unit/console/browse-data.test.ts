@@ -85,6 +85,15 @@ describe('repositories', () => {
     const alpine = repositoryPage(md, hub, { limit: 1 }).items[0];
     expect(alpine).toEqual({ repo: 'library/alpine', tags: 3, blobs: 3, bytes: 3100 });
     expect(repositoryPage(md, hub, { q: 'app' }).items).toEqual([{ repo: 'org/app-server', tags: 0, blobs: 1, bytes: 7000 }]);
+    // A whole page is counted at once: each row its own, none borrowed from a neighbour.
+    expect(repositoryPage(md, hub, {}).items).toEqual([
+      { repo: 'library/alpine', tags: 3, blobs: 3, bytes: 3100 },
+      { repo: 'library/busybox', tags: 1, blobs: 2, bytes: 550 },
+      { repo: 'org/app-server', tags: 0, blobs: 1, bytes: 7000 },
+      { repo: 'org/tools', tags: 1, blobs: 1, bytes: 10 },
+    ]);
+    // A hosted link to a blob not committed yet counts no blob.
+    expect(repositoryPage(md, findSource(config, 'registry.internal')!, {}).items).toEqual([{ repo: 'team/one', tags: 0, blobs: 0, bytes: 0 }]);
   });
 
   it('narrows the list to names containing the search text, case-insensitively, and pages the matches', () => {

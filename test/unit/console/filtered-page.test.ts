@@ -4,11 +4,17 @@
  * the key until the page is full or the rows end, never more than the bound, and the next key
  * continues exactly where the page stopped; and the pull predicate judges names as /v2/ does.
  */
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { filteredCount, filteredPage } from '../../../src/console/data/filtered-page.ts';
 import { canonicalRegistry, pullPredicate } from '../../../src/console/pull-access.ts';
 import { repositoryFilter, type Source } from '../../../src/console/data/sources.ts';
-import type { Authenticator } from '../../../src/auth/authenticator.ts';
+import { Authenticator } from '../../../src/auth/authenticator.ts';
+import { FailureLimiter } from '../../../src/auth/failure-limiter.ts';
+import type { RobotTokens } from '../../../src/auth/robot-tokens.ts';
+import { AccessRules } from '../../../src/auth/rules.ts';
+import { TokenService } from '../../../src/auth/token-service.ts';
+import { silentLogger } from '../../../src/util/logger.ts';
 
 /** `n` names `r000`… in key order, and a fetch that records how many rows each call asked for. */
 function rows(n: number): { names: string[]; calls: number[]; fetch: (after: string, limit: number) => string[] } {
@@ -61,15 +67,24 @@ describe('filteredCount', () => {
 });
 
 describe('pull predicate', () => {
-  const asked: string[] = [];
-  const authenticator = { may: (_who: unknown, canonical: string) => (asked.push(canonical), canonical === 'docker.io/library/alpine' || canonical === 'registry.internal/team/one') } as unknown as Authenticator;
+  // The real authenticator and rules /v2/ asks: the viewer may pull two repositories, named as clients see them.
+  const authenticator = new Authenticator({
+    accounts: undefined,
+    robots: { onRevoke: undefined } as unknown as RobotTokens,
+    tokens: new TokenService({ key: randomBytes(32), service: 'ocimirror', ttlMs: 300_000 }),
+    rules: new AccessRules([{ accounts: ['viewer'], groups: [], repositories: ['docker.io/library/alpine', 'registry.internal/team/one'], roles: ['pull'] }]),
+    anonymous: 'none',
+    limiter: new FailureLimiter(),
+    log: silentLogger,
+  });
   const viewer = pullPredicate(authenticator, { kind: 'account', name: 'viewer' }, false);
 
   it('judges the name clients see, registry first, Docker Hub as docker.io', () => {
     expect(canonicalRegistry('Index.Docker.IO')).toBe('docker.io');
-    expect(viewer('index.docker.io', 'library/alpine')).toBe(true);
+    for (const registry of ['docker.io', 'index.docker.io', 'Registry-1.Docker.IO']) expect(viewer(registry, 'library/alpine'), registry).toBe(true);
     expect(viewer('docker.io', 'library/busybox')).toBe(false);
-    expect(asked).toContain('docker.io/library/busybox');
+    expect(viewer('registry.internal', 'team/one')).toBe(true);
+    expect(viewer('other.example', 'library/alpine')).toBe(false);
   });
 
   it('lets admins see everything, and identities without rules nothing', () => {
